@@ -1,0 +1,121 @@
+//! The agent library's error type. Every variant names the thing it is about (a file, a URL,
+//! a field, a bundle) and says what was expected and what was found.
+
+use std::path::PathBuf;
+
+/// Errors of the drover agent library.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Reading or writing a local file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A network request failed.
+    #[error("{url}: {message}")]
+    Fetch {
+        /// The URL requested.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// Data was larger than its limit.
+    #[error("{what}: larger than the limit of {limit} bytes")]
+    TooLarge {
+        /// What was being read (a URL or path).
+        what: String,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// A blob's bytes did not hash to the digest the index gave for it.
+    #[error("{what}: content does not match its digest: expected {expected}, got {actual}")]
+    DigestMismatch {
+        /// Where the blob came from.
+        what: String,
+        /// The digest from the signed index.
+        expected: String,
+        /// The digest of the bytes received.
+        actual: String,
+    },
+    /// A blob had a different size than the index said.
+    #[error("{what}: size mismatch: index says {expected} bytes, got {actual}")]
+    SizeMismatch {
+        /// Where the blob came from.
+        what: String,
+        /// The size from the signed index.
+        expected: u64,
+        /// The number of bytes received.
+        actual: u64,
+    },
+    /// A trusted key could not be read.
+    #[error("trusted key {path}: {message}")]
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// What was wrong with it.
+        message: String,
+    },
+    /// The index signature did not verify with any trusted key.
+    #[error("{what}: signature rejected: {message}")]
+    Signature {
+        /// The index that was being verified.
+        what: String,
+        /// Why each trusted key refused it.
+        message: String,
+    },
+    /// The index is past its `expires` time.
+    #[error("{what}: index expired at {expires} (now {now}); the publisher must re-publish")]
+    Expired {
+        /// The index.
+        what: String,
+        /// Its expiry.
+        expires: String,
+        /// The agent's clock.
+        now: String,
+    },
+    /// The index is older than (or conflicts with) one already applied.
+    #[error("{what}: {message}")]
+    Rollback {
+        /// The index.
+        what: String,
+        /// Details (versions involved).
+        message: String,
+    },
+    /// The index or a bundle file is malformed.
+    #[error("{what}: invalid: {message}")]
+    Invalid {
+        /// What was being read: a file, URL, field path or bundle entry.
+        what: String,
+        /// What was expected and what was found.
+        message: String,
+    },
+    /// The configuration is not usable.
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+impl Error {
+    /// Shorthand for [`Error::Io`].
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Shorthand for [`Error::Invalid`].
+    pub fn invalid(what: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Invalid {
+            what: what.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Result type of the agent library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,197 @@
+//! The store format, v1: the types of `index.json` and the names used in a store.
+//!
+//! docs/format.md is the normative specification and mirrors these types one-to-one.
+//! Unknown fields are ignored so that later v1 additions stay readable by older agents;
+//! every field described here is checked by [`Index::validate`].
+
+mod digest;
+mod name;
+mod selector;
+
+pub use digest::Digest;
+pub use name::BundleName;
+pub use selector::{LabelSelector, Operator, Requirement};
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::error::{Error, Result};
+
+/// The only `apiVersion` this agent understands.
+pub const API_VERSION: &str = "drover.dev/v1";
+/// The `kind` of a channel index.
+pub const INDEX_KIND: &str = "Index";
+/// File name of the channel index inside a store.
+pub const INDEX_FILE: &str = "index.json";
+/// File name of the index signature inside a store.
+pub const SIGNATURE_FILE: &str = "index.json.minisig";
+/// Directory of bundle blobs inside a store; a blob lives at `blobs/sha256/<hex>`.
+pub const BLOB_DIR: &str = "blobs/sha256";
+
+/// A channel index: the one mutable, signed file of a store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Index {
+    /// Always [`API_VERSION`].
+    pub api_version: String,
+    /// Always [`INDEX_KIND`].
+    pub kind: String,
+    /// Channel name, e.g. `stable`.
+    pub channel: String,
+    /// Increases with every publish; agents refuse to go back.
+    pub version: u64,
+    /// After this instant agents refuse the index (anti-freeze).
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires: OffsetDateTime,
+    /// The bundles of this channel.
+    #[serde(default)]
+    pub bundles: Vec<Bundle>,
+}
+
+/// One bundle entry of the index.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Bundle {
+    /// Unique name; also names the file the dir sink writes.
+    pub name: BundleName,
+    /// Namespace given to namespaced objects that have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Bundles that must be in place on the cluster before this one is applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<BundleName>,
+    /// A paused bundle stays at whatever digest each cluster has now.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
+    /// Staged rollout; absent means 100 %.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
+    /// Ordered targets: the first that matches the cluster wins.
+    pub targets: Vec<Target>,
+}
+
+/// Staged rollout of a bundle.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rollout {
+    /// Percentage (0–100) of clusters, by stable hash bucket, that take the current digest.
+    pub percent: u8,
+}
+
+/// One target of a bundle: which clusters, and which blob they get.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Target {
+    /// Label selector over the cluster's labels; `{}` matches every cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_selector: Option<LabelSelector>,
+    /// Exact cluster name. With a selector as well, both must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_name: Option<String>,
+    /// Digest of the bundle blob for matching clusters.
+    pub digest: Digest,
+    /// Size of that blob in bytes.
+    pub size: u64,
+}
+
+impl Index {
+    /// Checks every field rule of format v1 that serde cannot express. `what` names the
+    /// index (its URL or path) in errors.
+    pub fn validate(&self, what: &str) -> Result<()> {
+        let bad = |field: String, message: String| Error::invalid(format!("{what}: {field}"), message);
+        if self.api_version != API_VERSION {
+            return Err(bad(
+                "apiVersion".into(),
+                format!("expected {API_VERSION:?}, found {:?}", self.api_version),
+            ));
+        }
+        if self.kind != INDEX_KIND {
+            return Err(bad("kind".into(), format!("expected {INDEX_KIND:?}, found {:?}", self.kind)));
+        }
+        if self.channel.is_empty() {
+            return Err(bad("channel".into(), "must not be empty".into()));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, bundle) in self.bundles.iter().enumerate() {
+            let at = |field: &str| format!("bundles[{i}] ({}).{field}", bundle.name);
+            if !seen.insert(&bundle.name) {
+                return Err(bad(at("name"), "duplicate bundle name".into()));
+            }
+            if let Some(rollout) = bundle.rollout {
+                if rollout.percent > 100 {
+                    return Err(bad(at("rollout.percent"), format!("must be 0..=100, found {}", rollout.percent)));
+                }
+            }
+            if let Some(ns) = &bundle.namespace {
+                name::check_dns_label(ns).map_err(|m| bad(at("namespace"), m))?;
+            }
+            for (t, target) in bundle.targets.iter().enumerate() {
+                if target.cluster_selector.is_none() && target.cluster_name.is_none() {
+                    return Err(bad(
+                        at(&format!("targets[{t}]")),
+                        "needs clusterSelector or clusterName (use clusterSelector: {} for every cluster)".into(),
+                    ));
+                }
+                if let Some(selector) = &target.cluster_selector {
+                    selector
+                        .validate()
+                        .map_err(|m| bad(at(&format!("targets[{t}].clusterSelector")), m))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Finds a bundle by name.
+    pub fn bundle(&self, name: &BundleName) -> Option<&Bundle> {
+        self.bundles.iter().find(|b| &b.name == name)
+    }
+}
+
+/// Formats a timestamp as RFC 3339, as the index does.
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"{"apiVersion":"drover.dev/v1","kind":"Index","channel":"stable","version":7,
+      "expires":"2026-12-31T00:00:00Z","bundles":[{"name":"web","namespace":"web","dependsOn":[],
+      "paused":false,"rollout":{"percent":100},"targets":[{"clusterSelector":{"matchLabels":{"env":"prod"}},
+      "digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":1234},
+      {"clusterName":"site-7","digest":"sha256:1111111111111111111111111111111111111111111111111111111111111111","size":9}]}]}"#;
+
+    #[test]
+    fn parses_the_example_from_the_spec() {
+        let index: Index = serde_json::from_str(EXAMPLE).expect("example parses");
+        index.validate("example").expect("example is valid");
+        assert_eq!(index.version, 7);
+        assert_eq!(index.bundles[0].targets[1].cluster_name.as_deref(), Some("site-7"));
+    }
+
+    #[test]
+    fn rejects_wrong_api_version_naming_the_field() {
+        let mut index: Index = serde_json::from_str(EXAMPLE).expect("example parses");
+        index.api_version = "drover.dev/v2".into();
+        let err = index.validate("x").expect_err("v2 refused").to_string();
+        assert!(err.contains("apiVersion") && err.contains("drover.dev/v2"), "{err}");
+    }
+
+    #[test]
+    fn rejects_target_without_selector_or_name() {
+        let mut index: Index = serde_json::from_str(EXAMPLE).expect("example parses");
+        index.bundles[0].targets[0].cluster_selector = None;
+        let err = index.validate("x").expect_err("refused").to_string();
+        assert!(err.contains("targets[0]"), "{err}");
+    }
+
+    #[test]
+    fn rejects_duplicate_bundle_names() {
+        let mut index: Index = serde_json::from_str(EXAMPLE).expect("example parses");
+        index.bundles.push(index.bundles[0].clone());
+        assert!(index.validate("x").expect_err("dup").to_string().contains("duplicate"));
+    }
+}

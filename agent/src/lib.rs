@@ -1,0 +1,35 @@
+//! The drover agent library.
+//!
+//! drover keeps a k3s cluster in the state declared by a *store*: a signed channel index
+//! (`index.json` + `index.json.minisig`) and bundle tarballs named by their sha256
+//! (`blobs/sha256/<hex>`). The agent runs one pipeline, one module per stage:
+//!
+//! ```text
+//! source → verify → select → render → sink → state/report
+//! ```
+//!
+//! * [`source`] reads index, signature and blobs from `http(s)://` and `file://` stores, with
+//!   size limits enforced while streaming and every blob checked against its sha256.
+//! * [`verify`] checks the minisign signature before the index is parsed, then expiry and
+//!   anti-rollback, and is the only way to obtain a [`verify::VerifiedIndex`].
+//! * [`select`] decides, for this cluster, which digest of which bundle applies and why.
+//! * [`render`] reads a verified bundle tarball safely and substitutes `${cluster.*}`.
+//! * [`sink`] hands rendered manifests to the cluster (the k3s auto-deploy directory).
+//! * [`state`] remembers what was applied, written atomically.
+//!
+//! The publisher (`drover` binary, server crate) reuses [`format`], [`verify`] and [`select`].
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod error;
+pub mod format;
+pub mod fsutil;
+pub mod render;
+pub mod run;
+pub mod select;
+pub mod sink;
+pub mod source;
+pub mod state;
+pub mod verify;
+
+pub use error::Error;

@@ -1,0 +1,278 @@
+//! One agent cycle: read every source, keep the highest verified index, plan, then for each
+//! bundle in dependency order fetch, render and apply it, remove what is no longer
+//! targeted, and record the result in the state directory.
+//!
+//! An index-level failure (no source yields a valid index) returns an error before
+//! anything is written. A bundle-level failure leaves that bundle's previous content in
+//! place and the cycle goes on with the others.
+
+use std::collections::BTreeSet;
+
+use time::OffsetDateTime;
+
+use crate::config::AgentConfig;
+use crate::error::{Error, Result};
+use crate::format::{rfc3339, BundleName, Digest};
+use crate::render::render_bundle;
+use crate::select::{plan, Chosen, Decision};
+use crate::sink::Sink;
+use crate::source::Source;
+use crate::state::{self, BundleState, IndexState, State, Status};
+use crate::verify::{verify_index, VerifiedIndex};
+
+/// What a cycle did.
+#[derive(Debug, Clone)]
+pub struct CycleReport {
+    /// Channel of the applied index.
+    pub channel: String,
+    /// Version of the applied index.
+    pub version: u64,
+    /// Where the index came from.
+    pub origin: String,
+    /// Per-bundle results, in the order they were processed.
+    pub bundles: Vec<(BundleName, BundleState)>,
+    /// Sources that failed or served an older index (not fatal when another source worked).
+    pub source_problems: Vec<String>,
+}
+
+impl CycleReport {
+    /// True when every targeted bundle is in place.
+    pub fn is_success(&self) -> bool {
+        self.bundles.iter().all(|(_, b)| b.status.is_settled())
+    }
+}
+
+/// Runs one cycle. `Err` means the index could not be used and nothing was changed.
+pub async fn run_cycle(cfg: &AgentConfig, now: OffsetDateTime) -> Result<CycleReport> {
+    let mut state = State::load(&cfg.state_dir)?;
+    let (verified, winner, source_problems) = best_index(cfg, &state, now).await?;
+    let index = verified.index();
+    let Sink::Dir(sink) = &cfg.sink;
+
+    let mut results: Vec<(BundleName, BundleState)> = Vec::new();
+    let mut in_place: BTreeSet<BundleName> = BTreeSet::new();
+    for item in plan(&verified, &cfg.cluster) {
+        let name = &item.bundle.name;
+        let previous = state.bundles.get(name).cloned();
+        let kept = |status: Status, message: String| BundleState {
+            status,
+            message,
+            digest: previous.as_ref().and_then(|p| p.digest.clone()),
+            file_sha256: previous.as_ref().and_then(|p| p.file_sha256.clone()),
+        };
+        let has_applied = previous.as_ref().is_some_and(|p| p.digest.is_some());
+        let result = match item.decision {
+            Decision::Invalid(problem) => kept(Status::Error, problem),
+            Decision::NotTargeted if has_applied || previous.as_ref().is_some_and(|p| p.file_sha256.is_some()) => {
+                remove(sink, name, "no target matches this cluster")
+            }
+            Decision::NotTargeted => kept(Status::NotTargeted, "no target matches this cluster".into()),
+            Decision::Paused { would_get } => kept(
+                Status::Paused,
+                format!("paused in the index (targets select {})", would_get.digest.short()),
+            ),
+            Decision::OutsideRollout {
+                bucket,
+                percent,
+                would_get,
+            } => kept(
+                Status::OutsideRollout,
+                format!(
+                    "rollout bucket {bucket} is outside the {percent}% wave for {}",
+                    would_get.digest.short()
+                ),
+            ),
+            Decision::Deploy(chosen) => {
+                let waiting: Vec<&str> = item
+                    .bundle
+                    .depends_on
+                    .iter()
+                    .filter(|d| !in_place.contains(*d))
+                    .map(BundleName::as_str)
+                    .collect();
+                if waiting.is_empty() {
+                    let namespace = item.bundle.namespace.as_deref();
+                    apply(cfg, sink, &winner, name, namespace, &chosen, previous.as_ref()).await
+                } else {
+                    kept(
+                        Status::PendingDependency,
+                        format!("waiting for {} to be applied", waiting.join(", ")),
+                    )
+                }
+            }
+        };
+        if result.digest.is_some() && result.status != Status::Removed {
+            in_place.insert(name.clone());
+        }
+        results.push((name.clone(), result));
+    }
+    // Bundles applied before that the index no longer lists at all.
+    for (name, previous) in &state.bundles {
+        let listed = index.bundle(name).is_some();
+        if !listed && (previous.digest.is_some() || previous.file_sha256.is_some()) {
+            results.push((name.clone(), remove(sink, name, "the bundle is no longer in the index")));
+        }
+    }
+
+    state.index = Some(IndexState {
+        channel: index.channel.clone(),
+        version: index.version,
+        sha256: verified.sha256().clone(),
+        origin: verified.origin().to_string(),
+        applied_at: rfc3339(now),
+    });
+    state.bundles = results
+        .iter()
+        .filter(|(_, b)| b.digest.is_some() || b.file_sha256.is_some() || b.status == Status::Error)
+        .cloned()
+        .collect();
+    state.save(&cfg.state_dir)?;
+    state::prune_blob_cache(&cfg.state_dir, &state)?;
+    Ok(CycleReport {
+        channel: index.channel.clone(),
+        version: index.version,
+        origin: verified.origin().to_string(),
+        bundles: results,
+        source_problems,
+    })
+}
+
+/// Reads every source; the highest verified version wins. Problems with other sources are
+/// returned for reporting. Fails only when no source yields a valid index.
+async fn best_index(
+    cfg: &AgentConfig,
+    state: &State,
+    now: OffsetDateTime,
+) -> Result<(VerifiedIndex, Source, Vec<String>)> {
+    let applied = state.applied();
+    let mut best: Option<(VerifiedIndex, Source)> = None;
+    let mut problems = Vec::new();
+    let mut last_error = None;
+    for source in &cfg.sources {
+        let verified = match source.fetch_index().await {
+            Ok(raw) => verify_index(&raw, &cfg.keys, now, applied.as_ref()),
+            Err(e) => Err(e),
+        };
+        match verified {
+            Ok(v) if best.as_ref().is_none_or(|(b, _)| v.index().version > b.index().version) => {
+                if let Some((older, _)) = best.replace((v, source.clone())) {
+                    problems.push(format!("{}: serves older version {}", older.origin(), older.index().version));
+                }
+            }
+            Ok(v) => problems.push(format!("{}: serves older version {}", v.origin(), v.index().version)),
+            Err(e) => {
+                tracing::warn!(source = %source.location(), error = %e, "source unusable");
+                problems.push(e.to_string());
+                last_error = Some(e);
+            }
+        }
+    }
+    match (best, last_error) {
+        (Some((v, s)), _) => Ok((v, s, problems)),
+        (None, Some(e)) if cfg.sources.len() == 1 => Err(e),
+        (None, _) => Err(Error::Fetch {
+            url: cfg.sources.iter().map(Source::location).collect::<Vec<_>>().join(", "),
+            message: format!("no source gave a valid index: {}", problems.join("; ")),
+        }),
+    }
+}
+
+async fn apply(
+    cfg: &AgentConfig,
+    sink: &crate::sink::DirSink,
+    winner: &Source,
+    name: &BundleName,
+    namespace: Option<&str>,
+    chosen: &Chosen,
+    previous: Option<&BundleState>,
+) -> BundleState {
+    let unchanged = previous.is_some_and(|p| {
+        p.digest.as_ref() == Some(&chosen.digest)
+            && p.file_sha256.as_ref().is_some_and(|sha| sink.is_in_place(name, sha))
+    });
+    if unchanged {
+        return BundleState {
+            status: Status::Applied,
+            message: format!("{} already in place", chosen.digest.short()),
+            digest: Some(chosen.digest.clone()),
+            file_sha256: previous.and_then(|p| p.file_sha256.clone()),
+        };
+    }
+    let outcome = async {
+        let blob = fetch_blob(cfg, winner, &chosen.digest, chosen.size).await?;
+        let what = format!("bundle {name} ({})", chosen.digest);
+        let rendered = render_bundle(&blob, &what, namespace, &cfg.cluster, &cfg.render_limits)?;
+        let file_sha = sink.apply(name, &chosen.digest, &rendered)?;
+        Ok::<_, Error>((file_sha, rendered.documents.len()))
+    }
+    .await;
+    match outcome {
+        Ok((file_sha, objects)) => BundleState {
+            status: Status::Applied,
+            message: format!(
+                "{} written to {} ({objects} objects, target {})",
+                chosen.digest.short(),
+                sink.file_for(name).display(),
+                chosen.target
+            ),
+            digest: Some(chosen.digest.clone()),
+            file_sha256: Some(file_sha),
+        },
+        Err(e) => {
+            tracing::error!(bundle = %name, error = %e, "bundle not applied; previous content kept");
+            BundleState {
+                status: Status::Error,
+                message: e.to_string(),
+                digest: previous.and_then(|p| p.digest.clone()),
+                file_sha256: previous.and_then(|p| p.file_sha256.clone()),
+            }
+        }
+    }
+}
+
+fn remove(sink: &crate::sink::DirSink, name: &BundleName, reason: &str) -> BundleState {
+    match sink.remove(name, reason) {
+        Ok(sha) => BundleState {
+            status: Status::Removed,
+            message: format!("{reason}; tombstone written so k3s deletes its objects"),
+            digest: None,
+            file_sha256: Some(sha),
+        },
+        Err(e) => BundleState {
+            status: Status::Error,
+            message: format!("could not remove: {e}"),
+            digest: None,
+            file_sha256: None,
+        },
+    }
+}
+
+/// Returns the path of a verified copy of blob `digest` in the cache, downloading it (from
+/// the source that gave the index first, then the others) when missing or damaged.
+async fn fetch_blob(cfg: &AgentConfig, winner: &Source, digest: &Digest, size: u64) -> Result<std::path::PathBuf> {
+    let dest = state::cached_blob(&cfg.state_dir, digest);
+    if cached_blob_is_intact(&dest, digest, size) {
+        return Ok(dest);
+    }
+    crate::fsutil::ensure_dir(dest.parent().expect("cached blob paths have a parent"))?;
+    let mut last = None;
+    for source in std::iter::once(winner).chain(cfg.sources.iter().filter(|s| s.location() != winner.location())) {
+        match source.fetch_blob(digest, size, &dest).await {
+            Ok(()) => return Ok(dest),
+            Err(e) => {
+                tracing::warn!(source = %source.location(), blob = %digest, error = %e, "blob fetch failed");
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.expect("at least one source was tried"))
+}
+
+fn cached_blob_is_intact(path: &std::path::Path, digest: &Digest, size: u64) -> bool {
+    use sha2::Digest as _;
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut hasher = sha2::Sha256::new();
+    std::io::copy(&mut file, &mut hasher).is_ok_and(|n| n == size) && &Digest::from_hasher(hasher) == digest
+}

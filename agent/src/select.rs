@@ -1,0 +1,306 @@
+//! Selection: which digest of which bundle this cluster should run, and why.
+//!
+//! For each bundle, targets are tried in order and the first whose selector and name
+//! match wins; no match means the bundle is not deployed here. `paused` and `rollout`
+//! then decide whether the cluster takes that digest now. Plans come out in dependency
+//! order (a bundle after everything in its `dependsOn`), so stages after this one can
+//! apply in sequence.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sha2::{Digest as _, Sha256};
+
+use crate::format::{Bundle, BundleName, Digest, Target};
+use crate::verify::VerifiedIndex;
+
+/// The identity of the cluster the agent runs for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Cluster {
+    /// Unique cluster name.
+    pub name: String,
+    /// Cluster labels, matched by `clusterSelector`.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The blob a target assigns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chosen {
+    /// Blob digest.
+    pub digest: Digest,
+    /// Blob size.
+    pub size: u64,
+    /// Index of the matching target in the bundle's `targets`.
+    pub target: usize,
+}
+
+/// What should happen to one bundle on this cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Apply this blob.
+    Deploy(Chosen),
+    /// No target matches this cluster: the bundle must not be present.
+    NotTargeted,
+    /// The bundle is paused: keep whatever is applied now. `would_get` is what the
+    /// targets select, for display.
+    Paused {
+        /// The blob the targets select.
+        would_get: Chosen,
+    },
+    /// The cluster's rollout bucket is outside the current wave: keep what is applied.
+    OutsideRollout {
+        /// This cluster's bucket, 0–99.
+        bucket: u8,
+        /// The wave's percentage.
+        percent: u8,
+        /// The blob clusters inside the wave get.
+        would_get: Chosen,
+    },
+    /// The bundle cannot be planned (dependency cycle or unknown dependency).
+    Invalid(String),
+}
+
+/// The plan for one bundle.
+#[derive(Debug, Clone)]
+pub struct BundlePlan<'a> {
+    /// The bundle entry of the verified index.
+    pub bundle: &'a Bundle,
+    /// The decision for this cluster.
+    pub decision: Decision,
+}
+
+/// Plans every bundle of `index` for `cluster`, in dependency order.
+pub fn plan<'a>(index: &'a VerifiedIndex, cluster: &Cluster) -> Vec<BundlePlan<'a>> {
+    let bundles = &index.index().bundles;
+    let (order, problems) = dependency_order(bundles);
+    order
+        .into_iter()
+        .map(|i| {
+            let bundle = &bundles[i];
+            let decision = match problems.get(&bundle.name) {
+                Some(problem) => Decision::Invalid(problem.clone()),
+                None => decide(bundle, cluster),
+            };
+            BundlePlan { bundle, decision }
+        })
+        .collect()
+}
+
+fn decide(bundle: &Bundle, cluster: &Cluster) -> Decision {
+    let Some(chosen) = first_match(&bundle.targets, cluster) else {
+        return Decision::NotTargeted;
+    };
+    if bundle.paused {
+        return Decision::Paused { would_get: chosen };
+    }
+    let percent = bundle.rollout.map_or(100, |r| r.percent);
+    let bucket = rollout_bucket(&cluster.name, &bundle.name);
+    if bucket >= percent {
+        return Decision::OutsideRollout {
+            bucket,
+            percent,
+            would_get: chosen,
+        };
+    }
+    Decision::Deploy(chosen)
+}
+
+/// The first target matching `cluster`, if any.
+pub fn first_match(targets: &[Target], cluster: &Cluster) -> Option<Chosen> {
+    targets.iter().enumerate().find_map(|(i, t)| {
+        let name_ok = t.cluster_name.as_deref().is_none_or(|n| n == cluster.name);
+        let selector_ok = t.cluster_selector.as_ref().is_none_or(|s| s.matches(&cluster.labels));
+        (name_ok && selector_ok).then(|| Chosen {
+            digest: t.digest.clone(),
+            size: t.size,
+            target: i,
+        })
+    })
+}
+
+/// A cluster's stable rollout bucket for a bundle, 0–99: the first 8 bytes of
+/// `sha256(cluster name + "/" + bundle name)` as a big-endian integer, modulo 100.
+/// A cluster takes a bundle at `rollout.percent = p` when its bucket is below `p`, so
+/// raising `p` only ever adds clusters to the wave.
+pub fn rollout_bucket(cluster: &str, bundle: &BundleName) -> u8 {
+    let hash = Sha256::new_with_prefix(cluster.as_bytes())
+        .chain_update(b"/")
+        .chain_update(bundle.as_str().as_bytes())
+        .finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hash[..8]);
+    (u64::from_be_bytes(first) % 100) as u8
+}
+
+/// Orders bundles so each comes after its dependencies (ties broken by index order) and
+/// names the problem of every bundle in a cycle or with an unknown dependency.
+fn dependency_order(bundles: &[Bundle]) -> (Vec<usize>, BTreeMap<BundleName, String>) {
+    let position: BTreeMap<&BundleName, usize> = bundles.iter().enumerate().map(|(i, b)| (&b.name, i)).collect();
+    let mut problems = BTreeMap::new();
+    for b in bundles {
+        let unknown: Vec<&str> = b
+            .depends_on
+            .iter()
+            .filter(|d| !position.contains_key(d))
+            .map(BundleName::as_str)
+            .collect();
+        if !unknown.is_empty() {
+            problems.insert(b.name.clone(), format!("dependsOn names unknown bundle(s): {}", unknown.join(", ")));
+        }
+    }
+    let mut placed = vec![false; bundles.len()];
+    let mut order = Vec::with_capacity(bundles.len());
+    loop {
+        let ready = (0..bundles.len()).find(|&i| {
+            !placed[i]
+                && bundles[i]
+                    .depends_on
+                    .iter()
+                    .all(|d| position.get(d).is_none_or(|&j| placed[j]))
+        });
+        let Some(i) = ready else { break };
+        placed[i] = true;
+        order.push(i);
+    }
+    // What is left is in a cycle or depends on one.
+    let left: Vec<usize> = (0..bundles.len()).filter(|&i| !placed[i]).collect();
+    for &i in &left {
+        if reaches(bundles, &position, i, i) {
+            problems.insert(bundles[i].name.clone(), "dependsOn forms a cycle".to_string());
+        }
+        order.push(i);
+    }
+    (order, problems)
+}
+
+fn reaches(bundles: &[Bundle], position: &BTreeMap<&BundleName, usize>, from: usize, goal: usize) -> bool {
+    let mut seen = BTreeSet::new();
+    let mut stack: Vec<usize> = vec![from];
+    while let Some(i) = stack.pop() {
+        for d in &bundles[i].depends_on {
+            if let Some(&j) = position.get(d) {
+                if j == goal {
+                    return true;
+                }
+                if seen.insert(j) {
+                    stack.push(j);
+                }
+            }
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{LabelSelector, Rollout};
+
+    fn digest(n: u8) -> Digest {
+        Digest::of(&[n])
+    }
+
+    fn target(selector: Option<&str>, name: Option<&str>, n: u8) -> Target {
+        Target {
+            cluster_selector: selector.map(|s| serde_json::from_str::<LabelSelector>(s).expect("selector")),
+            cluster_name: name.map(str::to_string),
+            digest: digest(n),
+            size: 1,
+        }
+    }
+
+    fn bundle(name: &str, deps: &[&str], targets: Vec<Target>) -> Bundle {
+        Bundle {
+            name: BundleName::parse(name).expect("name"),
+            namespace: None,
+            depends_on: deps.iter().map(|d| BundleName::parse(d).expect("dep")).collect(),
+            paused: false,
+            rollout: None,
+            targets,
+        }
+    }
+
+    fn cluster(name: &str, labels: &[(&str, &str)]) -> Cluster {
+        Cluster {
+            name: name.into(),
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    }
+
+    #[test]
+    fn first_matching_target_wins() {
+        let targets = vec![
+            target(Some(r#"{"matchLabels":{"env":"prod"}}"#), None, 1),
+            target(None, Some("site-7"), 2),
+            target(Some("{}"), None, 3),
+        ];
+        let prod_site7 = cluster("site-7", &[("env", "prod")]);
+        assert_eq!(first_match(&targets, &prod_site7).map(|c| c.target), Some(0));
+        assert_eq!(first_match(&targets, &cluster("site-7", &[])).map(|c| c.target), Some(1));
+        assert_eq!(first_match(&targets, &cluster("other", &[])).map(|c| c.target), Some(2));
+    }
+
+    #[test]
+    fn no_matching_target_means_not_deployed() {
+        let b = bundle("web", &[], vec![target(None, Some("site-7"), 1)]);
+        assert_eq!(decide(&b, &cluster("site-8", &[])), Decision::NotTargeted);
+    }
+
+    #[test]
+    fn name_and_selector_in_one_target_must_both_match() {
+        let targets = vec![target(Some(r#"{"matchLabels":{"env":"prod"}}"#), Some("a"), 1)];
+        assert!(first_match(&targets, &cluster("a", &[("env", "prod")])).is_some());
+        assert!(first_match(&targets, &cluster("a", &[])).is_none());
+        assert!(first_match(&targets, &cluster("b", &[("env", "prod")])).is_none());
+    }
+
+    #[test]
+    fn paused_bundle_is_not_deployed_anew() {
+        let mut b = bundle("web", &[], vec![target(Some("{}"), None, 1)]);
+        b.paused = true;
+        assert!(matches!(decide(&b, &cluster("a", &[])), Decision::Paused { .. }));
+    }
+
+    #[test]
+    fn rollout_wave_grows_monotonically_and_is_close_to_its_percentage() {
+        let name = BundleName::parse("web").expect("name");
+        let buckets: Vec<u8> = (0..10_000).map(|i| rollout_bucket(&format!("cluster-{i}"), &name)).collect();
+        for percent in [0u8, 5, 50, 100] {
+            let inside = buckets.iter().filter(|&&b| b < percent).count();
+            let expected = 10_000 * percent as usize / 100;
+            assert!(inside.abs_diff(expected) < 200, "{percent}%: {inside} of 10000");
+        }
+        // Same inputs, same bucket: no coordination needed between agents.
+        assert_eq!(rollout_bucket("cluster-1", &name), buckets[1]);
+    }
+
+    #[test]
+    fn outside_rollout_wave_keeps_current() {
+        let mut b = bundle("web", &[], vec![target(Some("{}"), None, 1)]);
+        b.rollout = Some(Rollout { percent: 0 });
+        assert!(matches!(decide(&b, &cluster("a", &[])), Decision::OutsideRollout { .. }));
+        b.rollout = Some(Rollout { percent: 100 });
+        assert!(matches!(decide(&b, &cluster("a", &[])), Decision::Deploy(_)));
+    }
+
+    #[test]
+    fn dependencies_come_first_and_cycles_are_errors() {
+        let bundles = vec![
+            bundle("app", &["db"], vec![]),
+            bundle("db", &["crds"], vec![]),
+            bundle("crds", &[], vec![]),
+            bundle("x", &["y"], vec![]),
+            bundle("y", &["x"], vec![]),
+            bundle("z", &["x"], vec![]),
+            bundle("lost", &["nowhere"], vec![]),
+        ];
+        let (order, problems) = dependency_order(&bundles);
+        let names: Vec<&str> = order.iter().map(|&i| bundles[i].name.as_str()).collect();
+        let pos = |n: &str| names.iter().position(|&m| m == n).expect("placed");
+        assert!(pos("crds") < pos("db") && pos("db") < pos("app"));
+        assert_eq!(names.len(), bundles.len());
+        assert!(problems[&BundleName::parse("x").expect("n")].contains("cycle"));
+        assert!(problems[&BundleName::parse("y").expect("n")].contains("cycle"));
+        assert!(!problems.contains_key(&BundleName::parse("z").expect("n")), "z only depends on a cycle");
+        assert!(problems[&BundleName::parse("lost").expect("n")].contains("nowhere"));
+    }
+}

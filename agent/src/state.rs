@@ -1,0 +1,178 @@
+//! The agent's state directory: what was applied, written atomically so a crash at any
+//! point leaves either the old or the new state, and the next cycle re-converges.
+//!
+//! Layout: `state.json` (this module's [`State`]) and `blobs/<hex>`, a cache of verified
+//! bundle blobs for what is currently applied.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::format::{BundleName, Digest};
+use crate::fsutil;
+use crate::verify::Applied;
+
+/// File name of the state inside the state directory.
+pub const STATE_FILE: &str = "state.json";
+/// Directory of cached blobs inside the state directory.
+pub const BLOB_CACHE_DIR: &str = "blobs";
+
+/// Everything the agent remembers between cycles.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct State {
+    /// The last index applied (anti-rollback reference).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<IndexState>,
+    /// Per-bundle result of the last cycle and what is in the sink.
+    #[serde(default)]
+    pub bundles: BTreeMap<BundleName, BundleState>,
+}
+
+/// The last applied index.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IndexState {
+    /// Channel name.
+    pub channel: String,
+    /// Version applied.
+    pub version: u64,
+    /// sha256 of the exact index bytes.
+    pub sha256: Digest,
+    /// Where it was read from.
+    pub origin: String,
+    /// When the cycle that applied it finished (RFC 3339).
+    pub applied_at: String,
+}
+
+/// One bundle's record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleState {
+    /// Result of the last cycle for this bundle.
+    pub status: Status,
+    /// Human explanation of the status.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// Blob currently applied in the sink, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<Digest>,
+    /// sha256 of the file the dir sink wrote (manifests or tombstone), to detect drift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_sha256: Option<Digest>,
+}
+
+/// Per-bundle result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Status {
+    /// The bundle's manifests are in the sink at the targeted digest.
+    Applied,
+    /// The bundle could not be applied this cycle; the previous content stays.
+    Error,
+    /// Waiting for a bundle in `dependsOn` to be applied first.
+    PendingDependency,
+    /// Paused in the index: the applied digest (if any) is kept.
+    Paused,
+    /// Outside the current rollout wave: the applied digest (if any) is kept.
+    OutsideRollout,
+    /// No target matches this cluster and nothing was ever applied.
+    NotTargeted,
+    /// It was applied before and is no longer targeted: its objects are being removed.
+    Removed,
+}
+
+impl Status {
+    /// Whether this status means the bundle is where the index wants it.
+    pub fn is_settled(self) -> bool {
+        !matches!(self, Status::Error | Status::PendingDependency)
+    }
+}
+
+impl State {
+    /// Loads the state of `dir`; a missing file is an empty state (first run).
+    pub fn load(dir: &Path) -> Result<State> {
+        let path = dir.join(STATE_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                Error::invalid(
+                    path.display().to_string(),
+                    format!("state file is corrupt ({e}); move it away to start afresh"),
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+            Err(e) => Err(Error::io(path, e)),
+        }
+    }
+
+    /// Writes the state to `dir` atomically.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        fsutil::ensure_dir(dir)?;
+        let bytes = serde_json::to_vec_pretty(self).expect("state serialises: plain data, string keys");
+        fsutil::write_atomic(&dir.join(STATE_FILE), &bytes)
+    }
+
+    /// The anti-rollback reference.
+    pub fn applied(&self) -> Option<Applied> {
+        self.index.as_ref().map(|i| Applied {
+            version: i.version,
+            sha256: i.sha256.clone(),
+        })
+    }
+}
+
+/// Path of the cached blob `digest` in state directory `dir`.
+pub fn cached_blob(dir: &Path, digest: &Digest) -> PathBuf {
+    dir.join(BLOB_CACHE_DIR).join(digest.hex())
+}
+
+/// Deletes cached blobs that `state` no longer references.
+pub fn prune_blob_cache(dir: &Path, state: &State) -> Result<()> {
+    let cache = dir.join(BLOB_CACHE_DIR);
+    let keep: Vec<&str> = state.bundles.values().filter_map(|b| b.digest.as_ref()).map(Digest::hex).collect();
+    let entries = match std::fs::read_dir(&cache) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(cache, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(&cache, e))?;
+        let name = entry.file_name();
+        if !keep.iter().any(|k| name == std::ffi::OsStr::new(k)) {
+            std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_round_trips_and_missing_file_is_empty() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(State::load(dir.path()).expect("empty"), State::default());
+        let mut state = State::default();
+        state.bundles.insert(
+            BundleName::parse("web").expect("name"),
+            BundleState {
+                status: Status::Applied,
+                message: String::new(),
+                digest: Some(Digest::of(b"x")),
+                file_sha256: None,
+            },
+        );
+        state.save(dir.path()).expect("save");
+        assert_eq!(State::load(dir.path()).expect("load"), state);
+    }
+
+    #[test]
+    fn corrupt_state_is_a_clear_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join(STATE_FILE), b"{oops").expect("write");
+        let err = State::load(dir.path()).expect_err("corrupt").to_string();
+        assert!(err.contains("state.json") && err.contains("corrupt"), "{err}");
+    }
+}

@@ -1,0 +1,278 @@
+//! Verification: the only road from untrusted bytes to a [`VerifiedIndex`].
+//!
+//! Order matters and follows the trust model in DESIGN.md:
+//! 1. size limits were enforced by the source while reading;
+//! 2. the minisign signature over the exact bytes is checked against the trusted keys
+//!    *before* the JSON is parsed;
+//! 3. the JSON is parsed and every field rule of format v1 is checked;
+//! 4. the index must not be expired;
+//! 5. its version must not be lower than the last one applied, and the same version must
+//!    carry the same bytes (anti-rollback, anti-equivocation).
+
+use std::path::{Path, PathBuf};
+
+use time::OffsetDateTime;
+
+use crate::error::{Error, Result};
+use crate::format::{rfc3339, Digest, Index};
+use crate::source::RawIndex;
+
+/// One or more minisign public keys; a signature by any of them is accepted.
+#[derive(Debug, Clone)]
+pub struct TrustedKeys {
+    keys: Vec<(PathBuf, minisign_verify::PublicKey)>,
+}
+
+impl TrustedKeys {
+    /// Loads public keys from files written by `minisign -G` or `drover keygen` (the
+    /// two-line form with an untrusted comment) or holding just the base64 key line.
+    pub fn load(paths: &[PathBuf]) -> Result<Self> {
+        if paths.is_empty() {
+            return Err(Error::Config("at least one trusted key (--key) is required".into()));
+        }
+        let keys = paths
+            .iter()
+            .map(|path| Ok((path.clone(), load_key(path)?)))
+            .collect::<Result<_>>()?;
+        Ok(TrustedKeys { keys })
+    }
+}
+
+fn load_key(path: &Path) -> Result<minisign_verify::PublicKey> {
+    let key_err = |message: String| Error::Key {
+        path: path.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| key_err(e.to_string()))?;
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with("untrusted comment:"))
+        .ok_or_else(|| key_err("no key line found".into()))?;
+    minisign_verify::PublicKey::from_base64(line).map_err(|e| key_err(format!("not a minisign public key: {e}")))
+}
+
+/// What the agent last applied, for the anti-rollback check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    /// Version of the last applied index.
+    pub version: u64,
+    /// sha256 of its exact bytes.
+    pub sha256: Digest,
+}
+
+/// An index whose signature, fields, expiry and version have all been checked. Only
+/// [`verify_index`] makes one; the select, render and sink stages accept nothing else.
+#[derive(Debug, Clone)]
+pub struct VerifiedIndex {
+    index: Index,
+    sha256: Digest,
+    origin: String,
+}
+
+impl VerifiedIndex {
+    /// The verified content.
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// sha256 of the exact signed bytes.
+    pub fn sha256(&self) -> &Digest {
+        &self.sha256
+    }
+
+    /// Where the index was read from.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+}
+
+/// Verifies `raw` against `keys` at time `now`, refusing anything older than `applied`.
+pub fn verify_index(
+    raw: &RawIndex,
+    keys: &TrustedKeys,
+    now: OffsetDateTime,
+    applied: Option<&Applied>,
+) -> Result<VerifiedIndex> {
+    let what = raw.origin.as_str();
+    // Step 2: signature over the exact bytes, before any parsing.
+    check_signature(raw, keys)?;
+    // Step 3: parse and check fields.
+    let index: Index = serde_json::from_slice(&raw.bytes)
+        .map_err(|e| Error::invalid(what, format!("not a valid format v1 index: {e}")))?;
+    index.validate(what)?;
+    // Step 4: expiry.
+    if index.expires <= now {
+        return Err(Error::Expired {
+            what: what.to_string(),
+            expires: rfc3339(index.expires),
+            now: rfc3339(now),
+        });
+    }
+    // Step 5: rollback and equivocation.
+    let sha256 = Digest::of(&raw.bytes);
+    if let Some(applied) = applied {
+        if index.version < applied.version {
+            return Err(Error::Rollback {
+                what: what.to_string(),
+                message: format!(
+                    "version {} is older than version {} already applied (rollback refused)",
+                    index.version, applied.version
+                ),
+            });
+        }
+        if index.version == applied.version && sha256 != applied.sha256 {
+            return Err(Error::Rollback {
+                what: what.to_string(),
+                message: format!(
+                    "version {} was already applied with different content ({} now, {} then); a publisher must increase the version",
+                    index.version,
+                    sha256.short(),
+                    applied.sha256.short()
+                ),
+            });
+        }
+    }
+    Ok(VerifiedIndex {
+        index,
+        sha256,
+        origin: raw.origin.clone(),
+    })
+}
+
+fn check_signature(raw: &RawIndex, keys: &TrustedKeys) -> Result<()> {
+    let what = raw.origin.as_str();
+    let sig_err = |message: String| Error::Signature {
+        what: what.to_string(),
+        message,
+    };
+    let text = std::str::from_utf8(&raw.signature).map_err(|_| sig_err("signature file is not text".into()))?;
+    let signature = minisign_verify::Signature::decode(text)
+        .map_err(|e| sig_err(format!("signature file is not a minisign signature: {e}")))?;
+    let mut refusals = Vec::new();
+    for (path, key) in &keys.keys {
+        // Legacy (non-prehashed) signatures are accepted: `minisign -S -l` makes them and
+        // the format allows both; both are Ed25519 over the exact bytes.
+        match key.verify(&raw.bytes, &signature, true) {
+            Ok(()) => return Ok(()),
+            Err(minisign_verify::Error::UnexpectedKeyId) => {
+                refusals.push(format!("{}: signed by a different key", path.display()))
+            }
+            Err(e) => refusals.push(format!("{}: {e}", path.display())),
+        }
+    }
+    Err(sig_err(format!("no trusted key accepts it ({})", refusals.join("; "))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Signer {
+        pk_path: PathBuf,
+        kp: minisign::KeyPair,
+        _dir: tempfile::TempDir,
+    }
+
+    fn signer() -> Signer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kp = minisign::KeyPair::generate_unencrypted_keypair().expect("keypair");
+        let pk_path = dir.path().join("k.pub");
+        std::fs::write(&pk_path, kp.pk.to_box().expect("pk box").into_string()).expect("write pk");
+        Signer { pk_path, kp, _dir: dir }
+    }
+
+    fn index_json(version: u64, expires: &str) -> Vec<u8> {
+        format!(
+            r#"{{"apiVersion":"drover.dev/v1","kind":"Index","channel":"stable","version":{version},"expires":"{expires}","bundles":[]}}"#
+        )
+        .into_bytes()
+    }
+
+    fn signed(s: &Signer, bytes: Vec<u8>) -> RawIndex {
+        let sig = minisign::sign(Some(&s.kp.pk), &s.kp.sk, &bytes[..], None, None).expect("sign");
+        RawIndex {
+            bytes,
+            signature: sig.into_string().into_bytes(),
+            origin: "test/index.json".into(),
+        }
+    }
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::parse("2026-06-01T00:00:00Z", &time::format_description::well_known::Rfc3339).expect("time")
+    }
+
+    #[test]
+    fn accepts_index_signed_by_a_trusted_key() {
+        let s = signer();
+        let keys = TrustedKeys::load(std::slice::from_ref(&s.pk_path)).expect("keys");
+        let v = verify_index(&signed(&s, index_json(3, "2027-01-01T00:00:00Z")), &keys, now(), None).expect("valid");
+        assert_eq!(v.index().version, 3);
+    }
+
+    #[test]
+    fn rejects_index_signed_by_unknown_key() {
+        let (s, other) = (signer(), signer());
+        let keys = TrustedKeys::load(std::slice::from_ref(&other.pk_path)).expect("keys");
+        let err = verify_index(&signed(&s, index_json(3, "2027-01-01T00:00:00Z")), &keys, now(), None)
+            .expect_err("unknown key");
+        assert!(matches!(err, Error::Signature { .. }), "{err}");
+    }
+
+    #[test]
+    fn any_listed_key_may_sign() {
+        let (s, other) = (signer(), signer());
+        let keys = TrustedKeys::load(&[other.pk_path.clone(), s.pk_path.clone()]).expect("keys");
+        verify_index(&signed(&s, index_json(3, "2027-01-01T00:00:00Z")), &keys, now(), None).expect("second key signs");
+    }
+
+    #[test]
+    fn rejects_bytes_changed_after_signing_before_parsing_them() {
+        let s = signer();
+        let keys = TrustedKeys::load(std::slice::from_ref(&s.pk_path)).expect("keys");
+        let mut raw = signed(&s, index_json(3, "2027-01-01T00:00:00Z"));
+        raw.bytes = b"{ not even json".to_vec();
+        let err = verify_index(&raw, &keys, now(), None).expect_err("tampered");
+        assert!(matches!(err, Error::Signature { .. }), "signature checked first: {err}");
+    }
+
+    #[test]
+    fn rejects_expired_index() {
+        let s = signer();
+        let keys = TrustedKeys::load(std::slice::from_ref(&s.pk_path)).expect("keys");
+        let err = verify_index(&signed(&s, index_json(3, "2026-01-01T00:00:00Z")), &keys, now(), None)
+            .expect_err("expired");
+        assert!(matches!(err, Error::Expired { .. }), "{err}");
+    }
+
+    #[test]
+    fn rejects_lower_version_and_same_version_with_other_bytes() {
+        let s = signer();
+        let keys = TrustedKeys::load(std::slice::from_ref(&s.pk_path)).expect("keys");
+        let raw = signed(&s, index_json(3, "2027-01-01T00:00:00Z"));
+        let same = Applied {
+            version: 3,
+            sha256: Digest::of(&raw.bytes),
+        };
+        verify_index(&raw, &keys, now(), Some(&same)).expect("same bytes again is fine");
+        let newer = Applied {
+            version: 4,
+            sha256: Digest::of(b"x"),
+        };
+        assert!(matches!(verify_index(&raw, &keys, now(), Some(&newer)), Err(Error::Rollback { .. })));
+        let other = Applied {
+            version: 3,
+            sha256: Digest::of(b"x"),
+        };
+        assert!(matches!(verify_index(&raw, &keys, now(), Some(&other)), Err(Error::Rollback { .. })));
+    }
+
+    #[test]
+    fn rejects_garbage_signature_file() {
+        let s = signer();
+        let keys = TrustedKeys::load(std::slice::from_ref(&s.pk_path)).expect("keys");
+        let mut raw = signed(&s, index_json(3, "2027-01-01T00:00:00Z"));
+        raw.signature = b"untrusted comment: x\nnot base64 at all\n".to_vec();
+        assert!(matches!(verify_index(&raw, &keys, now(), None), Err(Error::Signature { .. })));
+    }
+}
