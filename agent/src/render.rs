@@ -204,6 +204,13 @@ fn first_line(s: &str) -> &str {
     &line[..line.len().min(40)]
 }
 
+/// Checks that `text` is YAML made of Kubernetes objects, as the agent will require after
+/// substitution (`${cluster.*}` placeholders inside values parse as strings). The publisher
+/// calls this so a broken manifest is refused before it reaches any cluster.
+pub fn check_manifest(text: &str, what: &str) -> Result<()> {
+    parse_objects(text, what).map(|_| ())
+}
+
 /// Splits a manifest into objects, refusing documents that are not Kubernetes objects.
 fn parse_objects(text: &str, what: &str) -> Result<Vec<Mapping>> {
     let mut objects = Vec::new();

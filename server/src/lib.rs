@@ -1,1 +1,21 @@
+//! The drover publisher library, behind the `drover` binary.
+//!
+//! * [`keygen`] makes a minisign key pair;
+//! * [`publish`] turns `bundles/<name>/` directories into reproducible, content-addressed
+//!   bundle blobs and a signed channel index, writing blobs first and the index last;
+//! * [`store`] reads and checks an existing store (`drover verify`, `drover targets`)
+//!   with the agent's own source, verify and select code;
+//! * [`serve`] is a small static file server for a store (quick starts and tests).
+//!
+//! The format types come from the agent crate, so publisher and agent cannot drift apart.
+#![deny(missing_docs)]
 
+pub mod bundle_spec;
+pub mod error;
+pub mod keygen;
+pub mod pack;
+pub mod publish;
+pub mod serve;
+pub mod store;
+
+pub use error::Error;

@@ -1,1 +1,183 @@
-fn main(){}
+//! `drover`: the publisher CLI. Thin: parse flags, call the library, map errors to exit
+//! codes (0 success, 1 failure, 2 usage).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use drover::publish::{PublishOptions, DEFAULT_EXPIRES_IN};
+use drover_agent::config::{parse_duration, parse_label};
+use drover_agent::format::rfc3339;
+use drover_agent::select::Cluster;
+
+#[derive(Parser)]
+#[command(name = "drover", version, about = "Publish, verify and serve signed drover stores")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Make a minisign key pair: DIR/drover.key (secret, unencrypted) and DIR/drover.pub.
+    Keygen {
+        /// Directory for the key files.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Build SRC/bundles/<name>/ into signed, content-addressed STORE files.
+    Publish {
+        /// Directory holding bundles/<name>/.
+        src: PathBuf,
+        /// Store directory to write (created if missing).
+        #[arg(long, value_name = "DIR")]
+        store: PathBuf,
+        /// Secret key (drover keygen, or minisign -G -W).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Channel name written into the index.
+        #[arg(long, default_value = "stable")]
+        channel: String,
+        /// How long agents accept this index (e.g. 30d, 12h). Re-publish before it runs out.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        expires_in: Option<Duration>,
+    },
+    /// Check a store's signature, expiry and every referenced blob.
+    Verify {
+        /// Store directory, or http(s):// / file:// URL.
+        store: String,
+        /// Trusted public key; repeat for several.
+        #[arg(long = "key", value_name = "FILE", required = true)]
+        keys: Vec<PathBuf>,
+    },
+    /// Serve a store directory over HTTP (ETag, 304 on If-None-Match).
+    Serve {
+        /// Store directory.
+        store: PathBuf,
+        /// Address to listen on; port 0 picks a free port (the address is printed).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+    },
+    /// Show which bundle and digest a cluster would get, and why.
+    Targets {
+        /// Store directory, or http(s):// / file:// URL.
+        store: String,
+        /// Trusted public key; repeat for several.
+        #[arg(long = "key", value_name = "FILE", required = true)]
+        keys: Vec<PathBuf>,
+        /// The cluster's name.
+        #[arg(long)]
+        cluster_name: String,
+        /// A cluster label KEY=VALUE; repeat for several.
+        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("drover: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let now = time::OffsetDateTime::now_utc();
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")
+    };
+    match cli.command {
+        Command::Keygen { out } => {
+            let (sk, pk) = drover::keygen::keygen(&out)?;
+            println!("secret key: {} (keep it off the clusters)", sk.display());
+            println!("public key: {} (give it to every agent with --key)", pk.display());
+        }
+        Command::Publish {
+            src,
+            store,
+            key,
+            channel,
+            expires_in,
+        } => {
+            let opts = PublishOptions {
+                src,
+                store: store.clone(),
+                key,
+                channel: channel.clone(),
+                expires_in: expires_in.unwrap_or(DEFAULT_EXPIRES_IN),
+            };
+            let s = drover::publish::publish(&opts, now)?;
+            println!(
+                "published channel {channel} version {} to {} ({} bundles; {} new blobs, {} unchanged; expires {})",
+                s.version,
+                store.display(),
+                s.bundles,
+                s.blobs_written.len(),
+                s.blobs_reused,
+                rfc3339(s.expires)
+            );
+        }
+        Command::Verify { store, keys } => {
+            let (verified, blobs) = runtime()?.block_on(drover::store::verify_store(&store, &keys, now))?;
+            let index = verified.index();
+            println!(
+                "ok: channel {} version {} expires {}; signature valid; {} bundles, {} blobs verified",
+                index.channel,
+                index.version,
+                rfc3339(index.expires),
+                index.bundles.len(),
+                blobs
+            );
+        }
+        Command::Serve { store, listen } => {
+            let rt = runtime()?;
+            rt.block_on(async {
+                let listener = tokio::net::TcpListener::bind(&listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {listen}"))?;
+                let addr = listener.local_addr()?;
+                anyhow::ensure!(
+                    store.join(drover_agent::format::INDEX_FILE).is_file(),
+                    "{}: no index.json here; run drover publish first",
+                    store.display()
+                );
+                println!("serving {} on http://{addr}/", store.display());
+                drover::serve::serve(store, listener).await?;
+                Ok(())
+            })?;
+        }
+        Command::Targets {
+            store,
+            keys,
+            cluster_name,
+            labels,
+        } => {
+            let source = drover::store::open(&store)?;
+            let verified = runtime()?.block_on(drover::store::load_index(&source, &keys, now))?;
+            let cluster = Cluster {
+                name: cluster_name,
+                labels: labels.into_iter().collect(),
+            };
+            println!(
+                "cluster {} with labels {:?}, channel {} version {}:",
+                cluster.name,
+                cluster.labels,
+                verified.index().channel,
+                verified.index().version
+            );
+            for line in drover::store::explain_targets(&verified, &cluster) {
+                println!("  {line}");
+            }
+        }
+    }
+    Ok(())
+}

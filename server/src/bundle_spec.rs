@@ -1,0 +1,168 @@
+//! `bundles/<name>/bundle.yaml`: how a bundle source directory is published.
+//!
+//! ```yaml
+//! namespace: web              # default namespace for namespaced objects
+//! dependsOn: [base]           # applied only after these bundles
+//! paused: false
+//! rollout: {percent: 100}
+//! targets:                    # first match wins; omitted = every cluster
+//!   - clusterName: site-7
+//!     variant: site-7         # sub-directory whose YAML is added to the base files
+//!   - clusterSelector: {matchLabels: {env: prod}}
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use drover_agent::format::{BundleName, LabelSelector, Rollout};
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Name of the optional per-bundle settings file.
+pub const BUNDLE_FILE: &str = "bundle.yaml";
+
+/// The parsed `bundle.yaml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BundleSpec {
+    /// Default namespace.
+    pub namespace: Option<String>,
+    /// Dependencies.
+    #[serde(default)]
+    pub depends_on: Vec<BundleName>,
+    /// Paused flag.
+    #[serde(default)]
+    pub paused: bool,
+    /// Staged rollout.
+    pub rollout: Option<Rollout>,
+    /// Targets; empty means one target selecting every cluster.
+    #[serde(default)]
+    pub targets: Vec<TargetSpec>,
+}
+
+/// One target of `bundle.yaml`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TargetSpec {
+    /// Label selector.
+    pub cluster_selector: Option<LabelSelector>,
+    /// Exact cluster name.
+    pub cluster_name: Option<String>,
+    /// Sub-directory of the bundle whose YAML files are added to (or replace, by relative
+    /// path) the base files for this target.
+    pub variant: Option<PathBuf>,
+}
+
+/// A bundle source directory, read and checked.
+#[derive(Debug)]
+pub struct BundleSource {
+    /// Bundle name (the directory name).
+    pub name: BundleName,
+    /// Its settings.
+    pub spec: BundleSpec,
+    /// Base manifests: relative path → bytes.
+    pub base: BTreeMap<String, Vec<u8>>,
+    /// Variant manifests by variant directory.
+    pub variants: BTreeMap<PathBuf, BTreeMap<String, Vec<u8>>>,
+}
+
+impl BundleSource {
+    /// Reads `dir` (named after the bundle).
+    pub fn read(dir: &Path) -> Result<Self> {
+        let dir_name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = BundleName::parse(&dir_name).map_err(|m| Error::source(dir, m))?;
+        let spec_path = dir.join(BUNDLE_FILE);
+        let spec: BundleSpec = match std::fs::read_to_string(&spec_path) {
+            Ok(text) => serde_norway::from_str(&text).map_err(|e| Error::source(&spec_path, e.to_string()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BundleSpec::default(),
+            Err(e) => return Err(drover_agent::Error::io(&spec_path, e).into()),
+        };
+        let mut variants = BTreeMap::new();
+        for (i, target) in spec.targets.iter().enumerate() {
+            if target.cluster_selector.is_none() && target.cluster_name.is_none() {
+                return Err(Error::source(
+                    &spec_path,
+                    format!("targets[{i}] needs clusterSelector or clusterName (clusterSelector: {{}} means every cluster)"),
+                ));
+            }
+            if let Some(selector) = &target.cluster_selector {
+                selector
+                    .validate()
+                    .map_err(|m| Error::source(&spec_path, format!("targets[{i}].clusterSelector: {m}")))?;
+            }
+            if let Some(variant) = &target.variant {
+                let safe = variant.components().all(|c| matches!(c, std::path::Component::Normal(_)));
+                if !safe || variant.as_os_str().is_empty() {
+                    return Err(Error::source(
+                        &spec_path,
+                        format!("targets[{i}].variant {variant:?} must be a relative sub-directory without '..'"),
+                    ));
+                }
+                let vdir = dir.join(variant);
+                if !vdir.is_dir() {
+                    return Err(Error::source(&vdir, format!("targets[{i}].variant: directory not found")));
+                }
+                if !variants.contains_key(variant) {
+                    variants.insert(variant.clone(), collect_manifests(&vdir, &vdir, &[])?);
+                }
+            }
+        }
+        let variant_dirs: Vec<PathBuf> = variants.keys().map(|v| dir.join(v)).collect();
+        let base = collect_manifests(dir, dir, &variant_dirs)?;
+        Ok(BundleSource {
+            name,
+            spec,
+            base,
+            variants,
+        })
+    }
+
+    /// The manifests for a target: base files plus (overriding) its variant's files.
+    pub fn files_for(&self, variant: Option<&PathBuf>) -> BTreeMap<String, Vec<u8>> {
+        let mut files = self.base.clone();
+        if let Some(v) = variant.and_then(|v| self.variants.get(v)) {
+            files.extend(v.iter().map(|(k, b)| (k.clone(), b.clone())));
+        }
+        files
+    }
+}
+
+/// Collects `.yaml`/`.yml` files under `dir` (recursively), keyed by their path relative to
+/// `root`, skipping `skip` directories and the top-level `bundle.yaml`. Symlinks are refused
+/// so a bundle is exactly what is in its directory.
+fn collect_manifests(root: &Path, dir: &Path, skip: &[PathBuf]) -> Result<BTreeMap<String, Vec<u8>>> {
+    let mut files = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(current) = stack.pop() {
+        let entries = std::fs::read_dir(&current).map_err(|e| drover_agent::Error::io(&current, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| drover_agent::Error::io(&current, e))?;
+            let path = entry.path();
+            let kind = entry.file_type().map_err(|e| drover_agent::Error::io(&path, e))?;
+            if kind.is_symlink() {
+                return Err(Error::source(&path, "symlinks are not allowed in a bundle; copy the file instead"));
+            }
+            if kind.is_dir() {
+                if !skip.contains(&path) {
+                    stack.push(path);
+                }
+                continue;
+            }
+            let rel = path
+                .strip_prefix(root)
+                .expect("walked paths are under the root")
+                .to_string_lossy()
+                .replace('\\', "/");
+            let is_yaml = rel.ends_with(".yaml") || rel.ends_with(".yml");
+            if !kind.is_file() || !is_yaml || rel == BUNDLE_FILE {
+                continue;
+            }
+            let bytes = std::fs::read(&path).map_err(|e| drover_agent::Error::io(&path, e))?;
+            let text = std::str::from_utf8(&bytes).map_err(|_| Error::source(&path, "not UTF-8"))?;
+            drover_agent::render::check_manifest(text, &path.display().to_string())?;
+            files.insert(rel, bytes);
+        }
+    }
+    Ok(files)
+}

@@ -1,0 +1,104 @@
+//! `drover serve`: a static file server for one store, for quick starts and tests.
+//! Production serves the same files with nginx, S3 or a CDN.
+//!
+//! Only the store's own paths are served (`/index.json`, `/index.json.minisig`,
+//! `/blobs/sha256/<64 hex>`), so no request can reach another file. Every response carries
+//! a strong ETag (the sha256 of the content: for blobs, their name), and a request whose
+//! `If-None-Match` matches gets `304 Not Modified` with no body: an unchanged poll costs one
+//! small round trip.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use drover_agent::format::{Digest, INDEX_FILE, SIGNATURE_FILE};
+
+/// Serves `store` on `listener` until the process ends.
+pub async fn serve(store: PathBuf, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    let store = Arc::new(store);
+    let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap| {
+        let store = store.clone();
+        async move { respond(&store, &method, uri.path(), &headers).await }
+    });
+    axum::serve(listener, app).await
+}
+
+async fn respond(store: &Path, method: &Method, path: &str, headers: &HeaderMap) -> Response {
+    if method != Method::GET && method != Method::HEAD {
+        return (StatusCode::METHOD_NOT_ALLOWED, "read-only store\n").into_response();
+    }
+    let Some((rel, content_type, etag_from_name)) = route(path) else {
+        return (StatusCode::NOT_FOUND, "not a store path\n").into_response();
+    };
+    let file_path = store.join(&rel);
+    let file = match tokio::fs::File::open(&file_path).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (StatusCode::NOT_FOUND, "not found\n").into_response(),
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    };
+    let len = match file.metadata().await {
+        Ok(m) => m.len(),
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    };
+    // Blobs are named by their digest; index files are small and hashed on each request,
+    // so the ETag changes exactly when the bytes do.
+    let etag = match etag_from_name {
+        Some(hex) => format!("\"{hex}\""),
+        None => match tokio::fs::read(&file_path).await {
+            Ok(bytes) => format!("\"{}\"", Digest::of(&bytes).hex()),
+            Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+        },
+    };
+    let not_modified = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let builder = Response::builder()
+        .header(header::ETAG, &etag)
+        .header(header::CACHE_CONTROL, "no-cache");
+    let response = if not_modified {
+        builder.status(StatusCode::NOT_MODIFIED).body(Body::empty())
+    } else if method == Method::HEAD {
+        builder
+            .header(header::CONTENT_TYPE, content_type)
+            .header(header::CONTENT_LENGTH, len)
+            .body(Body::empty())
+    } else {
+        builder
+            .header(header::CONTENT_TYPE, content_type)
+            .header(header::CONTENT_LENGTH, len)
+            .body(Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 64 << 10)))
+    };
+    response.unwrap_or_else(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response())
+}
+
+/// Maps a request path to (relative file, content type, ETag known from the name).
+fn route(path: &str) -> Option<(String, &'static str, Option<String>)> {
+    let rel = path.strip_prefix('/')?;
+    if rel == INDEX_FILE {
+        return Some((rel.to_string(), "application/json", None));
+    }
+    if rel == SIGNATURE_FILE {
+        return Some((rel.to_string(), "text/plain", None));
+    }
+    let hex = rel.strip_prefix("blobs/sha256/")?;
+    let digest = Digest::parse(&format!("sha256:{hex}")).ok()?;
+    Some((rel.to_string(), "application/gzip", Some(digest.hex().to_string())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route;
+
+    #[test]
+    fn only_store_paths_are_routed() {
+        assert!(route("/index.json").is_some());
+        assert!(route("/index.json.minisig").is_some());
+        assert!(route(&format!("/blobs/sha256/{}", "a".repeat(64))).is_some());
+        for bad in ["/", "/etc/passwd", "/blobs/sha256/../../x", "/blobs/sha256/abc", "/../index.json", "/drover.key"] {
+            assert!(route(bad).is_none(), "{bad} routed");
+        }
+    }
+}
