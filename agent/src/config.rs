@@ -19,7 +19,11 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Command-line flags of `drover-agent`.
 #[derive(Debug, Default, clap::Parser)]
-#[command(name = "drover-agent", version, about = "Pull a signed drover store and apply it to this k3s cluster")]
+#[command(
+    name = "drover-agent",
+    version,
+    about = "Pull a signed drover store and apply it to this k3s cluster"
+)]
 pub struct Flags {
     /// YAML file with the same settings (camelCase keys: sources, keys, clusterName, labels, sink, stateDir, interval).
     #[arg(long, value_name = "FILE")]
@@ -121,12 +125,9 @@ impl AgentConfig {
             .iter()
             .map(|s| Source::parse(s, &source_limits))
             .collect::<Result<_>>()?;
-        let sink = Sink::parse(
-            &flags
-                .sink
-                .or(file.sink)
-                .ok_or_else(|| Error::Config("--sink (or sink) is required, e.g. dir:/var/lib/rancher/k3s/server/manifests".into()))?,
-        )?;
+        let sink = Sink::parse(&flags.sink.or(file.sink).ok_or_else(|| {
+            Error::Config("--sink (or sink) is required, e.g. dir:/var/lib/rancher/k3s/server/manifests".into())
+        })?)?;
         let state_dir = flags
             .state_dir
             .or(file.state_dir)
@@ -162,7 +163,9 @@ pub fn parse_label(s: &str) -> Result<(String, String), String> {
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| format!("{s:?} is not a duration like 90s, 5m, 12h, 30d"))?;
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 90s, 5m, 12h, 30d"))?;
     let secs = match unit {
         "s" => 1,
         "m" => 60,

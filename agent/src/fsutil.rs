@@ -70,7 +70,10 @@ mod tests {
         write_atomic(&path, b"one").expect("first write");
         write_atomic(&path, b"two").expect("second write");
         assert_eq!(std::fs::read(&path).expect("read"), b"two");
-        let names: Vec<_> = std::fs::read_dir(dir.path()).expect("ls").map(|e| e.expect("entry").file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("f.yaml")]);
     }
 }

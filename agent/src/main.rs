@@ -19,9 +19,7 @@ const EXIT_INDEX_FAILED: u8 = 3;
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("DROVER_LOG").unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("DROVER_LOG").unwrap_or_else(|_| "warn".into()))
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cfg = match AgentConfig::from_flags(Flags::parse()) {
@@ -91,6 +89,11 @@ fn print_report(report: &CycleReport) {
         println!("  source problem: {problem}");
     }
     for (name, b) in &report.bundles {
-        println!("  {:<24} {:<18} {}", name.as_str(), format!("{:?}", b.status), b.message);
+        println!(
+            "  {:<24} {:<18} {}",
+            name.as_str(),
+            format!("{:?}", b.status),
+            b.message
+        );
     }
 }

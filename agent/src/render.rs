@@ -178,20 +178,21 @@ pub fn substitute(text: &str, cluster: &Cluster) -> Result<String, String> {
             .find('}')
             .ok_or_else(|| format!("unterminated variable \"${{{}\"", first_line(after)))?;
         let var = &after[..end];
-        let value = match var.strip_prefix("cluster.") {
-            Some("name") => cluster.name.as_str(),
-            Some(other) => match other.strip_prefix("labels.") {
-                Some(key) => cluster.labels.get(key).map(String::as_str).ok_or_else(|| {
-                    format!("variable ${{{var}}}: cluster {:?} has no label {key:?}", cluster.name)
-                })?,
-                None => {
-                    return Err(format!(
-                        "unknown variable ${{{var}}} (known: ${{cluster.name}}, ${{cluster.labels.<key>}})"
-                    ))
-                }
-            },
-            None => unreachable!("checked starts_with(\"cluster.\") above"),
-        };
+        let value =
+            match var.strip_prefix("cluster.") {
+                Some("name") => cluster.name.as_str(),
+                Some(other) => match other.strip_prefix("labels.") {
+                    Some(key) => cluster.labels.get(key).map(String::as_str).ok_or_else(|| {
+                        format!("variable ${{{var}}}: cluster {:?} has no label {key:?}", cluster.name)
+                    })?,
+                    None => {
+                        return Err(format!(
+                            "unknown variable ${{{var}}} (known: ${{cluster.name}}, ${{cluster.labels.<key>}})"
+                        ))
+                    }
+                },
+                None => unreachable!("checked starts_with(\"cluster.\") above"),
+            };
         out.push_str(value);
         rest = &after[end + 1..];
     }
@@ -465,6 +466,9 @@ mod tests {
         assert!(parse_objects("kind: ConfigMap\nmetadata: {name: a}\n", "t").is_err());
         assert!(parse_objects("apiVersion: v1\nkind: ConfigMap\n", "t").is_err());
         assert!(parse_objects("a: [unclosed\n", "t").is_err());
-        assert_eq!(parse_objects("---\n# only a comment\n", "t").expect("empty ok").len(), 0);
+        assert_eq!(
+            parse_objects("---\n# only a comment\n", "t").expect("empty ok").len(),
+            0
+        );
     }
 }

@@ -156,7 +156,11 @@ async fn best_index(
         match verified {
             Ok(v) if best.as_ref().is_none_or(|(b, _)| v.index().version > b.index().version) => {
                 if let Some((older, _)) = best.replace((v, source.clone())) {
-                    problems.push(format!("{}: serves older version {}", older.origin(), older.index().version));
+                    problems.push(format!(
+                        "{}: serves older version {}",
+                        older.origin(),
+                        older.index().version
+                    ));
                 }
             }
             Ok(v) => problems.push(format!("{}: serves older version {}", v.origin(), v.index().version)),

@@ -144,7 +144,10 @@ fn dependency_order(bundles: &[Bundle]) -> (Vec<usize>, BTreeMap<BundleName, Str
             .map(BundleName::as_str)
             .collect();
         if !unknown.is_empty() {
-            problems.insert(b.name.clone(), format!("dependsOn names unknown bundle(s): {}", unknown.join(", ")));
+            problems.insert(
+                b.name.clone(),
+                format!("dependsOn names unknown bundle(s): {}", unknown.join(", ")),
+            );
         }
     }
     let mut placed = vec![false; bundles.len()];
@@ -235,7 +238,10 @@ mod tests {
         ];
         let prod_site7 = cluster("site-7", &[("env", "prod")]);
         assert_eq!(first_match(&targets, &prod_site7).map(|c| c.target), Some(0));
-        assert_eq!(first_match(&targets, &cluster("site-7", &[])).map(|c| c.target), Some(1));
+        assert_eq!(
+            first_match(&targets, &cluster("site-7", &[])).map(|c| c.target),
+            Some(1)
+        );
         assert_eq!(first_match(&targets, &cluster("other", &[])).map(|c| c.target), Some(2));
     }
 
@@ -263,7 +269,9 @@ mod tests {
     #[test]
     fn rollout_wave_grows_monotonically_and_is_close_to_its_percentage() {
         let name = BundleName::parse("web").expect("name");
-        let buckets: Vec<u8> = (0..10_000).map(|i| rollout_bucket(&format!("cluster-{i}"), &name)).collect();
+        let buckets: Vec<u8> = (0..10_000)
+            .map(|i| rollout_bucket(&format!("cluster-{i}"), &name))
+            .collect();
         for percent in [0u8, 5, 50, 100] {
             let inside = buckets.iter().filter(|&&b| b < percent).count();
             let expected = 10_000 * percent as usize / 100;
@@ -277,7 +285,10 @@ mod tests {
     fn outside_rollout_wave_keeps_current() {
         let mut b = bundle("web", &[], vec![target(Some("{}"), None, 1)]);
         b.rollout = Some(Rollout { percent: 0 });
-        assert!(matches!(decide(&b, &cluster("a", &[])), Decision::OutsideRollout { .. }));
+        assert!(matches!(
+            decide(&b, &cluster("a", &[])),
+            Decision::OutsideRollout { .. }
+        ));
         b.rollout = Some(Rollout { percent: 100 });
         assert!(matches!(decide(&b, &cluster("a", &[])), Decision::Deploy(_)));
     }
@@ -300,7 +311,10 @@ mod tests {
         assert_eq!(names.len(), bundles.len());
         assert!(problems[&BundleName::parse("x").expect("n")].contains("cycle"));
         assert!(problems[&BundleName::parse("y").expect("n")].contains("cycle"));
-        assert!(!problems.contains_key(&BundleName::parse("z").expect("n")), "z only depends on a cycle");
+        assert!(
+            !problems.contains_key(&BundleName::parse("z").expect("n")),
+            "z only depends on a cycle"
+        );
         assert!(problems[&BundleName::parse("lost").expect("n")].contains("nowhere"));
     }
 }

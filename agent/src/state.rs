@@ -130,7 +130,12 @@ pub fn cached_blob(dir: &Path, digest: &Digest) -> PathBuf {
 /// Deletes cached blobs that `state` no longer references.
 pub fn prune_blob_cache(dir: &Path, state: &State) -> Result<()> {
     let cache = dir.join(BLOB_CACHE_DIR);
-    let keep: Vec<&str> = state.bundles.values().filter_map(|b| b.digest.as_ref()).map(Digest::hex).collect();
+    let keep: Vec<&str> = state
+        .bundles
+        .values()
+        .filter_map(|b| b.digest.as_ref())
+        .map(Digest::hex)
+        .collect();
     let entries = match std::fs::read_dir(&cache) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),

@@ -240,8 +240,8 @@ mod tests {
     fn rejects_expired_index() {
         let s = signer();
         let keys = TrustedKeys::load(std::slice::from_ref(&s.pk_path)).expect("keys");
-        let err = verify_index(&signed(&s, index_json(3, "2026-01-01T00:00:00Z")), &keys, now(), None)
-            .expect_err("expired");
+        let err =
+            verify_index(&signed(&s, index_json(3, "2026-01-01T00:00:00Z")), &keys, now(), None).expect_err("expired");
         assert!(matches!(err, Error::Expired { .. }), "{err}");
     }
 
@@ -259,12 +259,18 @@ mod tests {
             version: 4,
             sha256: Digest::of(b"x"),
         };
-        assert!(matches!(verify_index(&raw, &keys, now(), Some(&newer)), Err(Error::Rollback { .. })));
+        assert!(matches!(
+            verify_index(&raw, &keys, now(), Some(&newer)),
+            Err(Error::Rollback { .. })
+        ));
         let other = Applied {
             version: 3,
             sha256: Digest::of(b"x"),
         };
-        assert!(matches!(verify_index(&raw, &keys, now(), Some(&other)), Err(Error::Rollback { .. })));
+        assert!(matches!(
+            verify_index(&raw, &keys, now(), Some(&other)),
+            Err(Error::Rollback { .. })
+        ));
     }
 
     #[test]
@@ -273,6 +279,9 @@ mod tests {
         let keys = TrustedKeys::load(std::slice::from_ref(&s.pk_path)).expect("keys");
         let mut raw = signed(&s, index_json(3, "2027-01-01T00:00:00Z"));
         raw.signature = b"untrusted comment: x\nnot base64 at all\n".to_vec();
-        assert!(matches!(verify_index(&raw, &keys, now(), None), Err(Error::Signature { .. })));
+        assert!(matches!(
+            verify_index(&raw, &keys, now(), None),
+            Err(Error::Signature { .. })
+        ));
     }
 }

@@ -70,7 +70,10 @@ pub struct BundleSource {
 impl BundleSource {
     /// Reads `dir` (named after the bundle).
     pub fn read(dir: &Path) -> Result<Self> {
-        let dir_name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let dir_name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let name = BundleName::parse(&dir_name).map_err(|m| Error::source(dir, m))?;
         let spec_path = dir.join(BUNDLE_FILE);
         let spec: BundleSpec = match std::fs::read_to_string(&spec_path) {
@@ -83,7 +86,9 @@ impl BundleSource {
             if target.cluster_selector.is_none() && target.cluster_name.is_none() {
                 return Err(Error::source(
                     &spec_path,
-                    format!("targets[{i}] needs clusterSelector or clusterName (clusterSelector: {{}} means every cluster)"),
+                    format!(
+                        "targets[{i}] needs clusterSelector or clusterName (clusterSelector: {{}} means every cluster)"
+                    ),
                 ));
             }
             if let Some(selector) = &target.cluster_selector {
@@ -92,7 +97,9 @@ impl BundleSource {
                     .map_err(|m| Error::source(&spec_path, format!("targets[{i}].clusterSelector: {m}")))?;
             }
             if let Some(variant) = &target.variant {
-                let safe = variant.components().all(|c| matches!(c, std::path::Component::Normal(_)));
+                let safe = variant
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)));
                 if !safe || variant.as_os_str().is_empty() {
                     return Err(Error::source(
                         &spec_path,
@@ -101,7 +108,10 @@ impl BundleSource {
                 }
                 let vdir = dir.join(variant);
                 if !vdir.is_dir() {
-                    return Err(Error::source(&vdir, format!("targets[{i}].variant: directory not found")));
+                    return Err(Error::source(
+                        &vdir,
+                        format!("targets[{i}].variant: directory not found"),
+                    ));
                 }
                 if !variants.contains_key(variant) {
                     variants.insert(variant.clone(), collect_manifests(&vdir, &vdir, &[])?);
@@ -141,7 +151,10 @@ fn collect_manifests(root: &Path, dir: &Path, skip: &[PathBuf]) -> Result<BTreeM
             let path = entry.path();
             let kind = entry.file_type().map_err(|e| drover_agent::Error::io(&path, e))?;
             if kind.is_symlink() {
-                return Err(Error::source(&path, "symlinks are not allowed in a bundle; copy the file instead"));
+                return Err(Error::source(
+                    &path,
+                    "symlinks are not allowed in a bundle; copy the file instead",
+                ));
             }
             if kind.is_dir() {
                 if !skip.contains(&path) {

@@ -10,7 +10,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use drover_agent::format::{Bundle, Digest, Index, LabelSelector, Target, API_VERSION, BLOB_DIR, INDEX_FILE, INDEX_KIND, SIGNATURE_FILE};
+use drover_agent::format::{
+    Bundle, Digest, Index, LabelSelector, Target, API_VERSION, BLOB_DIR, INDEX_FILE, INDEX_KIND, SIGNATURE_FILE,
+};
 use drover_agent::fsutil;
 use time::OffsetDateTime;
 
@@ -118,11 +120,17 @@ pub fn publish(opts: &PublishOptions, now: OffsetDateTime) -> Result<PublishSumm
     let mut bytes = serde_json::to_vec_pretty(&index).expect("index serialises: plain data");
     bytes.push(b'\n');
     let comment = format!("drover index channel={} version={version}", opts.channel);
-    let signature = minisign::sign(None, &sk, &bytes[..], Some(&comment), Some("drover channel index signature"))
-        .map_err(|e| Error::Key {
-            path: opts.key.clone(),
-            message: format!("signing failed: {e}"),
-        })?;
+    let signature = minisign::sign(
+        None,
+        &sk,
+        &bytes[..],
+        Some(&comment),
+        Some("drover channel index signature"),
+    )
+    .map_err(|e| Error::Key {
+        path: opts.key.clone(),
+        message: format!("signing failed: {e}"),
+    })?;
     fsutil::write_atomic(&opts.store.join(INDEX_FILE), &bytes)?;
     fsutil::write_atomic(&opts.store.join(SIGNATURE_FILE), signature.into_string().as_bytes())?;
     Ok(PublishSummary {
@@ -141,13 +149,20 @@ fn read_bundle_sources(src: &Path) -> Result<Vec<BundleSource>> {
     let mut dirs = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| drover_agent::Error::io(&bundles_dir, e))?;
-        if entry.file_type().map_err(|e| drover_agent::Error::io(entry.path(), e))?.is_dir() {
+        if entry
+            .file_type()
+            .map_err(|e| drover_agent::Error::io(entry.path(), e))?
+            .is_dir()
+        {
             dirs.push(entry.path());
         }
     }
     dirs.sort();
     if dirs.is_empty() {
-        return Err(Error::source(&bundles_dir, "no bundle directories found (expected bundles/<name>/)"));
+        return Err(Error::source(
+            &bundles_dir,
+            "no bundle directories found (expected bundles/<name>/)",
+        ));
     }
     dirs.iter().map(|d| BundleSource::read(d)).collect()
 }
@@ -157,7 +172,10 @@ fn check_dependencies(bundles: &[Bundle], src: &Path) -> Result<()> {
     for b in bundles {
         for d in &b.depends_on {
             if !bundles.iter().any(|o| &o.name == d) {
-                return Err(Error::source(src, format!("bundle {}: dependsOn names unknown bundle {d}", b.name)));
+                return Err(Error::source(
+                    src,
+                    format!("bundle {}: dependsOn names unknown bundle {d}", b.name),
+                ));
             }
         }
     }
@@ -165,7 +183,9 @@ fn check_dependencies(bundles: &[Bundle], src: &Path) -> Result<()> {
     for start in bundles {
         let mut stack = vec![(&start.name, vec![start.name.as_str()])];
         while let Some((name, path)) = stack.pop() {
-            let Some(b) = bundles.iter().find(|b| &b.name == name) else { continue };
+            let Some(b) = bundles.iter().find(|b| &b.name == name) else {
+                continue;
+            };
             for d in &b.depends_on {
                 let mut next = path.clone();
                 next.push(d.as_str());
@@ -193,7 +213,12 @@ fn previous_version(store: &Path) -> Result<u64> {
     match std::fs::read(&path) {
         Ok(bytes) => serde_json::from_slice::<VersionOnly>(&bytes)
             .map(|v| v.version)
-            .map_err(|e| Error::source(&path, format!("existing index has no readable version ({e}); agents would refuse a restart at 1"))),
+            .map_err(|e| {
+                Error::source(
+                    &path,
+                    format!("existing index has no readable version ({e}); agents would refuse a restart at 1"),
+                )
+            }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
         Err(e) => Err(drover_agent::Error::io(&path, e).into()),
     }

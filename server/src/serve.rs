@@ -35,7 +35,9 @@ async fn respond(store: &Path, method: &Method, path: &str, headers: &HeaderMap)
     let file_path = store.join(&rel);
     let file = match tokio::fs::File::open(&file_path).await {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (StatusCode::NOT_FOUND, "not found\n").into_response(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return (StatusCode::NOT_FOUND, "not found\n").into_response()
+        }
         Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     };
     let len = match file.metadata().await {
@@ -69,7 +71,10 @@ async fn respond(store: &Path, method: &Method, path: &str, headers: &HeaderMap)
         builder
             .header(header::CONTENT_TYPE, content_type)
             .header(header::CONTENT_LENGTH, len)
-            .body(Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 64 << 10)))
+            .body(Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+                file,
+                64 << 10,
+            )))
     };
     response.unwrap_or_else(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response())
 }
@@ -97,7 +102,14 @@ mod tests {
         assert!(route("/index.json").is_some());
         assert!(route("/index.json.minisig").is_some());
         assert!(route(&format!("/blobs/sha256/{}", "a".repeat(64))).is_some());
-        for bad in ["/", "/etc/passwd", "/blobs/sha256/../../x", "/blobs/sha256/abc", "/../index.json", "/drover.key"] {
+        for bad in [
+            "/",
+            "/etc/passwd",
+            "/blobs/sha256/../../x",
+            "/blobs/sha256/abc",
+            "/../index.json",
+            "/drover.key",
+        ] {
             assert!(route(bad).is_none(), "{bad} routed");
         }
     }

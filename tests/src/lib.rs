@@ -1,1 +1,332 @@
-//! e2e helpers
+//! Shared helpers for drover's end-to-end tests: the real `drover` and `drover-agent`
+//! binaries, real `minisign` and real `nginx`, in temporary directories on free ports.
+//!
+//! The binaries must be built first (`cargo build --workspace --bins`; `tests/run.sh`
+//! does it). A missing external component fails the test with a message saying how to
+//! install it; nothing is skipped silently.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of a workspace binary (`drover` or `drover-agent`) next to this test executable.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile> directory");
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} not found: build the binaries first with `cargo build --workspace --bins` (bash tests/run.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// Fails with a clear message when an external command is missing.
+pub fn require(cmd: &str, package: &str) -> PathBuf {
+    for dir in [
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+        "/usr/local/bin",
+        "/usr/local/sbin",
+    ] {
+        let p = Path::new(dir).join(cmd);
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!(
+        "{cmd} is required by this test but not installed: apt-get install {package} (bash tests/run.sh installs it)"
+    );
+}
+
+/// Runs a command to completion, capturing output.
+pub fn run(cmd: &Path, args: &[&str]) -> Output {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", cmd.display()))
+}
+
+/// Runs `drover ARGS`.
+pub fn drover(args: &[&str]) -> Output {
+    run(&bin("drover"), args)
+}
+
+/// Runs `drover ARGS` and asserts success.
+pub fn drover_ok(args: &[&str]) -> String {
+    let out = drover(args);
+    assert!(out.status.success(), "drover {args:?} failed: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// stdout and stderr of a finished command, for messages.
+pub fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A temporary publisher + cluster: keys, a source tree, a store, and an agent's
+/// manifests and state directories.
+pub struct Site {
+    /// Root of everything (deleted on drop).
+    pub dir: tempfile::TempDir,
+}
+
+impl Site {
+    /// A new site with a drover key pair in `keys/`.
+    pub fn new() -> Self {
+        let site = Site {
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        drover_ok(&["keygen", "--out", site.path("keys").to_str().unwrap()]);
+        site
+    }
+
+    /// A path under the site root.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// A path under the site root, as a string.
+    pub fn p(&self, rel: &str) -> String {
+        self.path(rel).to_str().expect("utf-8 temp path").to_string()
+    }
+
+    /// Writes a file (creating parent directories).
+    pub fn write(&self, rel: &str, content: &str) {
+        let path = self.path(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+
+    /// Copies the repository's `examples/` into `src/`.
+    pub fn with_examples(self) -> Self {
+        copy_dir(&repo_root().join("examples/bundles"), &self.path("src/bundles"));
+        self
+    }
+
+    /// `drover publish src --store store --key keys/drover.key EXTRA…`.
+    pub fn publish(&self, extra: &[&str]) -> String {
+        let (src, store, key) = (self.p("src"), self.p("store"), self.p("keys/drover.key"));
+        let mut args = vec!["publish", &src, "--store", &store, "--key", &key];
+        args.extend_from_slice(extra);
+        drover_ok(&args)
+    }
+
+    /// Runs `drover-agent --once` for `cluster` with `labels` against `source`.
+    pub fn agent(&self, source: &str, cluster: &str, labels: &[&str]) -> Output {
+        let (key, sink, state) = (
+            self.p("keys/drover.pub"),
+            format!("dir:{}", self.p("manifests")),
+            self.p("state"),
+        );
+        let mut args = vec![
+            "--source",
+            source,
+            "--key",
+            &key,
+            "--cluster-name",
+            cluster,
+            "--sink",
+            &sink,
+            "--state-dir",
+            &state,
+            "--once",
+        ];
+        for l in labels {
+            args.push("--label");
+            args.push(l);
+        }
+        run(&bin("drover-agent"), &args)
+    }
+
+    /// The `file://` URL of the store.
+    pub fn store_url(&self) -> String {
+        format!("file://{}", self.p("store"))
+    }
+
+    /// Contents of the manifests directory: file name → text.
+    pub fn manifests(&self) -> BTreeMap<String, String> {
+        snapshot(&self.path("manifests"))
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8(v).expect("manifests are UTF-8")))
+            .collect()
+    }
+
+    /// Byte-for-byte snapshot of the manifests and state directories.
+    pub fn sink_and_state(&self) -> (BTreeMap<String, Vec<u8>>, BTreeMap<String, Vec<u8>>) {
+        (snapshot(&self.path("manifests")), snapshot(&self.path("state")))
+    }
+
+    /// Blob digests referenced by the store's index, per bundle, in target order.
+    pub fn index_digests(&self) -> BTreeMap<String, Vec<String>> {
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.path("store/index.json")).unwrap()).unwrap();
+        index["bundles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                let digests = b["targets"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| t["digest"].as_str().unwrap().to_string());
+                (b["name"].as_str().unwrap().to_string(), digests.collect())
+            })
+            .collect()
+    }
+}
+
+impl Default for Site {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The repository root (parent of tests/).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Recursively copies a directory.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Every file under `dir` (relative path → bytes); empty if `dir` is missing.
+pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(entry.path());
+            } else {
+                let rel = entry.path().strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                files.insert(rel, std::fs::read(entry.path()).unwrap());
+            }
+        }
+    }
+    files
+}
+
+/// Polls `cond` until it holds or `timeout` passes.
+pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A child process killed on drop.
+pub struct Daemon {
+    child: Child,
+    /// Base URL it serves.
+    pub url: String,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `drover serve STORE --listen 127.0.0.1:0` and returns it with its URL.
+pub fn drover_serve(store: &Path) -> Daemon {
+    let mut child = Command::new(bin("drover"))
+        .args(["serve", store.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn drover serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .rsplit(" on ")
+        .next()
+        .filter(|u| u.starts_with("http://"))
+        .unwrap_or_else(|| panic!("drover serve printed {line:?}"))
+        .to_string();
+    Daemon { child, url }
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; the caller binds it next).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts real nginx serving `root` on a free port, with a config written for the test.
+pub fn nginx(root: &Path, work: &Path) -> Daemon {
+    let nginx = require("nginx", "nginx-light");
+    std::fs::create_dir_all(work).unwrap();
+    let port = free_port();
+    let conf = work.join("nginx.conf");
+    let w = work.display();
+    std::fs::write(
+        &conf,
+        format!(
+            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {w}/nginx.pid;\nerror_log {w}/error.log;\n\
+             {user}events {{ worker_connections 64; }}\n\
+             http {{\n  access_log {w}/access.log;\n  client_body_temp_path {w}/body;\n  proxy_temp_path {w}/proxy;\n\
+               fastcgi_temp_path {w}/fastcgi;\n  uwsgi_temp_path {w}/uwsgi;\n  scgi_temp_path {w}/scgi;\n\
+               server {{\n    listen 127.0.0.1:{port};\n    root {root};\n    etag on;\n  }}\n}}\n",
+            root = root.display(),
+            user = if is_root() { "user root;\n" } else { "" },
+        ),
+    )
+    .unwrap();
+    let child = Command::new(nginx)
+        .args(["-c", conf.to_str().unwrap(), "-p", work.to_str().unwrap()])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn nginx");
+    let daemon = Daemon {
+        child,
+        url: format!("http://127.0.0.1:{port}/"),
+    };
+    wait_for("nginx to listen", Duration::from_secs(10), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    daemon
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}

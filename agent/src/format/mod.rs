@@ -106,7 +106,10 @@ impl Index {
             ));
         }
         if self.kind != INDEX_KIND {
-            return Err(bad("kind".into(), format!("expected {INDEX_KIND:?}, found {:?}", self.kind)));
+            return Err(bad(
+                "kind".into(),
+                format!("expected {INDEX_KIND:?}, found {:?}", self.kind),
+            ));
         }
         if self.channel.is_empty() {
             return Err(bad("channel".into(), "must not be empty".into()));
@@ -119,7 +122,10 @@ impl Index {
             }
             if let Some(rollout) = bundle.rollout {
                 if rollout.percent > 100 {
-                    return Err(bad(at("rollout.percent"), format!("must be 0..=100, found {}", rollout.percent)));
+                    return Err(bad(
+                        at("rollout.percent"),
+                        format!("must be 0..=100, found {}", rollout.percent),
+                    ));
                 }
             }
             if let Some(ns) = &bundle.namespace {

@@ -49,10 +49,16 @@ impl LabelSelector {
         for (i, req) in self.match_expressions.iter().enumerate() {
             let needs_values = matches!(req.operator, Operator::In | Operator::NotIn);
             if needs_values && req.values.is_empty() {
-                return Err(format!("matchExpressions[{i}]: operator {:?} needs values", req.operator));
+                return Err(format!(
+                    "matchExpressions[{i}]: operator {:?} needs values",
+                    req.operator
+                ));
             }
             if !needs_values && !req.values.is_empty() {
-                return Err(format!("matchExpressions[{i}]: operator {:?} takes no values", req.operator));
+                return Err(format!(
+                    "matchExpressions[{i}]: operator {:?} takes no values",
+                    req.operator
+                ));
             }
         }
         Ok(())

@@ -107,13 +107,18 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let sink = DirSink::new(dir.path().to_path_buf());
         let name = BundleName::parse("web").expect("name");
-        sink.apply(&name, &Digest::of(b"blob"), &rendered(&["a: 1\n"])).expect("apply");
+        sink.apply(&name, &Digest::of(b"blob"), &rendered(&["a: 1\n"]))
+            .expect("apply");
         use std::os::unix::fs::MetadataExt;
         let path = sink.file_for(&name);
         let before = std::fs::metadata(&path).expect("stat").ino();
-        sink.apply(&name, &Digest::of(b"blob"), &rendered(&["a: 1\n"])).expect("apply");
+        sink.apply(&name, &Digest::of(b"blob"), &rendered(&["a: 1\n"]))
+            .expect("apply");
         let after = std::fs::metadata(&path).expect("stat").ino();
-        assert_eq!(before, after, "an identical rewrite would replace the file and wake k3s");
+        assert_eq!(
+            before, after,
+            "an identical rewrite would replace the file and wake k3s"
+        );
     }
 
     #[test]
@@ -121,7 +126,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let sink = DirSink::new(dir.path().to_path_buf());
         let name = BundleName::parse("web").expect("name");
-        sink.apply(&name, &Digest::of(b"blob"), &rendered(&["a: 1\n"])).expect("apply");
+        sink.apply(&name, &Digest::of(b"blob"), &rendered(&["a: 1\n"]))
+            .expect("apply");
         sink.remove(&name, "no target matches").expect("remove");
         let text = std::fs::read_to_string(sink.file_for(&name)).expect("tombstone");
         assert!(text.lines().all(|l| l.starts_with('#')), "{text}");

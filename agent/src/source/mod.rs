@@ -75,8 +75,11 @@ pub enum Source {
 impl Source {
     /// Parses a source URL: `http://…`, `https://…` or `file:///absolute/path`.
     pub fn parse(spec: &str, limits: &Limits) -> Result<Self> {
-        let url = url::Url::parse(spec)
-            .map_err(|e| Error::Config(format!("source {spec:?}: not a URL ({e}); use http(s)://… or file:///path")))?;
+        let url = url::Url::parse(spec).map_err(|e| {
+            Error::Config(format!(
+                "source {spec:?}: not a URL ({e}); use http(s)://… or file:///path"
+            ))
+        })?;
         match url.scheme() {
             "http" | "https" => Ok(Source::Http(HttpSource::new(url, limits)?)),
             "file" => {
@@ -224,7 +227,11 @@ mod tests {
         let err = w.finish(&dest).expect_err("digest mismatch");
         assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
         assert!(!dest.exists());
-        assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 0, "temp file removed");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).expect("ls").count(),
+            0,
+            "temp file removed"
+        );
     }
 
     #[test]
@@ -250,7 +257,10 @@ mod tests {
     #[test]
     fn read_limited_refuses_one_byte_too_many() {
         assert!(read_limited(&b"12345"[..], 5, "x").is_ok());
-        assert!(matches!(read_limited(&b"123456"[..], 5, "x"), Err(Error::TooLarge { .. })));
+        assert!(matches!(
+            read_limited(&b"123456"[..], 5, "x"),
+            Err(Error::TooLarge { .. })
+        ));
     }
 
     #[test]
