@@ -96,7 +96,7 @@ pub fn explain_targets(index: &VerifiedIndex, cluster: &Cluster) -> Vec<String> 
                 String::new()
             } else {
                 let names: Vec<&str> = b.depends_on.iter().map(|d| d.as_str()).collect();
-                format!(" after {}", names.join(", "))
+                format!(" [dependsOn: {}]", names.join(", "))
             };
             format!("{:<24} {line}{deps}", b.name.as_str())
         })

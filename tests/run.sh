@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every drover test: unit tests and the end-to-end tests in tests/, which drive the
+# real binaries against real nginx, minisign and curl. Installs those from Debian when
+# they are missing (needs root or sudo). A test whose component is still missing fails
+# with a message naming the package; nothing is skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+need=()
+have nginx || need+=(nginx-light)
+have minisign || need+=(minisign)
+have curl || need+=(curl)
+if [ "${#need[@]}" -gt 0 ]; then
+  echo "tests/run.sh: installing ${need[*]} from Debian" >&2
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# The end-to-end tests run the built binaries; build them first so they are never stale.
+cargo build --workspace --bins --locked
+cargo test --workspace --locked "$@"
