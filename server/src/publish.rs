@@ -4,6 +4,7 @@
 //! 1. every blob (content-addressed; an existing blob is never rewritten);
 //! 2. `index.json` (temp file + rename);
 //! 3. `index.json.minisig` (temp file + rename).
+//!
 //! Between 2 and 3 a reader may see the new index with the old signature; it fails
 //! verification and keeps its current state until the next poll.
 

@@ -4,7 +4,6 @@
 //! The binaries must be built first (`cargo build --workspace --bins`; `tests/run.sh`
 //! does it). A missing external component fails the test with a message saying how to
 //! install it; nothing is skipped silently.
-#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
