@@ -54,12 +54,7 @@ pub async fn run_cycle(cfg: &AgentConfig, now: OffsetDateTime) -> Result<CycleRe
     for item in plan(&verified, &cfg.cluster) {
         let name = &item.bundle.name;
         let previous = state.bundles.get(name).cloned();
-        let kept = |status: Status, message: String| BundleState {
-            status,
-            message,
-            digest: previous.as_ref().and_then(|p| p.digest.clone()),
-            file_sha256: previous.as_ref().and_then(|p| p.file_sha256.clone()),
-        };
+        let kept = |status: Status, message: String| BundleState::keeping(previous.as_ref(), status, message);
         let has_applied = previous.as_ref().is_some_and(|p| p.digest.is_some());
         let result = match item.decision {
             Decision::Invalid(problem) => kept(Status::Error, problem),
@@ -195,12 +190,11 @@ async fn apply(
             && p.file_sha256.as_ref().is_some_and(|sha| sink.is_in_place(name, sha))
     });
     if unchanged {
-        return BundleState {
-            status: Status::Applied,
-            message: format!("{} already in place", chosen.digest.short()),
-            digest: Some(chosen.digest.clone()),
-            file_sha256: previous.and_then(|p| p.file_sha256.clone()),
-        };
+        return BundleState::keeping(
+            previous,
+            Status::Applied,
+            format!("{} already in place", chosen.digest.short()),
+        );
     }
     let outcome = async {
         let blob = fetch_blob(cfg, winner, &chosen.digest, chosen.size).await?;
@@ -224,12 +218,7 @@ async fn apply(
         },
         Err(e) => {
             tracing::error!(bundle = %name, error = %e, "bundle not applied; previous content kept");
-            BundleState {
-                status: Status::Error,
-                message: e.to_string(),
-                digest: previous.and_then(|p| p.digest.clone()),
-                file_sha256: previous.and_then(|p| p.file_sha256.clone()),
-            }
+            BundleState::keeping(previous, Status::Error, e.to_string())
         }
     }
 }

@@ -64,6 +64,18 @@ pub struct BundleState {
     pub file_sha256: Option<Digest>,
 }
 
+impl BundleState {
+    /// A result that changes nothing in the sink: whatever `previous` had applied stays.
+    pub fn keeping(previous: Option<&BundleState>, status: Status, message: String) -> Self {
+        BundleState {
+            status,
+            message,
+            digest: previous.and_then(|p| p.digest.clone()),
+            file_sha256: previous.and_then(|p| p.file_sha256.clone()),
+        }
+    }
+}
+
 /// Per-bundle result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Status {
