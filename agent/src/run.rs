@@ -185,8 +185,10 @@ async fn apply(
     chosen: &Chosen,
     previous: Option<&BundleState>,
 ) -> BundleState {
+    let inputs = render_inputs(chosen, namespace, &cfg.cluster);
     let unchanged = previous.is_some_and(|p| {
         p.digest.as_ref() == Some(&chosen.digest)
+            && p.inputs.as_ref() == Some(&inputs)
             && p.file_sha256.as_ref().is_some_and(|sha| sink.is_in_place(name, sha))
     });
     if unchanged {
@@ -215,6 +217,7 @@ async fn apply(
             ),
             digest: Some(chosen.digest.clone()),
             file_sha256: Some(file_sha),
+            inputs: Some(inputs),
         },
         Err(e) => {
             tracing::error!(bundle = %name, error = %e, "bundle not applied; previous content kept");
@@ -230,14 +233,28 @@ fn remove(sink: &crate::sink::DirSink, name: &BundleName, reason: &str) -> Bundl
             message: format!("{reason}; tombstone written so k3s deletes its objects"),
             digest: None,
             file_sha256: Some(sha),
+            inputs: None,
         },
         Err(e) => BundleState {
             status: Status::Error,
             message: format!("could not remove: {e}"),
             digest: None,
             file_sha256: None,
+            inputs: None,
         },
     }
+}
+
+/// Fingerprint of the render inputs other than the blob: the same blob renders differently
+/// for another cluster name, other labels or another default namespace.
+fn render_inputs(chosen: &Chosen, namespace: Option<&str>, cluster: &crate::select::Cluster) -> Digest {
+    let inputs = serde_json::json!({
+        "digest": chosen.digest.as_str(),
+        "namespace": namespace,
+        "cluster": cluster.name,
+        "labels": cluster.labels,
+    });
+    Digest::of(inputs.to_string().as_bytes())
 }
 
 /// Returns the path of a verified copy of blob `digest` in the cache, downloading it (from

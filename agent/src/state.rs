@@ -62,6 +62,10 @@ pub struct BundleState {
     /// sha256 of the file the dir sink wrote (manifests or tombstone), to detect drift.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_sha256: Option<Digest>,
+    /// Fingerprint of everything besides the blob that shaped the rendered output (cluster
+    /// name and labels, default namespace), so a change to any of them re-renders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<Digest>,
 }
 
 impl BundleState {
@@ -72,6 +76,7 @@ impl BundleState {
             message,
             digest: previous.and_then(|p| p.digest.clone()),
             file_sha256: previous.and_then(|p| p.file_sha256.clone()),
+            inputs: previous.and_then(|p| p.inputs.clone()),
         }
     }
 }
@@ -179,6 +184,7 @@ mod tests {
                 message: String::new(),
                 digest: Some(Digest::of(b"x")),
                 file_sha256: None,
+                inputs: None,
             },
         );
         state.save(dir.path()).expect("save");

@@ -253,3 +253,26 @@ fn drover_serve_answers_if_none_match_with_304() {
     );
     assert_eq!(String::from_utf8_lossy(&outside.stdout), "404");
 }
+
+#[test]
+fn changed_cluster_labels_re_render_and_a_missing_label_is_an_error() {
+    let site = Site::new().with_examples();
+    site.publish(&[]);
+    assert!(site.agent(&site.store_url(), "site-7", SITE7).status.success());
+    let out = site.agent(&site.store_url(), "site-7", &["env=prod", "region=us", "monitoring=on"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let web = site.manifests()["drover-web.yaml"].clone();
+    assert!(
+        web.contains("value: us") && !web.contains("value: eu"),
+        "same index, new labels:\n{web}"
+    );
+    // Without the label the variable is unknown: an error, and the last good file stays.
+    let out = site.agent(&site.store_url(), "site-7", &["env=prod", "monitoring=on"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("no label \"region\""),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(site.manifests()["drover-web.yaml"], web);
+}
