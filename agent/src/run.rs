@@ -59,7 +59,7 @@ pub async fn run_cycle(cfg: &AgentConfig, now: OffsetDateTime) -> Result<CycleRe
         let result = match item.decision {
             Decision::Invalid(problem) => kept(Status::Error, problem),
             Decision::NotTargeted if has_applied || previous.as_ref().is_some_and(|p| p.file_sha256.is_some()) => {
-                remove(sink, name, "no target matches this cluster")
+                remove(sink, name, "no target matches this cluster", previous.as_ref())
             }
             Decision::NotTargeted => kept(Status::NotTargeted, "no target matches this cluster".into()),
             Decision::Paused { would_get } => kept(
@@ -105,7 +105,10 @@ pub async fn run_cycle(cfg: &AgentConfig, now: OffsetDateTime) -> Result<CycleRe
     for (name, previous) in &state.bundles {
         let listed = index.bundle(name).is_some();
         if !listed && (previous.digest.is_some() || previous.file_sha256.is_some()) {
-            results.push((name.clone(), remove(sink, name, "the bundle is no longer in the index")));
+            results.push((
+                name.clone(),
+                remove(sink, name, "the bundle is no longer in the index", Some(previous)),
+            ));
         }
     }
 
@@ -226,7 +229,9 @@ async fn apply(
     }
 }
 
-fn remove(sink: &crate::sink::DirSink, name: &BundleName, reason: &str) -> BundleState {
+/// Writes the tombstone. If that fails, the record of what is applied is kept so the next
+/// cycle tries again rather than forgetting the bundle's objects.
+fn remove(sink: &crate::sink::DirSink, name: &BundleName, reason: &str, previous: Option<&BundleState>) -> BundleState {
     match sink.remove(name, reason) {
         Ok(sha) => BundleState {
             status: Status::Removed,
@@ -235,13 +240,7 @@ fn remove(sink: &crate::sink::DirSink, name: &BundleName, reason: &str) -> Bundl
             file_sha256: Some(sha),
             inputs: None,
         },
-        Err(e) => BundleState {
-            status: Status::Error,
-            message: format!("could not remove: {e}"),
-            digest: None,
-            file_sha256: None,
-            inputs: None,
-        },
+        Err(e) => BundleState::keeping(previous, Status::Error, format!("could not remove ({reason}): {e}")),
     }
 }
 

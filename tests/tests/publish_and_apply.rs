@@ -276,3 +276,28 @@ fn changed_cluster_labels_re_render_and_a_missing_label_is_an_error() {
     );
     assert_eq!(site.manifests()["drover-web.yaml"], web);
 }
+
+#[test]
+fn failed_removal_is_retried_on_the_next_cycle() {
+    let site = Site::new().with_examples();
+    site.publish(&[]);
+    assert!(site.agent(&site.store_url(), "site-7", SITE7).status.success());
+    // Without monitoring=on the bundle must go; make its file impossible to replace.
+    let file = site.path("manifests/drover-monitoring.yaml");
+    std::fs::remove_file(&file).unwrap();
+    std::fs::create_dir(&file).unwrap();
+    std::fs::write(file.join("keep"), "x").unwrap();
+    let labels = ["env=prod", "region=eu"];
+    let out = site.agent(&site.store_url(), "site-7", &labels);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("could not remove"),
+        "{}",
+        text(&out)
+    );
+    std::fs::remove_dir_all(&file).unwrap();
+    let out = site.agent(&site.store_url(), "site-7", &labels);
+    assert!(out.status.success(), "{}", text(&out));
+    let tomb = &site.manifests()["drover-monitoring.yaml"];
+    assert!(tomb.lines().all(|l| l.starts_with('#')), "removal retried:\n{tomb}");
+}
