@@ -3,6 +3,7 @@
 //! file; list flags given on the command line replace the file's list; labels merge per key.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -16,6 +17,16 @@ use crate::verify::TrustedKeys;
 
 /// Default interval between cycles in daemon mode.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+/// Default random spread of the interval, in percent either way.
+pub const DEFAULT_JITTER_PERCENT: u8 = 10;
+/// Default cap of the retry delay while no source gives a valid index.
+pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Default bound of the blob cache (blobs in use are kept regardless).
+pub const DEFAULT_CACHE_BYTES: u64 = 512 << 20;
+/// Default address of the local listener (metrics, health, sync trigger).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9090";
+/// Default longest time between two status reports when nothing changes.
+pub const DEFAULT_REPORT_INTERVAL: Duration = Duration::from_secs(600);
 
 /// Command-line flags of `drover-agent`.
 #[derive(Debug, Default, clap::Parser)]
@@ -25,7 +36,7 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
     about = "Pull a signed drover store and apply it to this k3s cluster"
 )]
 pub struct Flags {
-    /// YAML file with the same settings (camelCase keys: sources, keys, clusterName, labels, sink, stateDir, interval).
+    /// YAML file with the same settings under camelCase keys (sources, keys, clusterName, labels, sink, stateDir, interval, …; see docs/operations.md).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Store to read: http(s)://HOST/PATH or file:///PATH. Repeat for several; the highest verified version wins.
@@ -53,6 +64,45 @@ pub struct Flags {
     /// Interval between cycles without --once, e.g. 60s, 5m.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub interval: Option<Duration>,
+    /// Random spread of each interval, in percent either way (0 to 50; default 10).
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(0..=50))]
+    pub interval_jitter: Option<u8>,
+    /// Longest wait between retries while no source gives a valid index (default 5m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub max_backoff: Option<Duration>,
+    /// Time allowed to connect to a source (default 10s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub connect_timeout: Option<Duration>,
+    /// Time allowed between two reads of a response (default 30s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub read_timeout: Option<Duration>,
+    /// Time allowed for a whole index or signature request (default 60s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub request_timeout: Option<Duration>,
+    /// Time allowed for a whole blob download (default 1h).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub blob_timeout: Option<Duration>,
+    /// Largest accepted index.json, e.g. 8MiB (default).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_index_size: Option<u64>,
+    /// Largest accepted index.json.minisig, e.g. 16KiB (default).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_signature_size: Option<u64>,
+    /// Bound of the blob cache in the state directory, e.g. 512MiB (default); blobs in use are always kept.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub cache_size: Option<u64>,
+    /// Local listener for /metrics, /healthz, /readyz and POST /sync: ADDR:PORT or "off" (default 127.0.0.1:9090).
+    #[arg(long, value_name = "ADDR|off")]
+    pub listen: Option<String>,
+    /// Log format on stderr: text (default) or json.
+    #[arg(long, value_name = "FORMAT", value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
+    /// Base URL to PUT this cluster's status report to, as URL/<cluster-name>.json (WebDAV, nginx dav_methods PUT).
+    #[arg(long, value_name = "URL")]
+    pub report_url: Option<String>,
+    /// Longest time between two reports when nothing changes (default 10m); a change is reported at once.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub report_interval: Option<Duration>,
 }
 
 /// The YAML `--config` file.
@@ -69,6 +119,28 @@ struct FileConfig {
     sink: Option<String>,
     state_dir: Option<PathBuf>,
     interval: Option<String>,
+    interval_jitter: Option<u8>,
+    max_backoff: Option<String>,
+    connect_timeout: Option<String>,
+    read_timeout: Option<String>,
+    request_timeout: Option<String>,
+    blob_timeout: Option<String>,
+    max_index_size: Option<String>,
+    max_signature_size: Option<String>,
+    cache_size: Option<String>,
+    listen: Option<String>,
+    log_format: Option<String>,
+    report_url: Option<String>,
+    report_interval: Option<String>,
+}
+
+/// Where and how often the status report is sent.
+#[derive(Debug, Clone)]
+pub struct ReportConfig {
+    /// Base URL; the report goes to `<url>/<cluster-name>.json`.
+    pub url: url::Url,
+    /// Longest time between two reports when nothing changes.
+    pub interval: Duration,
 }
 
 /// A validated configuration: every source parsed, every key loaded.
@@ -88,6 +160,18 @@ pub struct AgentConfig {
     pub once: bool,
     /// Interval between cycles in daemon mode.
     pub interval: Duration,
+    /// Random spread of each interval, in percent either way.
+    pub jitter_percent: u8,
+    /// Cap of the retry delay while no source gives a valid index.
+    pub max_backoff: Duration,
+    /// Bound of the blob cache, in bytes.
+    pub cache_bytes: u64,
+    /// Local listener address; `None` when turned off.
+    pub listen: Option<SocketAddr>,
+    /// JSON logs instead of text.
+    pub log_json: bool,
+    /// Where status reports go, if anywhere.
+    pub report: Option<ReportConfig>,
     /// Limits applied while reading sources.
     pub source_limits: source::Limits,
     /// Limits applied while rendering bundles.
@@ -120,7 +204,45 @@ impl AgentConfig {
         if source_specs.is_empty() {
             return Err(Error::Config("at least one --source (or sources) is required".into()));
         }
-        let source_limits = source::Limits::default();
+        let defaults = source::Limits::default();
+        let source_limits = source::Limits {
+            max_index_bytes: size_setting(
+                "maxIndexSize",
+                flags.max_index_size,
+                file.max_index_size,
+                defaults.max_index_bytes,
+            )?,
+            max_signature_bytes: size_setting(
+                "maxSignatureSize",
+                flags.max_signature_size,
+                file.max_signature_size,
+                defaults.max_signature_bytes,
+            )?,
+            connect_timeout: duration_setting(
+                "connectTimeout",
+                flags.connect_timeout,
+                file.connect_timeout,
+                defaults.connect_timeout,
+            )?,
+            read_timeout: duration_setting(
+                "readTimeout",
+                flags.read_timeout,
+                file.read_timeout,
+                defaults.read_timeout,
+            )?,
+            request_timeout: duration_setting(
+                "requestTimeout",
+                flags.request_timeout,
+                file.request_timeout,
+                defaults.request_timeout,
+            )?,
+            blob_timeout: duration_setting(
+                "blobTimeout",
+                flags.blob_timeout,
+                file.blob_timeout,
+                defaults.blob_timeout,
+            )?,
+        };
         let sources = source_specs
             .iter()
             .map(|s| Source::parse(s, &source_limits))
@@ -132,10 +254,46 @@ impl AgentConfig {
             .state_dir
             .or(file.state_dir)
             .ok_or_else(|| Error::Config("--state-dir (or stateDir) is required".into()))?;
-        let interval = match (flags.interval, file.interval) {
-            (Some(d), _) => d,
-            (None, Some(s)) => parse_duration(&s).map_err(|e| Error::Config(format!("interval: {e}")))?,
-            (None, None) => DEFAULT_INTERVAL,
+        let interval = duration_setting("interval", flags.interval, file.interval, DEFAULT_INTERVAL)?;
+        if interval.is_zero() {
+            return Err(Error::Config("interval must be more than 0s".into()));
+        }
+        let jitter_percent = flags
+            .interval_jitter
+            .or(file.interval_jitter)
+            .unwrap_or(DEFAULT_JITTER_PERCENT);
+        if jitter_percent > 50 {
+            return Err(Error::Config(format!(
+                "intervalJitter: {jitter_percent} is over 50 (percent)"
+            )));
+        }
+        let listen = match flags.listen.or(file.listen).as_deref().unwrap_or(DEFAULT_LISTEN) {
+            "off" | "" => None,
+            addr => Some(
+                addr.parse::<SocketAddr>()
+                    .map_err(|e| Error::Config(format!("listen: {addr:?} is not ADDR:PORT or off ({e})")))?,
+            ),
+        };
+        let log_json = match flags.log_format.or(file.log_format).as_deref() {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(other) => return Err(Error::Config(format!("logFormat: {other:?} is not text or json"))),
+        };
+        let report = match flags.report_url.or(file.report_url) {
+            Some(spec) => {
+                let url = url::Url::parse(&spec)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https"))
+                    .ok_or_else(|| Error::Config(format!("reportUrl: {spec:?} is not an http(s) URL")))?;
+                let interval = duration_setting(
+                    "reportInterval",
+                    flags.report_interval,
+                    file.report_interval,
+                    DEFAULT_REPORT_INTERVAL,
+                )?;
+                Some(ReportConfig { url, interval })
+            }
+            None => None,
         };
         Ok(AgentConfig {
             sources,
@@ -145,10 +303,54 @@ impl AgentConfig {
             state_dir,
             once: flags.once,
             interval,
+            jitter_percent,
+            max_backoff: duration_setting("maxBackoff", flags.max_backoff, file.max_backoff, DEFAULT_MAX_BACKOFF)?,
+            cache_bytes: size_setting("cacheSize", flags.cache_size, file.cache_size, DEFAULT_CACHE_BYTES)?,
+            listen,
+            log_json,
+            report,
             source_limits,
             render_limits: crate::render::Limits::default(),
         })
     }
+}
+
+/// A duration from the flag, else the config file (named `key` in errors), else `default`.
+fn duration_setting(key: &str, flag: Option<Duration>, file: Option<String>, default: Duration) -> Result<Duration> {
+    match (flag, file) {
+        (Some(d), _) => Ok(d),
+        (None, Some(s)) => parse_duration(&s).map_err(|e| Error::Config(format!("{key}: {e}"))),
+        (None, None) => Ok(default),
+    }
+}
+
+/// A byte size from the flag, else the config file (named `key` in errors), else `default`.
+fn size_setting(key: &str, flag: Option<u64>, file: Option<String>, default: u64) -> Result<u64> {
+    match (flag, file) {
+        (Some(n), _) => Ok(n),
+        (None, Some(s)) => parse_size(&s).map_err(|e| Error::Config(format!("{key}: {e}"))),
+        (None, None) => Ok(default),
+    }
+}
+
+/// Parses a byte size: `4096`, `16KiB`, `8MiB`, `2GiB` (also KB/MB/GB as powers of 1000).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 4096, 16KiB, 8MiB, 1GiB"))?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return Err(format!("{s:?}: unit must be one of B, KiB, MiB, GiB, KB, MB, GB")),
+    };
+    n.checked_mul(factor).ok_or_else(|| format!("{s:?} is too large"))
 }
 
 /// Parses `KEY=VALUE`.
@@ -159,20 +361,23 @@ pub fn parse_label(s: &str) -> Result<(String, String), String> {
     }
 }
 
-/// Parses a duration such as `90s`, `5m`, `12h`, `30d`, `2w`.
+/// Parses a duration such as `500ms`, `90s`, `5m`, `12h`, `30d`, `2w`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);
     let n: u64 = digits
         .parse()
         .map_err(|_| format!("{s:?} is not a duration like 90s, 5m, 12h, 30d"))?;
+    if unit == "ms" {
+        return Ok(Duration::from_millis(n));
+    }
     let secs = match unit {
         "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
         "w" => 604_800,
-        _ => return Err(format!("{s:?}: unit must be one of s, m, h, d, w")),
+        _ => return Err(format!("{s:?}: unit must be one of ms, s, m, h, d, w")),
     };
     n.checked_mul(secs)
         .map(Duration::from_secs)
@@ -190,6 +395,17 @@ mod tests {
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("d").is_err());
         assert!(parse_duration("3y").is_err());
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn sizes_accept_binary_and_decimal_units() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("16KiB"), Ok(16 << 10));
+        assert_eq!(parse_size("8MiB"), Ok(8 << 20));
+        assert_eq!(parse_size("2GB"), Ok(2_000_000_000));
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("3PiB").is_err());
     }
 
     #[test]

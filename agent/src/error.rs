@@ -100,6 +100,20 @@ pub enum Error {
 }
 
 impl Error {
+    /// True for a refusal by verification: a signature, expiry, rollback, size or digest
+    /// check failed (as opposed to a transport error or bad local configuration).
+    pub fn is_verification_failure(&self) -> bool {
+        matches!(
+            self,
+            Error::Signature { .. }
+                | Error::Expired { .. }
+                | Error::Rollback { .. }
+                | Error::DigestMismatch { .. }
+                | Error::SizeMismatch { .. }
+                | Error::TooLarge { .. }
+        )
+    }
+
     /// Shorthand for [`Error::Io`].
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {

@@ -21,15 +21,20 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod daemon;
 pub mod error;
 pub mod format;
 pub mod fsutil;
+pub mod listener;
+pub mod metrics;
 pub mod render;
+pub mod report;
 pub mod run;
 pub mod select;
 pub mod sink;
 pub mod source;
 pub mod state;
+pub mod status;
 pub mod verify;
 
 pub use error::Error;

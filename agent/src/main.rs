@@ -1,13 +1,14 @@
 //! `drover-agent`: thin binary over the agent library. Parses flags into a validated
-//! configuration, runs one cycle (`--once`) or a loop, and maps the outcome to exit codes.
+//! configuration, runs one cycle (`--once`) or the daemon loop, and maps the outcome to
+//! exit codes.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use drover_agent::config::{AgentConfig, Flags};
-use drover_agent::run::{run_cycle, CycleReport};
+use drover_agent::daemon::{self, Agent, Outcome};
 
-/// Exit code: every targeted bundle is in place.
+/// Exit code: every targeted bundle is in place (or the daemon stopped on SIGTERM).
 const EXIT_OK: u8 = 0;
 /// Exit code: at least one bundle failed (others were applied).
 const EXIT_BUNDLE_FAILED: u8 = 1;
@@ -17,11 +18,6 @@ const EXIT_CONFIG: u8 = 2;
 const EXIT_INDEX_FAILED: u8 = 3;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("DROVER_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cfg = match AgentConfig::from_flags(Flags::parse()) {
         Ok(cfg) => cfg,
         Err(e) => {
@@ -29,7 +25,14 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    init_logs(cfg.log_json);
+    // One worker thread serves the local listener; cycles run on the main thread, so a
+    // long render never delays a health probe.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("drover-agent: cannot start runtime: {e}");
@@ -39,61 +42,87 @@ fn main() -> ExitCode {
     ExitCode::from(runtime.block_on(run(cfg)))
 }
 
-async fn run(cfg: AgentConfig) -> u8 {
-    if cfg.once {
-        return cycle(&cfg).await;
+fn init_logs(json: bool) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("DROVER_LOG").unwrap_or_else(|_| "drover_agent=info,warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
     }
-    loop {
-        cycle(&cfg).await;
-        tokio::select! {
-            _ = tokio::time::sleep(cfg.interval) => {}
-            _ = shutdown() => return EXIT_OK,
+}
+
+async fn run(cfg: AgentConfig) -> u8 {
+    let once = cfg.once;
+    let listen = cfg.listen;
+    let (mut agent, sync_requests) = match Agent::new(cfg) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("drover-agent: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    if once {
+        let outcome = agent.cycle().await;
+        return exit_code(&outcome);
+    }
+    if let Some(addr) = listen {
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("drover-agent: cannot listen on {addr}: {e} (set --listen ADDR:PORT or --listen off)");
+                return EXIT_CONFIG;
+            }
+        };
+        match listener.local_addr() {
+            Ok(bound) => {
+                eprintln!("drover-agent: listening on http://{bound}/ (metrics, healthz, readyz, status, POST sync)")
+            }
+            Err(e) => eprintln!("drover-agent: listening on {addr} ({e})"),
+        }
+        tokio::spawn(drover_agent::listener::serve(listener, agent.shared()));
+    }
+    match daemon::run(agent, sync_requests).await {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            eprintln!("drover-agent: {e}");
+            EXIT_CONFIG
         }
     }
 }
 
-async fn cycle(cfg: &AgentConfig) -> u8 {
-    match run_cycle(cfg, time::OffsetDateTime::now_utc()).await {
-        Ok(report) => {
-            print_report(&report);
+fn exit_code(outcome: &Outcome) -> u8 {
+    match outcome {
+        Outcome::Done(report) => {
+            println!(
+                "channel {} version {} from {}",
+                report.channel, report.version, report.origin
+            );
+            for problem in &report.source_problems {
+                println!("  source problem: {problem}");
+            }
+            for (name, b) in &report.bundles {
+                println!(
+                    "  {:<24} {:<18} {}",
+                    name.as_str(),
+                    format!("{:?}", b.status),
+                    b.message
+                );
+            }
             if report.is_success() {
                 EXIT_OK
             } else {
                 EXIT_BUNDLE_FAILED
             }
         }
-        Err(e) => {
+        Outcome::IndexFailed(e) => {
             eprintln!("drover-agent: index not applied, nothing changed: {e}");
             EXIT_INDEX_FAILED
         }
-    }
-}
-
-async fn shutdown() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-}
-
-fn print_report(report: &CycleReport) {
-    println!(
-        "channel {} version {} from {}",
-        report.channel, report.version, report.origin
-    );
-    for problem in &report.source_problems {
-        println!("  source problem: {problem}");
-    }
-    for (name, b) in &report.bundles {
-        println!(
-            "  {:<24} {:<18} {}",
-            name.as_str(),
-            format!("{:?}", b.status),
-            b.message
-        );
     }
 }

@@ -7,6 +7,7 @@
 //! place and the cycle goes on with the others.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use time::OffsetDateTime;
 
@@ -33,6 +34,13 @@ pub struct CycleReport {
     pub bundles: Vec<(BundleName, BundleState)>,
     /// Sources that failed or served an older index (not fatal when another source worked).
     pub source_problems: Vec<String>,
+    /// The version applied before this cycle, if any.
+    pub previous_version: Option<u64>,
+    /// True when the index differs from the one applied before (a new version, or the
+    /// first index ever); false for an unchanged poll.
+    pub index_changed: bool,
+    /// True when state.json was rewritten (something changed).
+    pub state_written: bool,
 }
 
 impl CycleReport {
@@ -42,11 +50,37 @@ impl CycleReport {
     }
 }
 
+/// Counts kept across cycles by the caller (exported as metrics).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Indexes and blobs refused by verification.
+    pub verify_failures: AtomicU64,
+}
+
+impl Counters {
+    fn note(&self, e: &Error) {
+        if e.is_verification_failure() {
+            self.verify_failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Runs one cycle. `Err` means the index could not be used and nothing was changed.
-pub async fn run_cycle(cfg: &AgentConfig, now: OffsetDateTime) -> Result<CycleReport> {
+pub async fn run_cycle(cfg: &AgentConfig, now: OffsetDateTime, counters: &Counters) -> Result<CycleReport> {
     let mut state = State::load(&cfg.state_dir)?;
-    let (verified, winner, source_problems) = best_index(cfg, &state, now).await?;
+    let before = state.clone();
+    let (verified, winner, source_problems) = best_index(cfg, &state, now, counters).await?;
     let index = verified.index();
+    let index_changed = before.index.as_ref().map(|i| &i.sha256) != Some(verified.sha256());
+    if index_changed {
+        tracing::info!(
+            channel = %index.channel,
+            version = index.version,
+            previous = ?before.index.as_ref().map(|i| i.version),
+            origin = %verified.origin(),
+            "new index"
+        );
+    }
     let Sink::Dir(sink) = &cfg.sink;
 
     let mut results: Vec<(BundleName, BundleState)> = Vec::new();
@@ -87,7 +121,12 @@ pub async fn run_cycle(cfg: &AgentConfig, now: OffsetDateTime) -> Result<CycleRe
                     .collect();
                 if waiting.is_empty() {
                     let namespace = item.bundle.namespace.as_deref();
-                    apply(cfg, sink, &winner, name, namespace, &chosen, previous.as_ref()).await
+                    let target = Target {
+                        name,
+                        namespace,
+                        chosen: &chosen,
+                    };
+                    apply(cfg, &mut state, sink, &winner, &target, previous.as_ref(), counters).await
                 } else {
                     kept(
                         Status::PendingDependency,
@@ -96,7 +135,7 @@ pub async fn run_cycle(cfg: &AgentConfig, now: OffsetDateTime) -> Result<CycleRe
                 }
             }
         };
-        if result.digest.is_some() && result.status != Status::Removed {
+        if result.digest.is_some() && result.file_sha256.is_some() && result.status != Status::Removed {
             in_place.insert(name.clone());
         }
         results.push((name.clone(), result));
@@ -104,7 +143,7 @@ pub async fn run_cycle(cfg: &AgentConfig, now: OffsetDateTime) -> Result<CycleRe
     // Bundles applied before that the index no longer lists at all.
     for (name, previous) in &state.bundles {
         let listed = index.bundle(name).is_some();
-        if !listed && (previous.digest.is_some() || previous.file_sha256.is_some()) {
+        if !listed && previous.may_have_objects() {
             results.push((
                 name.clone(),
                 remove(sink, name, "the bundle is no longer in the index", Some(previous)),
@@ -112,27 +151,57 @@ pub async fn run_cycle(cfg: &AgentConfig, now: OffsetDateTime) -> Result<CycleRe
         }
     }
 
+    for (name, result) in &mut results {
+        result.since = match before.bundles.get(name) {
+            Some(p) if p.status == result.status && p.digest == result.digest => p.since.clone(),
+            _ => Some(rfc3339(now)),
+        };
+        if before
+            .bundles
+            .get(name)
+            .is_none_or(|p| p.status != result.status || p.digest != result.digest)
+        {
+            log_result(name, result);
+        }
+    }
     state.index = Some(IndexState {
         channel: index.channel.clone(),
         version: index.version,
         sha256: verified.sha256().clone(),
         origin: verified.origin().to_string(),
-        applied_at: rfc3339(now),
+        applied_at: match &before.index {
+            Some(i) if !index_changed => i.applied_at.clone(),
+            _ => rfc3339(now),
+        },
     });
-    state.bundles = results
-        .iter()
-        .filter(|(_, b)| b.digest.is_some() || b.file_sha256.is_some() || b.status == Status::Error)
-        .cloned()
-        .collect();
-    state.save(&cfg.state_dir)?;
-    state::prune_blob_cache(&cfg.state_dir, &state)?;
+    state.bundles = results.iter().cloned().collect();
+    // An unchanged poll writes nothing: edge devices often run on flash.
+    let state_written = state != before;
+    if state_written {
+        state.save(&cfg.state_dir)?;
+        state::prune_blob_cache(&cfg.state_dir, &state, cfg.cache_bytes)?;
+    }
     Ok(CycleReport {
         channel: index.channel.clone(),
         version: index.version,
         origin: verified.origin().to_string(),
         bundles: results,
         source_problems,
+        previous_version: before.index.as_ref().map(|i| i.version),
+        index_changed,
+        state_written,
     })
+}
+
+/// One line per bundle whose outcome changed: the decisions an operator looks for.
+fn log_result(name: &BundleName, result: &BundleState) {
+    let digest = result.digest.as_ref().map(Digest::short);
+    match result.status {
+        Status::Error => tracing::error!(bundle = %name, digest, message = %result.message, "bundle refused"),
+        Status::Applied => tracing::info!(bundle = %name, digest, message = %result.message, "bundle applied"),
+        Status::Removed => tracing::info!(bundle = %name, message = %result.message, "bundle removed"),
+        status => tracing::info!(bundle = %name, digest, ?status, message = %result.message, "bundle not applied"),
+    }
 }
 
 /// Reads every source; the highest verified version wins. Problems with other sources are
@@ -141,6 +210,7 @@ async fn best_index(
     cfg: &AgentConfig,
     state: &State,
     now: OffsetDateTime,
+    counters: &Counters,
 ) -> Result<(VerifiedIndex, Source, Vec<String>)> {
     let applied = state.applied();
     let mut best: Option<(VerifiedIndex, Source)> = None;
@@ -163,6 +233,11 @@ async fn best_index(
             }
             Ok(v) => problems.push(format!("{}: serves older version {}", v.origin(), v.index().version)),
             Err(e) => {
+                counters.note(&e);
+                if !matches!(e, Error::Fetch { .. } | Error::Io { .. }) {
+                    // What it served did not verify: do not let 304s replay it.
+                    source.forget_index();
+                }
                 tracing::warn!(source = %source.location(), error = %e, "source unusable");
                 problems.push(e.to_string());
                 last_error = Some(e);
@@ -179,15 +254,30 @@ async fn best_index(
     }
 }
 
+/// What is to be applied for one bundle.
+struct Target<'a> {
+    name: &'a BundleName,
+    namespace: Option<&'a str>,
+    chosen: &'a Chosen,
+}
+
+/// Fetches, renders and writes one bundle. Before the sink is touched, the state records
+/// the bundle as `Applying` at the new digest, so a crash between the write and the end of
+/// the cycle still leaves the agent knowing these objects may be in the sink.
 async fn apply(
     cfg: &AgentConfig,
+    state: &mut State,
     sink: &crate::sink::DirSink,
     winner: &Source,
-    name: &BundleName,
-    namespace: Option<&str>,
-    chosen: &Chosen,
+    target: &Target<'_>,
     previous: Option<&BundleState>,
+    counters: &Counters,
 ) -> BundleState {
+    let Target {
+        name,
+        namespace,
+        chosen,
+    } = *target;
     let inputs = render_inputs(chosen, namespace, &cfg.cluster);
     let unchanged = previous.is_some_and(|p| {
         p.digest.as_ref() == Some(&chosen.digest)
@@ -202,9 +292,19 @@ async fn apply(
         );
     }
     let outcome = async {
-        let blob = fetch_blob(cfg, winner, &chosen.digest, chosen.size).await?;
+        let blob = fetch_blob(cfg, winner, &chosen.digest, chosen.size, counters).await?;
         let what = format!("bundle {name} ({})", chosen.digest);
         let rendered = render_bundle(&blob, &what, namespace, &cfg.cluster, &cfg.render_limits)?;
+        let intent = BundleState {
+            status: Status::Applying,
+            message: format!("writing {}", chosen.digest.short()),
+            digest: Some(chosen.digest.clone()),
+            file_sha256: None,
+            inputs: None,
+            since: None,
+        };
+        state.bundles.insert(name.clone(), intent);
+        state.save(&cfg.state_dir)?;
         let file_sha = sink.apply(name, &chosen.digest, &rendered)?;
         Ok::<_, Error>((file_sha, rendered.documents.len()))
     }
@@ -221,10 +321,13 @@ async fn apply(
             digest: Some(chosen.digest.clone()),
             file_sha256: Some(file_sha),
             inputs: Some(inputs),
+            since: None,
         },
         Err(e) => {
-            tracing::error!(bundle = %name, error = %e, "bundle not applied; previous content kept");
-            BundleState::keeping(previous, Status::Error, e.to_string())
+            // If the intent was recorded and the write failed, the record says Applying at
+            // the new digest: the next cycle rewrites, or removes if no longer targeted.
+            let recorded = state.bundles.get(name).cloned();
+            BundleState::keeping(recorded.as_ref().or(previous), Status::Error, e.to_string())
         }
     }
 }
@@ -239,6 +342,7 @@ fn remove(sink: &crate::sink::DirSink, name: &BundleName, reason: &str, previous
             digest: None,
             file_sha256: Some(sha),
             inputs: None,
+            since: None,
         },
         Err(e) => BundleState::keeping(previous, Status::Error, format!("could not remove ({reason}): {e}")),
     }
@@ -258,9 +362,16 @@ fn render_inputs(chosen: &Chosen, namespace: Option<&str>, cluster: &crate::sele
 
 /// Returns the path of a verified copy of blob `digest` in the cache, downloading it (from
 /// the source that gave the index first, then the others) when missing or damaged.
-async fn fetch_blob(cfg: &AgentConfig, winner: &Source, digest: &Digest, size: u64) -> Result<std::path::PathBuf> {
+async fn fetch_blob(
+    cfg: &AgentConfig,
+    winner: &Source,
+    digest: &Digest,
+    size: u64,
+    counters: &Counters,
+) -> Result<std::path::PathBuf> {
     let dest = state::cached_blob(&cfg.state_dir, digest);
     if cached_blob_is_intact(&dest, digest, size) {
+        state::touch_cached_blob(&dest);
         return Ok(dest);
     }
     crate::fsutil::ensure_dir(dest.parent().expect("cached blob paths have a parent"))?;
@@ -269,6 +380,7 @@ async fn fetch_blob(cfg: &AgentConfig, winner: &Source, digest: &Digest, size: u
         match source.fetch_blob(digest, size, &dest).await {
             Ok(()) => return Ok(dest),
             Err(e) => {
+                counters.note(&e);
                 tracing::warn!(source = %source.location(), blob = %digest, error = %e, "blob fetch failed");
                 last = Some(e);
             }

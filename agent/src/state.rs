@@ -1,8 +1,10 @@
 //! The agent's state directory: what was applied, written atomically so a crash at any
 //! point leaves either the old or the new state, and the next cycle re-converges.
 //!
-//! Layout: `state.json` (this module's [`State`]) and `blobs/<hex>`, a cache of verified
-//! bundle blobs for what is currently applied.
+//! Layout: `state.json` (this module's [`State`]), `status.json` (see [`crate::status`])
+//! and `blobs/<hex>`, a cache of verified bundle blobs: everything currently applied, plus
+//! the most recently used others up to a size bound, so a rollback to a recent digest
+//! needs no download.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -66,6 +68,9 @@ pub struct BundleState {
     /// name and labels, default namespace), so a change to any of them re-renders.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inputs: Option<Digest>,
+    /// When the bundle entered this status with this digest (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
 }
 
 impl BundleState {
@@ -77,7 +82,13 @@ impl BundleState {
             digest: previous.and_then(|p| p.digest.clone()),
             file_sha256: previous.and_then(|p| p.file_sha256.clone()),
             inputs: previous.and_then(|p| p.inputs.clone()),
+            since: None,
         }
+    }
+
+    /// Whether the sink may hold objects of this bundle (so removal must be written).
+    pub fn may_have_objects(&self) -> bool {
+        self.digest.is_some() || self.file_sha256.is_some()
     }
 }
 
@@ -86,6 +97,9 @@ impl BundleState {
 pub enum Status {
     /// The bundle's manifests are in the sink at the targeted digest.
     Applied,
+    /// A write to the sink has started and not been confirmed (recorded before the write,
+    /// so a crash in between is repaired by the next cycle).
+    Applying,
     /// The bundle could not be applied this cycle; the previous content stays.
     Error,
     /// Waiting for a bundle in `dependsOn` to be applied first.
@@ -103,7 +117,7 @@ pub enum Status {
 impl Status {
     /// Whether this status means the bundle is where the index wants it.
     pub fn is_settled(self) -> bool {
-        !matches!(self, Status::Error | Status::PendingDependency)
+        !matches!(self, Status::Error | Status::PendingDependency | Status::Applying)
     }
 }
 
@@ -144,10 +158,20 @@ pub fn cached_blob(dir: &Path, digest: &Digest) -> PathBuf {
     dir.join(BLOB_CACHE_DIR).join(digest.hex())
 }
 
-/// Deletes cached blobs that `state` no longer references.
-pub fn prune_blob_cache(dir: &Path, state: &State) -> Result<()> {
+/// Marks a cached blob as just used (its mtime orders the LRU eviction).
+pub fn touch_cached_blob(path: &Path) {
+    if let Ok(file) = std::fs::File::options().append(true).open(path) {
+        // Best effort: a failed touch only makes the blob an earlier eviction candidate.
+        let _ = file.set_modified(std::time::SystemTime::now());
+    }
+}
+
+/// Bounds the blob cache: blobs `state` references are always kept; the others are kept
+/// most recently used first while the whole cache stays within `max_bytes`. Leftover
+/// temporary files of an interrupted download are removed.
+pub fn prune_blob_cache(dir: &Path, state: &State, max_bytes: u64) -> Result<()> {
     let cache = dir.join(BLOB_CACHE_DIR);
-    let keep: Vec<&str> = state
+    let in_use: Vec<&str> = state
         .bundles
         .values()
         .filter_map(|b| b.digest.as_ref())
@@ -158,11 +182,28 @@ pub fn prune_blob_cache(dir: &Path, state: &State) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(Error::io(cache, e)),
     };
+    let mut total = 0u64;
+    let mut others = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(&cache, e))?;
+        let path = entry.path();
+        let meta = entry.metadata().map_err(|e| Error::io(&path, e))?;
         let name = entry.file_name();
-        if !keep.iter().any(|k| name == std::ffi::OsStr::new(k)) {
-            std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+        if name.to_string_lossy().starts_with('.') {
+            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        } else if in_use.iter().any(|k| name == std::ffi::OsStr::new(k)) {
+            total += meta.len();
+        } else {
+            let used = meta.modified().unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+            others.push((used, meta.len(), path));
+        }
+    }
+    others.sort_by_key(|entry| std::cmp::Reverse(entry.0));
+    for (_, len, path) in others {
+        if total + len <= max_bytes {
+            total += len;
+        } else {
+            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
         }
     }
     Ok(())
@@ -185,10 +226,51 @@ mod tests {
                 digest: Some(Digest::of(b"x")),
                 file_sha256: None,
                 inputs: None,
+                since: Some("2026-11-26T00:00:00Z".into()),
             },
         );
         state.save(dir.path()).expect("save");
         assert_eq!(State::load(dir.path()).expect("load"), state);
+    }
+
+    #[test]
+    fn blob_cache_keeps_blobs_in_use_and_evicts_least_recently_used_beyond_the_bound() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = dir.path().join(BLOB_CACHE_DIR);
+        std::fs::create_dir_all(&cache).expect("mkdir");
+        let in_use = Digest::of(b"in use");
+        let (old, recent) = (Digest::of(b"old"), Digest::of(b"recent"));
+        for (i, d) in [&in_use, &old, &recent].into_iter().enumerate() {
+            let path = cached_blob(dir.path(), d);
+            std::fs::write(&path, vec![0u8; 100]).expect("write");
+            let file = std::fs::File::options().append(true).open(&path).expect("open");
+            let t = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000 + i as u64);
+            file.set_modified(t).expect("mtime");
+        }
+        std::fs::write(cache.join(".blob-partial"), b"x").expect("write");
+        let mut state = State::default();
+        state.bundles.insert(
+            BundleName::parse("web").expect("name"),
+            BundleState {
+                status: Status::Applied,
+                message: String::new(),
+                digest: Some(in_use.clone()),
+                file_sha256: None,
+                inputs: None,
+                since: None,
+            },
+        );
+        prune_blob_cache(dir.path(), &state, 250).expect("prune");
+        assert!(cached_blob(dir.path(), &in_use).exists());
+        assert!(cached_blob(dir.path(), &recent).exists(), "most recent other blob fits");
+        assert!(!cached_blob(dir.path(), &old).exists(), "least recently used evicted");
+        assert!(!cache.join(".blob-partial").exists(), "interrupted download cleaned");
+        prune_blob_cache(dir.path(), &state, 0).expect("prune");
+        assert!(
+            cached_blob(dir.path(), &in_use).exists(),
+            "in-use blob kept over the bound"
+        );
+        assert!(!cached_blob(dir.path(), &recent).exists());
     }
 
     #[test]

@@ -195,6 +195,7 @@ mod tests {
             bytes,
             signature: sig.into_string().into_bytes(),
             origin: "test/index.json".into(),
+            not_modified: false,
         }
     }
 

@@ -164,9 +164,13 @@ impl Site {
             .collect()
     }
 
-    /// Byte-for-byte snapshot of the manifests and state directories.
+    /// Byte-for-byte snapshot of the manifests and state directories. `status.json` is
+    /// left out: it is the agent's report, rewritten after every cycle (a refused index
+    /// makes it say so), not state the next cycle depends on.
     pub fn sink_and_state(&self) -> (BTreeMap<String, Vec<u8>>, BTreeMap<String, Vec<u8>>) {
-        (snapshot(&self.path("manifests")), snapshot(&self.path("state")))
+        let mut state = snapshot(&self.path("state"));
+        state.remove("status.json");
+        (snapshot(&self.path("manifests")), state)
     }
 
     /// Blob digests referenced by the store's index, per bundle, in target order.

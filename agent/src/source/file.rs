@@ -2,6 +2,8 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use super::{blob_path, read_limited, BlobWriter, Limits, RawIndex, INDEX_PATHS};
 use crate::error::{Error, Result};
@@ -12,6 +14,7 @@ use crate::format::Digest;
 pub struct FileSource {
     root: PathBuf,
     limits: Limits,
+    received: Arc<AtomicU64>,
 }
 
 impl FileSource {
@@ -20,7 +23,13 @@ impl FileSource {
         FileSource {
             root,
             limits: limits.clone(),
+            received: Arc::default(),
         }
+    }
+
+    /// Bytes read from this store so far.
+    pub fn bytes_received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
     }
 
     /// The store directory.
@@ -32,7 +41,9 @@ impl FileSource {
         let path = self.root.join(rel);
         let what = path.display().to_string();
         let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-        Ok((read_limited(file, limit, &what)?, what))
+        let bytes = read_limited(file, limit, &what)?;
+        self.received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok((bytes, what))
     }
 
     /// Reads index and signature.
@@ -44,6 +55,7 @@ impl FileSource {
             bytes,
             signature,
             origin,
+            not_modified: false,
         })
     }
 
@@ -59,6 +71,7 @@ impl FileSource {
             if n == 0 {
                 break;
             }
+            self.received.fetch_add(n as u64, Ordering::Relaxed);
             writer.write(&buf[..n])?;
         }
         writer.finish(dest)

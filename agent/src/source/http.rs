@@ -1,7 +1,18 @@
 //! `http://` and `https://` sources (rustls, with the Mozilla root certificates built in so
 //! the agent needs no CA bundle on the host).
+//!
+//! The index is read conditionally: after the first successful read the source remembers
+//! the index and signature bytes with the server's `ETag` and `Last-Modified`, and the next
+//! read sends `If-None-Match` / `If-Modified-Since`. An unchanged store then costs one
+//! request answered by `304 Not Modified` with no body, and no signature request at all.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderValue, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
+use reqwest::StatusCode;
 
 use super::{blob_path, BlobWriter, Limits, RawIndex, INDEX_PATHS};
 use crate::error::{Error, Result};
@@ -13,6 +24,16 @@ pub struct HttpSource {
     base: url::Url,
     client: reqwest::Client,
     limits: Limits,
+    remembered: Arc<Mutex<Option<Remembered>>>,
+    received: Arc<AtomicU64>,
+}
+
+/// The last index read, with the validators the server gave for it.
+#[derive(Debug, Clone)]
+struct Remembered {
+    etag: Option<HeaderValue>,
+    last_modified: Option<HeaderValue>,
+    index: RawIndex,
 }
 
 impl HttpSource {
@@ -31,6 +52,8 @@ impl HttpSource {
             base,
             client,
             limits: limits.clone(),
+            remembered: Arc::default(),
+            received: Arc::default(),
         })
     }
 
@@ -39,33 +62,42 @@ impl HttpSource {
         &self.base
     }
 
+    /// Body bytes received so far.
+    pub fn bytes_received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    /// Makes the next index read unconditional.
+    pub fn forget_index(&self) {
+        *self.remembered.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
     fn url(&self, rel: &str) -> Result<url::Url> {
         self.base
             .join(rel)
             .map_err(|e| Error::Config(format!("{}{rel}: {e}", self.base)))
     }
 
-    async fn get(&self, url: &url::Url) -> Result<reqwest::Response> {
-        let fetch_err = |message: String| Error::Fetch {
-            url: url.to_string(),
-            message,
-        };
+    async fn send(&self, url: &url::Url, headers: HeaderMap, timeout: Duration) -> Result<reqwest::Response> {
         let response = self
             .client
             .get(url.clone())
+            .headers(headers)
+            .timeout(timeout)
             .send()
             .await
-            .map_err(|e| fetch_err(describe(&e)))?;
-        if !response.status().is_success() {
-            return Err(fetch_err(format!("HTTP status {}", response.status())));
+            .map_err(|e| fetch_err(url, &e))?;
+        if !response.status().is_success() && response.status() != StatusCode::NOT_MODIFIED {
+            return Err(Error::Fetch {
+                url: url.to_string(),
+                message: format!("HTTP status {}", response.status()),
+            });
         }
         Ok(response)
     }
 
-    /// Reads a small file fully, refusing more than `limit` bytes while streaming.
-    async fn get_limited(&self, rel: &str, limit: u64) -> Result<(Vec<u8>, String)> {
-        let url = self.url(rel)?;
-        let mut response = self.get(&url).await?;
+    /// Reads a small body fully, refusing more than `limit` bytes while streaming.
+    async fn read_limited(&self, url: &url::Url, mut response: reqwest::Response, limit: u64) -> Result<Vec<u8>> {
         if response.content_length().is_some_and(|len| len > limit) {
             return Err(Error::TooLarge {
                 what: url.to_string(),
@@ -73,10 +105,8 @@ impl HttpSource {
             });
         }
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| Error::Fetch {
-            url: url.to_string(),
-            message: describe(&e),
-        })? {
+        while let Some(chunk) = response.chunk().await.map_err(|e| fetch_err(url, &e))? {
+            self.received.fetch_add(chunk.len() as u64, Ordering::Relaxed);
             if (body.len() + chunk.len()) as u64 > limit {
                 return Err(Error::TooLarge {
                     what: url.to_string(),
@@ -85,39 +115,104 @@ impl HttpSource {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok((body, url.to_string()))
+        Ok(body)
     }
 
-    /// Reads index and signature.
+    /// Reads index and signature; a 304 answer returns the remembered pair.
     pub async fn fetch_index(&self) -> Result<RawIndex> {
-        let (index, sig) = INDEX_PATHS;
-        let (bytes, origin) = self.get_limited(index, self.limits.max_index_bytes).await?;
-        let (signature, _) = self.get_limited(sig, self.limits.max_signature_bytes).await?;
-        Ok(RawIndex {
+        let (index_rel, sig_rel) = INDEX_PATHS;
+        let index_url = self.url(index_rel)?;
+        let remembered = self.remembered.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut conditions = HeaderMap::new();
+        if let Some(r) = &remembered {
+            if let Some(etag) = &r.etag {
+                conditions.insert(IF_NONE_MATCH, etag.clone());
+            }
+            if let Some(date) = &r.last_modified {
+                conditions.insert(IF_MODIFIED_SINCE, date.clone());
+            }
+        }
+        let response = self.send(&index_url, conditions, self.limits.request_timeout).await?;
+        if response.status() == StatusCode::NOT_MODIFIED {
+            return match remembered {
+                Some(r) => Ok(RawIndex {
+                    not_modified: true,
+                    ..r.index
+                }),
+                None => Err(Error::Fetch {
+                    url: index_url.to_string(),
+                    message: "HTTP 304 Not Modified to an unconditional request".into(),
+                }),
+            };
+        }
+        let etag = response.headers().get(ETAG).cloned();
+        let last_modified = response.headers().get(LAST_MODIFIED).cloned();
+        let bytes = self
+            .read_limited(&index_url, response, self.limits.max_index_bytes)
+            .await?;
+        let sig_url = self.url(sig_rel)?;
+        let sig_response = self
+            .send(&sig_url, HeaderMap::new(), self.limits.request_timeout)
+            .await?;
+        if sig_response.status() == StatusCode::NOT_MODIFIED {
+            return Err(Error::Fetch {
+                url: sig_url.to_string(),
+                message: "HTTP 304 Not Modified to an unconditional request".into(),
+            });
+        }
+        let signature = self
+            .read_limited(&sig_url, sig_response, self.limits.max_signature_bytes)
+            .await?;
+        let index = RawIndex {
             bytes,
             signature,
-            origin,
-        })
+            origin: index_url.to_string(),
+            not_modified: false,
+        };
+        if etag.is_some() || last_modified.is_some() {
+            *self.remembered.lock().unwrap_or_else(|p| p.into_inner()) = Some(Remembered {
+                etag,
+                last_modified,
+                index: index.clone(),
+            });
+        }
+        Ok(index)
     }
 
     /// Downloads a blob into `dest`, verifying it as it streams.
     pub async fn fetch_blob(&self, digest: &Digest, size: u64, dest: &Path) -> Result<()> {
         let url = self.url(&blob_path(digest))?;
-        let mut response = self.get(&url).await?;
+        let mut response = self.send(&url, HeaderMap::new(), self.limits.blob_timeout).await?;
+        if response.status() == StatusCode::NOT_MODIFIED {
+            return Err(Error::Fetch {
+                url: url.to_string(),
+                message: "HTTP 304 Not Modified to an unconditional request".into(),
+            });
+        }
         let mut writer = BlobWriter::new(dest, digest, size, url.to_string())?;
-        while let Some(chunk) = response.chunk().await.map_err(|e| Error::Fetch {
-            url: url.to_string(),
-            message: describe(&e),
-        })? {
+        while let Some(chunk) = response.chunk().await.map_err(|e| fetch_err(&url, &e))? {
+            self.received.fetch_add(chunk.len() as u64, Ordering::Relaxed);
             writer.write(&chunk)?;
         }
         writer.finish(dest)
     }
 }
 
+fn fetch_err(url: &url::Url, e: &reqwest::Error) -> Error {
+    Error::Fetch {
+        url: url.to_string(),
+        message: describe(e),
+    }
+}
+
 /// reqwest's top-level message hides the cause ("error sending request"); include the chain.
 fn describe(e: &reqwest::Error) -> String {
-    let mut message = e.to_string();
+    let mut message = if e.is_timeout() {
+        "timed out: ".to_string()
+    } else {
+        String::new()
+    };
+    message.push_str(&e.to_string());
     let mut source = std::error::Error::source(e);
     while let Some(cause) = source {
         message.push_str(": ");

@@ -27,6 +27,12 @@ pub const DEFAULT_MAX_SIGNATURE_BYTES: u64 = 16 << 10;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time allowed between two reads of a response before it is abandoned.
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default time allowed for a whole index or signature request, body included: a server
+/// that trickles bytes just fast enough to beat the read timeout is still cut off.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default time allowed for a whole blob download (blobs have no size limit, so this is
+/// generous: 1 GiB at 2 Mbit/s).
+pub const DEFAULT_BLOB_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Limits applied by every source.
 #[derive(Debug, Clone)]
@@ -39,6 +45,10 @@ pub struct Limits {
     pub connect_timeout: Duration,
     /// Idle timeout between reads (HTTP).
     pub read_timeout: Duration,
+    /// Whole-request timeout for index and signature (HTTP).
+    pub request_timeout: Duration,
+    /// Whole-request timeout for one blob (HTTP).
+    pub blob_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -48,6 +58,8 @@ impl Default for Limits {
             max_signature_bytes: DEFAULT_MAX_SIGNATURE_BYTES,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             read_timeout: DEFAULT_READ_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            blob_timeout: DEFAULT_BLOB_TIMEOUT,
         }
     }
 }
@@ -61,6 +73,9 @@ pub struct RawIndex {
     pub signature: Vec<u8>,
     /// Where `index.json` was read from (for messages).
     pub origin: String,
+    /// True when the source answered "not modified" (HTTP 304) and these are the bytes it
+    /// served before: nothing but the conditional request crossed the wire.
+    pub not_modified: bool,
 }
 
 /// A store location.
@@ -102,11 +117,30 @@ impl Source {
         }
     }
 
-    /// Reads `index.json` and `index.json.minisig`.
+    /// Reads `index.json` and `index.json.minisig`. An HTTP source asks conditionally
+    /// (If-None-Match / If-Modified-Since) once it has read the index before.
     pub async fn fetch_index(&self) -> Result<RawIndex> {
         match self {
             Source::Http(s) => s.fetch_index().await,
             Source::File(s) => s.fetch_index(),
+        }
+    }
+
+    /// Forgets the remembered index so the next read is unconditional: called when what it
+    /// served did not verify (say an index read between a publisher's two renames, paired
+    /// with the older signature), so one bad read is not replayed from cache by 304s.
+    pub fn forget_index(&self) {
+        if let Source::Http(s) = self {
+            s.forget_index();
+        }
+    }
+
+    /// Bytes received from this source since the agent started (bodies and, for HTTP,
+    /// nothing of the headers).
+    pub fn bytes_received(&self) -> u64 {
+        match self {
+            Source::Http(s) => s.bytes_received(),
+            Source::File(s) => s.bytes_received(),
         }
     }
 
