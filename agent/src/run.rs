@@ -285,11 +285,13 @@ async fn apply(
             && p.file_sha256.as_ref().is_some_and(|sha| sink.is_in_place(name, sha))
     });
     if unchanged {
-        return BundleState::keeping(
-            previous,
-            Status::Applied,
-            format!("{} already in place", chosen.digest.short()),
-        );
+        // Keep the message of the apply that put it there: an unchanged poll then leaves
+        // the state byte-for-byte as it was, and nothing is rewritten.
+        let message = match previous {
+            Some(p) if p.status == Status::Applied => p.message.clone(),
+            _ => format!("{} already in place", chosen.digest.short()),
+        };
+        return BundleState::keeping(previous, Status::Applied, message);
     }
     let outcome = async {
         let blob = fetch_blob(cfg, winner, &chosen.digest, chosen.size, counters).await?;

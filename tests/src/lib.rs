@@ -292,9 +292,16 @@ pub fn free_port() -> u16 {
 
 /// Starts real nginx serving `root` on a free port, with a config written for the test.
 pub fn nginx(root: &Path, work: &Path) -> Daemon {
+    nginx_on(root, work, free_port(), "")
+}
+
+/// Starts real nginx serving `root` on `port`, with `extra` added inside its `server`
+/// block (e.g. a DAV location). Calling it again with the same arguments restarts it.
+/// Its access log, `work/access.log`, has one line per request:
+/// `METHOD URI STATUS REQUEST_BYTES RESPONSE_BYTES` (headers included on both sides).
+pub fn nginx_on(root: &Path, work: &Path, port: u16, extra: &str) -> Daemon {
     let nginx = require("nginx", "nginx-light");
     std::fs::create_dir_all(work).unwrap();
-    let port = free_port();
     let conf = work.join("nginx.conf");
     let w = work.display();
     std::fs::write(
@@ -302,9 +309,10 @@ pub fn nginx(root: &Path, work: &Path) -> Daemon {
         format!(
             "daemon off;\nmaster_process off;\nworker_processes 1;\npid {w}/nginx.pid;\nerror_log {w}/error.log;\n\
              {user}events {{ worker_connections 64; }}\n\
-             http {{\n  access_log {w}/access.log;\n  client_body_temp_path {w}/body;\n  proxy_temp_path {w}/proxy;\n\
+             http {{\n  log_format drover '$request_method $uri $status $request_length $bytes_sent';\n\
+               access_log {w}/access.log drover;\n  client_body_temp_path {w}/body;\n  proxy_temp_path {w}/proxy;\n\
                fastcgi_temp_path {w}/fastcgi;\n  uwsgi_temp_path {w}/uwsgi;\n  scgi_temp_path {w}/scgi;\n\
-               server {{\n    listen 127.0.0.1:{port};\n    root {root};\n    etag on;\n  }}\n}}\n",
+               server {{\n    listen 127.0.0.1:{port};\n    root {root};\n    etag on;\n{extra}\n  }}\n}}\n",
             root = root.display(),
             user = if is_root() { "user root;\n" } else { "" },
         ),
@@ -323,6 +331,137 @@ pub fn nginx(root: &Path, work: &Path) -> Daemon {
         TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
     daemon
+}
+
+/// Lines of an nginx access log written by [`nginx_on`] (empty when there is none yet).
+pub fn access_log(work: &Path) -> Vec<String> {
+    std::fs::read_to_string(work.join("access.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// A running `drover-agent` daemon with its local listener on a free port. Killed on drop.
+pub struct AgentDaemon {
+    child: Child,
+    /// Port of its local listener.
+    pub port: u16,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl AgentDaemon {
+    /// Starts `drover-agent ARGS --listen 127.0.0.1:0` and waits until it listens.
+    pub fn start(args: &[&str]) -> AgentDaemon {
+        let mut child = Command::new(bin("drover-agent"))
+            .args(args)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("DROVER_LOG", "drover_agent=debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn drover-agent");
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut lines = BufReader::new(child.stderr.take().unwrap());
+        let log = std::sync::Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            while lines.read_line(&mut line).unwrap_or(0) > 0 {
+                if let Some(rest) = line.split("listening on http://127.0.0.1:").nth(1) {
+                    let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                    let _ = tx.send(port.parse::<u16>().unwrap());
+                }
+                log.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        });
+        let port = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("drover-agent did not start listening: {}", stderr.lock().unwrap()));
+        AgentDaemon { child, port, stderr }
+    }
+
+    /// Everything the agent logged so far.
+    pub fn log(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// The agent's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `POST /sync`: runs a cycle and returns its JSON summary once it is done.
+    pub fn sync(&self) -> serde_json::Value {
+        let (status, body) = http(self.port, "POST", "/sync");
+        assert_eq!(status, 200, "POST /sync: {body}\n{}", self.log());
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("POST /sync body {body:?}: {e}"))
+    }
+
+    /// `GET path` on the local listener: (status, body).
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http(self.port, "GET", path)
+    }
+
+    /// Waits until the first cycle has finished (`/status` answers).
+    pub fn wait_first_cycle(&self) {
+        wait_for("the first cycle", Duration::from_secs(60), || {
+            self.get("/status").0 == 200
+        });
+    }
+
+    /// Sends `signal` (e.g. "TERM", "KILL", "HUP") with kill(1).
+    pub fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -{signal} failed");
+    }
+
+    /// Waits for the process to exit and returns its exit code (None when killed).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "agent did not exit: {}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for AgentDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 request to 127.0.0.1:`port`: (status, body).
+pub fn http(port: u16, method: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
 }
 
 fn is_root() -> bool {
@@ -349,4 +488,101 @@ pub fn minisign_sign(key: &Path, file: &Path) {
         file.display(),
         text(&out)
     );
+}
+
+/// How [`FaultyServer`] answers one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Serve the file (200) or 404, promptly.
+    Normal,
+    /// Send the headers, then the body one byte every 100 ms (slowloris).
+    Trickle,
+    /// Read the request and never answer.
+    Silent,
+}
+
+/// A deliberately bad HTTP server serving a store directory: each request's path is
+/// passed to a rule that picks its [`Behaviour`]. Records the paths it was asked for.
+pub struct FaultyServer {
+    /// Base URL.
+    pub url: String,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl FaultyServer {
+    /// Starts serving `root` on a free port; threads end with the test process.
+    pub fn start(root: &Path, rule: fn(&str) -> Behaviour) -> FaultyServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (root, seen) = (root.to_path_buf(), std::sync::Arc::clone(&requests));
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (root, seen) = (root.clone(), std::sync::Arc::clone(&seen));
+                std::thread::spawn(move || serve_faulty(stream, &root, rule, &seen));
+            }
+        });
+        FaultyServer { url, requests }
+    }
+
+    /// Paths requested so far.
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+fn serve_faulty(stream: TcpStream, root: &Path, rule: fn(&str) -> Behaviour, seen: &std::sync::Mutex<Vec<String>>) {
+    use std::io::Write;
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut out = stream;
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut header = String::new();
+        while reader.read_line(&mut header).unwrap_or(0) > 2 {
+            header.clear();
+        }
+        let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
+        seen.lock().unwrap().push(path.clone());
+        let body = std::fs::read(root.join(path.trim_start_matches('/')));
+        match (rule(&path), body) {
+            (Behaviour::Silent, _) => {
+                std::thread::sleep(Duration::from_secs(3600));
+                return;
+            }
+            (Behaviour::Trickle, body) => {
+                let body = body.unwrap_or_else(|_| vec![b'x'; 1 << 20]);
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                if out.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                for byte in body {
+                    std::thread::sleep(Duration::from_millis(100));
+                    if out.write_all(&[byte]).and_then(|()| out.flush()).is_err() {
+                        return;
+                    }
+                }
+            }
+            (Behaviour::Normal, Ok(body)) => {
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                if out
+                    .write_all(head.as_bytes())
+                    .and_then(|()| out.write_all(&body))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            (Behaviour::Normal, Err(_)) => {
+                if out
+                    .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    }
 }

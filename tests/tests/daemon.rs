@@ -1,0 +1,503 @@
+//! The agent as a long-running daemon against real nginx: conditional polling, several
+//! sources, sources going down and coming back, slow servers, signals, metrics and
+//! status. Cycles are driven with `POST /sync` (which answers once its cycle is done) and
+//! signals, never with sleeps, so no test depends on wall-clock timing to pass.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use drover_e2e::{
+    access_log, bin, free_port, nginx_on, snapshot, text, wait_for, AgentDaemon, Behaviour, FaultyServer, Site,
+};
+
+const CLUSTER: &str = "site-1";
+const LABELS: &[&str] = &["env=prod", "region=eu", "monitoring=on"];
+/// Generous bound for a process that must end on its own; only a hang trips it.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+/// Arguments of an agent for `site` reading `sources`, plus `extra`.
+fn agent_args(site: &Site, sources: &[&str], extra: &[&str]) -> Vec<String> {
+    let mut args = Vec::new();
+    for s in sources {
+        args.extend(["--source".to_string(), s.to_string()]);
+    }
+    args.extend(
+        [
+            "--key",
+            &site.p("keys/drover.pub"),
+            "--cluster-name",
+            CLUSTER,
+            "--sink",
+            &format!("dir:{}", site.p("manifests")),
+            "--state-dir",
+            &site.p("state"),
+            "--interval",
+            "1h",
+        ]
+        .map(String::from),
+    );
+    for l in LABELS {
+        args.extend(["--label".to_string(), l.to_string()]);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+fn start_daemon(site: &Site, sources: &[&str], extra: &[&str]) -> AgentDaemon {
+    let args = agent_args(site, sources, extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    AgentDaemon::start(&args)
+}
+
+/// Runs `drover-agent --once` and returns (exit code, stdout + stderr); fails the test
+/// instead of hanging if the agent does not end.
+fn once(site: &Site, sources: &[&str], extra: &[&str]) -> (Option<i32>, String) {
+    let mut args = agent_args(site, sources, extra);
+    args.extend(["--once".to_string(), "--listen".to_string(), "off".to_string()]);
+    let mut child = Command::new(bin("drover-agent"))
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("drover-agent --once to end", PATIENCE, || {
+        child.try_wait().unwrap().is_some()
+    });
+    let out = child.wait_with_output().unwrap();
+    (out.status.code(), text(&out))
+}
+
+/// Changes the monitoring bundle so the next publish has a new version with one new blob.
+fn change_monitoring(site: &Site, marker: &str) {
+    let path = site.path("src/bundles/monitoring/node-exporter.yaml");
+    let yaml = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        yaml.replacen("name: node-exporter\n", &format!("name: {marker}\n"), 1),
+    )
+    .unwrap();
+}
+
+/// A site with the examples published in `store/`, served by nginx at `/store/`.
+struct Served {
+    site: Site,
+    port: u16,
+    nginx: Option<drover_e2e::Daemon>,
+}
+
+impl Served {
+    fn new(extra_conf: &str) -> Served {
+        let site = Site::new().with_examples();
+        site.publish(&[]);
+        let port = free_port();
+        let nginx = nginx_on(site.dir.path(), &site.path("nginx"), port, extra_conf);
+        Served {
+            site,
+            port,
+            nginx: Some(nginx),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/store/", self.port)
+    }
+
+    fn stop(&mut self) {
+        self.nginx = None;
+    }
+
+    fn restart(&mut self, extra_conf: &str) {
+        self.nginx = Some(nginx_on(
+            self.site.dir.path(),
+            &self.site.path("nginx"),
+            self.port,
+            extra_conf,
+        ));
+    }
+
+    fn log(&self) -> Vec<String> {
+        access_log(&self.site.path("nginx"))
+    }
+}
+
+/// The value of a metric line `name{labels} value` (or `name value`) in /metrics.
+fn metric(agent: &AgentDaemon, series: &str) -> f64 {
+    let (status, body) = agent.get("/metrics");
+    assert_eq!(status, 200);
+    body.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("{series} not in /metrics:\n{body}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn unchanged_poll_is_one_conditional_get_answered_304() {
+    let served = Served::new("");
+    let site = &served.site;
+    let agent = start_daemon(site, &[&served.url()], &[]);
+    agent.wait_first_cycle();
+    let first = served.log();
+    assert!(
+        first.iter().any(|l| l.starts_with("GET /store/index.json 200 ")),
+        "{first:?}"
+    );
+    assert!(
+        first
+            .iter()
+            .any(|l| l.starts_with("GET /store/index.json.minisig 200 ")),
+        "{first:?}"
+    );
+    let manifests = site.manifests();
+    let state = std::fs::read(site.path("state/state.json")).unwrap();
+
+    for _ in 0..3 {
+        let before = served.log().len();
+        let summary = agent.sync();
+        assert_eq!(summary["result"], "unchanged", "{summary:#}");
+        let requests = served.log()[before..].to_vec();
+        assert_eq!(requests.len(), 1, "one request per unchanged poll: {requests:?}");
+        let fields: Vec<&str> = requests[0].split(' ').collect();
+        assert_eq!(&fields[..3], ["GET", "/store/index.json", "304"], "{requests:?}");
+        let wire: u64 = fields[3].parse::<u64>().unwrap() + fields[4].parse::<u64>().unwrap();
+        assert!(
+            wire <= 1024,
+            "request + response headers are {wire} bytes: {requests:?}"
+        );
+    }
+    assert_eq!(site.manifests(), manifests);
+    assert!(
+        std::fs::read(site.path("state/state.json")).unwrap() == state,
+        "unchanged polls write no state"
+    );
+
+    // A new publish is noticed by the next poll and fetches only what changed.
+    change_monitoring(site, "node-exporter-v2");
+    site.publish(&[]);
+    let before = served.log().len();
+    let summary = agent.sync();
+    assert_eq!(summary["result"], "updated", "{summary:#}");
+    assert_eq!(summary["version"], 2);
+    let requests = served.log()[before..].to_vec();
+    let blobs: Vec<&String> = requests.iter().filter(|l| l.contains("/blobs/")).collect();
+    assert_eq!(
+        blobs.len(),
+        1,
+        "only the changed bundle's blob is fetched: {requests:?}"
+    );
+    assert!(site.manifests()["drover-monitoring.yaml"].contains("node-exporter-v2"));
+    assert_eq!(metric(&agent, "drover_polls_total{result=\"unchanged\"}"), 3.0);
+    assert_eq!(metric(&agent, "drover_polls_total{result=\"updated\"}"), 2.0);
+    assert_eq!(metric(&agent, "drover_index_version"), 2.0);
+}
+
+#[test]
+fn failover_reads_the_mirror_when_the_primary_is_down_and_never_rolls_back() {
+    let site = Site::new().with_examples();
+    site.publish(&[]);
+    drover_e2e::copy_dir(&site.path("store"), &site.path("mirror"));
+    let mirror = format!("file://{}", site.p("mirror"));
+    let down = format!("http://127.0.0.1:{}/store/", free_port());
+
+    // Primary down, mirror at version 1: applied from the mirror, the primary reported.
+    let (code, out) = once(&site, &[&down, &mirror], &["--connect-timeout", "2s"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("version 1 from") && out.contains("mirror"), "{out}");
+    assert!(out.contains("source problem") && out.contains(&down), "{out}");
+
+    // Primary back with version 2, mirror lagging at 1: version 2 wins, the lag is reported.
+    change_monitoring(&site, "node-exporter-v2");
+    site.publish(&[]);
+    let port = free_port();
+    let nginx = nginx_on(site.dir.path(), &site.path("nginx"), port, "");
+    let primary = format!("http://127.0.0.1:{port}/store/");
+    let (code, out) = once(&site, &[&primary, &mirror], &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("version 2 from"), "{out}");
+    assert!(out.contains("older version 1"), "{out}");
+    let applied = site.sink_and_state();
+
+    // Primary down again, only the lagging mirror left: nothing rolls back.
+    drop(nginx);
+    let (code, out) = once(&site, &[&primary, &mirror], &["--connect-timeout", "2s"]);
+    assert_eq!(code, Some(3), "{out}");
+    assert!(
+        out.contains("older than the applied version") || out.contains("rollback"),
+        "{out}"
+    );
+    assert!(site.sink_and_state() == applied, "nothing rolled back: {out}");
+    let status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(site.path("state/status.json")).unwrap()).unwrap();
+    assert_eq!(status["stale"], true, "{status:#}");
+    assert_eq!(status["indexVersion"], 2, "{status:#}");
+}
+
+#[test]
+fn source_down_for_several_cycles_keeps_everything_reports_stale_and_recovers() {
+    let mut served = Served::new("");
+    let site = &served.site;
+    let agent = start_daemon(site, &[&served.url()], &["--connect-timeout", "2s"]);
+    agent.wait_first_cycle();
+    let applied = site.sink_and_state();
+    let (_, first) = agent.get("/status");
+    let first: serde_json::Value = serde_json::from_str(&first).unwrap();
+    let last_success = first["lastSuccess"].clone();
+    assert_eq!(first["stale"], false, "{first:#}");
+
+    served.stop();
+    for _ in 0..3 {
+        let summary = agent.sync();
+        assert_eq!(summary["result"], "error", "{summary:#}");
+    }
+    let site = &served.site;
+    assert!(
+        site.sink_and_state() == applied,
+        "nothing is deleted while the source is down"
+    );
+    let status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(site.path("state/status.json")).unwrap()).unwrap();
+    assert_eq!(status["stale"], true, "{status:#}");
+    assert_eq!(
+        status["staleSince"], last_success,
+        "stale since the last success: {status:#}"
+    );
+    assert!(
+        status["lastError"].as_str().unwrap().contains("127.0.0.1"),
+        "{status:#}"
+    );
+    assert_eq!(status["bundles"].as_array().unwrap().len(), 3, "{status:#}");
+    assert_eq!(metric(&agent, "drover_stale"), 1.0);
+    assert_eq!(metric(&agent, "drover_polls_total{result=\"error\"}"), 3.0);
+    assert!(agent.log().contains("keeping what is applied"), "{}", agent.log());
+
+    served.restart("");
+    let summary = agent.sync();
+    assert_eq!(summary["result"], "unchanged", "{summary:#}");
+    assert_eq!(metric(&agent, "drover_stale"), 0.0);
+    let (_, now) = agent.get("/status");
+    let now: serde_json::Value = serde_json::from_str(&now).unwrap();
+    assert_eq!(now["stale"], false, "{now:#}");
+    assert!(served.site.sink_and_state() == applied, "recovery changed nothing");
+}
+
+#[test]
+fn trickling_and_silent_servers_cannot_stall_the_agent_past_its_timeouts() {
+    let site = Site::new().with_examples();
+    site.publish(&[]);
+    let timeouts = [
+        "--read-timeout",
+        "1s",
+        "--request-timeout",
+        "3s",
+        "--blob-timeout",
+        "3s",
+    ];
+
+    // Index endpoints that trickle or never answer: the file mirror still serves.
+    let trickle = FaultyServer::start(&site.path("store"), |_| Behaviour::Trickle);
+    let silent = FaultyServer::start(&site.path("store"), |_| Behaviour::Silent);
+    let (code, out) = once(&site, &[&trickle.url, &silent.url, &site.store_url()], &timeouts);
+    assert_eq!(code, Some(0), "{out}");
+    let problems: Vec<&str> = out.lines().filter(|l| l.contains("source problem")).collect();
+    assert_eq!(problems.len(), 2, "{out}");
+    assert!(problems.iter().all(|p| p.contains("timed out")), "{out}");
+    assert!(
+        problems[0].contains(&trickle.url) && problems[1].contains(&silent.url),
+        "{out}"
+    );
+
+    // A blob that trickles: that bundle fails with a timeout, nothing half-written lands.
+    let site = Site::new().with_examples();
+    site.publish(&[]);
+    let slow_blobs = FaultyServer::start(&site.path("store"), |p| {
+        if p.contains("/blobs/") {
+            Behaviour::Trickle
+        } else {
+            Behaviour::Normal
+        }
+    });
+    let (code, out) = once(&site, &[&slow_blobs.url], &timeouts);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("timed out"), "{out}");
+    assert!(site.manifests().is_empty(), "{out}");
+    let leftovers: Vec<String> = snapshot(&site.path("state/blobs")).into_keys().collect();
+    assert!(leftovers.is_empty(), "no partial blob kept: {leftovers:?}");
+}
+
+#[test]
+fn sigterm_stops_the_daemon_with_exit_0_even_mid_download() {
+    let site = Site::new().with_examples();
+    site.publish(&[]);
+    let agent_idle = {
+        let mut agent = start_daemon(&site, &[&site.store_url()], &[]);
+        agent.wait_first_cycle();
+        agent.signal("TERM");
+        agent.wait_exit(PATIENCE)
+    };
+    assert_eq!(agent_idle, Some(0));
+    let applied = site.sink_and_state();
+
+    change_monitoring(&site, "node-exporter-v2");
+    site.publish(&[]);
+    let slow = FaultyServer::start(&site.path("store"), |p| {
+        if p.contains("/blobs/") {
+            Behaviour::Trickle
+        } else {
+            Behaviour::Normal
+        }
+    });
+    let mut agent = start_daemon(&site, &[&slow.url], &[]);
+    wait_for("the blob download to start", PATIENCE, || {
+        slow.requests().iter().any(|p| p.contains("/blobs/"))
+    });
+    agent.signal("TERM");
+    assert_eq!(agent.wait_exit(PATIENCE), Some(0), "{}", agent.log());
+    assert!(
+        site.sink_and_state().0 == applied.0,
+        "the interrupted update left the sink as it was"
+    );
+}
+
+#[test]
+fn sigkill_at_any_point_then_restart_converges() {
+    let site = Site::new().with_examples();
+    site.publish(&[]);
+    // Reference: what a clean run of the final version produces.
+    change_monitoring(&site, "node-exporter-v2");
+    let reference = Site::new().with_examples();
+    change_monitoring(&reference, "node-exporter-v2");
+    reference.publish(&[]);
+    let (code, out) = once(&reference, &[&reference.store_url()], &[]);
+    assert_eq!(code, Some(0), "{out}");
+
+    // Killed mid-download.
+    let slow = FaultyServer::start(&site.path("store"), |p| {
+        if p.contains("/blobs/") {
+            Behaviour::Trickle
+        } else {
+            Behaviour::Normal
+        }
+    });
+    let agent = start_daemon(&site, &[&slow.url], &[]);
+    wait_for("the blob download to start", PATIENCE, || {
+        slow.requests().iter().any(|p| p.contains("/blobs/"))
+    });
+    agent.signal("KILL");
+    drop(agent);
+
+    // Killed at pseudo-random points of cycles that publish and apply new versions.
+    let mut seed: u64 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    for round in 0..12 {
+        site.publish(&[]);
+        let args = agent_args(&site, &[&site.store_url()], &["--once", "--listen", "off"]);
+        let mut child = Command::new(bin("drover-agent"))
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        std::thread::sleep(Duration::from_micros((seed >> 33) % 40_000));
+        let _ = child.kill();
+        child.wait().unwrap();
+        let state = std::fs::read(site.path("state/state.json")).unwrap_or_else(|_| b"{}".to_vec());
+        assert!(
+            serde_json::from_slice::<serde_json::Value>(&state).is_ok(),
+            "round {round}: state.json is always whole"
+        );
+        for (name, yaml) in site.manifests() {
+            if name.ends_with(".yaml") {
+                assert!(
+                    yaml.ends_with('\n') && yaml.contains("drover"),
+                    "round {round}: {name} is whole"
+                );
+            }
+        }
+    }
+
+    // The next full cycle converges to what a clean run produces.
+    let (code, out) = once(&site, &[&site.store_url()], &[]);
+    assert_eq!(code, Some(0), "{out}");
+    let visible = |s: &Site| -> Vec<(String, String)> {
+        s.manifests().into_iter().filter(|(n, _)| !n.starts_with('.')).collect()
+    };
+    assert_eq!(visible(&site), visible(&reference));
+    let leftovers: Vec<String> = snapshot(&site.path("state/blobs"))
+        .into_keys()
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "interrupted downloads are cleaned up: {leftovers:?}"
+    );
+}
+
+#[test]
+fn sighup_and_post_sync_run_a_cycle_at_once() {
+    let site = Site::new().with_examples();
+    site.publish(&[]);
+    let agent = start_daemon(&site, &[&site.store_url()], &[]);
+    agent.wait_first_cycle();
+    change_monitoring(&site, "node-exporter-v2");
+    site.publish(&[]);
+    agent.signal("HUP");
+    wait_for("SIGHUP to apply version 2", PATIENCE, || {
+        site.manifests()["drover-monitoring.yaml"].contains("node-exporter-v2")
+    });
+    change_monitoring(&site, "node-exporter-v3");
+    site.publish(&[]);
+    let summary = agent.sync();
+    assert_eq!(summary["version"], 3, "{summary:#}");
+    assert!(site.manifests()["drover-monitoring.yaml"].contains("node-exporter-v3"));
+    let (code, body) = agent.get("/healthz");
+    assert_eq!((code, body.trim()), (200, "ok"));
+    let (code, body) = agent.get("/readyz");
+    assert_eq!(code, 200, "{body}");
+}
+
+#[test]
+fn metrics_count_verify_failures_and_fetched_bytes() {
+    let site = Site::new().with_examples();
+    site.publish(&[]);
+    let agent = start_daemon(&site, &[&site.store_url()], &[]);
+    agent.wait_first_cycle();
+    let fetched = metric(&agent, "drover_fetched_bytes_total");
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(site.path("state/state.json")).unwrap()).unwrap();
+    let mut expected =
+        snapshot(&site.path("store"))["index.json"].len() + snapshot(&site.path("store"))["index.json.minisig"].len();
+    for b in state["bundles"].as_object().unwrap().values() {
+        let hex = b["digest"].as_str().unwrap().strip_prefix("sha256:").unwrap();
+        expected += std::fs::read(site.path(&format!("store/blobs/sha256/{hex}")))
+            .unwrap()
+            .len();
+    }
+    assert_eq!(
+        fetched as usize, expected,
+        "first cycle reads the index, its signature and this cluster's blobs once"
+    );
+    assert_eq!(
+        metric(&agent, "drover_bundle_state{bundle=\"web\",state=\"Applied\"}"),
+        1.0
+    );
+
+    // Tamper with the index after signing: refused, counted, nothing changed.
+    let index = site.path("store/index.json");
+    let mut bytes = std::fs::read(&index).unwrap();
+    let at = bytes.iter().position(|b| *b == b'"').unwrap();
+    bytes.insert(at, b' ');
+    std::fs::write(&index, bytes).unwrap();
+    let summary = agent.sync();
+    assert_eq!(summary["result"], "error", "{summary:#}");
+    assert!(summary["error"].as_str().unwrap().contains("signature"), "{summary:#}");
+    assert_eq!(metric(&agent, "drover_verify_failures_total"), 1.0);
+    assert_eq!(metric(&agent, "drover_polls_total{result=\"error\"}"), 1.0);
+    assert_eq!(metric(&agent, "drover_index_version"), 1.0);
+    let (_, metrics) = agent.get("/metrics");
+    assert!(metrics.contains("drover_cycle_duration_seconds_count 2"), "{metrics}");
+    assert!(metrics.contains("drover_agent_info{"), "{metrics}");
+}
