@@ -154,21 +154,34 @@ impl Agent {
         );
         self.fetched_seen = fetched;
         self.verify_failures_seen = verify_failures;
-        self.publish_status(now).await;
+        let saved = match &outcome {
+            Outcome::Done(report) => Some(&report.state),
+            Outcome::IndexFailed(_) => None,
+        };
+        self.publish_status(now, saved).await;
         outcome
     }
 
-    async fn publish_status(&mut self, now: OffsetDateTime) {
-        let state = match State::load(&self.cfg.state_dir) {
-            Ok(state) => state,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read state for the status report");
-                return;
-            }
+    /// Updates metrics, status.json, the listener's view and the report from the state
+    /// the cycle saved (read from disk when the cycle failed before reaching it).
+    async fn publish_status(&mut self, now: OffsetDateTime, saved: Option<&State>) {
+        let loaded;
+        let state = match saved {
+            Some(state) => state,
+            None => match State::load(&self.cfg.state_dir) {
+                Ok(state) => {
+                    loaded = state;
+                    &loaded
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read state for the status report");
+                    return;
+                }
+            },
         };
         self.metrics
-            .state(&state, self.freshness.last_success.map(OffsetDateTime::unix_timestamp));
-        let status = ClusterStatus::new(&self.cfg, &state, &self.freshness, now);
+            .state(state, self.freshness.last_success.map(OffsetDateTime::unix_timestamp));
+        let status = ClusterStatus::new(&self.cfg, state, &self.freshness, now);
         if let Err(e) = status.write(&self.cfg.state_dir) {
             tracing::error!(error = %e, "cannot write status.json");
         }

@@ -19,6 +19,22 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     persist(tmp, path)
 }
 
+/// Replaces `path` with `bytes` atomically like [`write_atomic`], but without forcing the
+/// bytes to disk: for derived files rewritten often (the status report), where a power cut
+/// may lose the last version but a reader must still never see half of one.
+pub fn replace_unsynced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = parent_dir(path);
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".drover-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(dir, e))?;
+    tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
+    set_readable(tmp.path())?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
 /// Flushes `tmp` to disk and renames it over `path`, then syncs the directory so the
 /// rename itself survives a power cut.
 pub fn persist(tmp: tempfile::NamedTempFile, path: &Path) -> Result<()> {

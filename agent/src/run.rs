@@ -6,8 +6,9 @@
 //! anything is written. A bundle-level failure leaves that bundle's previous content in
 //! place and the cycle goes on with the others.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use time::OffsetDateTime;
 
@@ -19,7 +20,7 @@ use crate::select::{plan, Chosen, Decision};
 use crate::sink::Sink;
 use crate::source::Source;
 use crate::state::{self, BundleState, IndexState, State, Status};
-use crate::verify::{verify_index, VerifiedIndex};
+use crate::verify::{verify_index_reusing, VerifiedIndex};
 
 /// What a cycle did.
 #[derive(Debug, Clone)]
@@ -41,6 +42,8 @@ pub struct CycleReport {
     pub index_changed: bool,
     /// True when state.json was rewritten (something changed).
     pub state_written: bool,
+    /// The state as saved at the end of the cycle.
+    pub state: State,
 }
 
 impl CycleReport {
@@ -50,11 +53,13 @@ impl CycleReport {
     }
 }
 
-/// Counts kept across cycles by the caller (exported as metrics).
+/// What the caller keeps across cycles: counts exported as metrics, and the last index
+/// verified from each source so that an unchanged one is not verified again.
 #[derive(Debug, Default)]
 pub struct Counters {
     /// Indexes and blobs refused by verification.
     pub verify_failures: AtomicU64,
+    known: Mutex<BTreeMap<String, VerifiedIndex>>,
 }
 
 impl Counters {
@@ -190,6 +195,7 @@ pub async fn run_cycle(cfg: &AgentConfig, now: OffsetDateTime, counters: &Counte
         previous_version: before.index.as_ref().map(|i| i.version),
         index_changed,
         state_written,
+        state,
     })
 }
 
@@ -218,7 +224,16 @@ async fn best_index(
     let mut last_error = None;
     for source in &cfg.sources {
         let verified = match source.fetch_index().await {
-            Ok(raw) => verify_index(&raw, &cfg.keys, now, applied.as_ref()),
+            Ok(raw) => {
+                let mut known = counters.known.lock().unwrap_or_else(|p| p.into_inner());
+                let location = source.location();
+                let result = verify_index_reusing(&raw, &cfg.keys, now, applied.as_ref(), known.get(&location));
+                match &result {
+                    Ok(v) => known.insert(location, v.clone()),
+                    Err(_) => known.remove(&location),
+                };
+                result
+            }
             Err(e) => Err(e),
         };
         match verified {

@@ -202,10 +202,12 @@ impl ClusterStatus {
         strip(self) == strip(other)
     }
 
-    /// Writes `status.json` into the state directory atomically.
+    /// Writes `status.json` into the state directory: atomically (a reader never sees half
+    /// of it) but not synced to disk, since it is rewritten every cycle and rebuilt from the
+    /// state after a power cut.
     pub fn write(&self, state_dir: &Path) -> Result<()> {
         fsutil::ensure_dir(state_dir)?;
-        fsutil::write_atomic(&state_dir.join(STATUS_FILE), &self.to_json())
+        fsutil::replace_unsynced(&state_dir.join(STATUS_FILE), &self.to_json())
     }
 }
 

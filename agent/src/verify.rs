@@ -67,6 +67,8 @@ pub struct Applied {
 pub struct VerifiedIndex {
     index: Index,
     sha256: Digest,
+    /// The exact bytes that were verified (index, signature), to recognise them next time.
+    verified: std::sync::Arc<(Vec<u8>, Vec<u8>)>,
     origin: String,
 }
 
@@ -101,7 +103,37 @@ pub fn verify_index(
     let index: Index = serde_json::from_slice(&raw.bytes)
         .map_err(|e| Error::invalid(what, format!("not a valid format v1 index: {e}")))?;
     index.validate(what)?;
-    // Step 4: expiry.
+    check_time_and_version(index, raw, None, now, applied)
+}
+
+/// [`verify_index`], except that when `raw` is byte-for-byte the index and signature of
+/// `known` (verified before by this process, with the same keys) the signature is not
+/// checked and the JSON not parsed again. Expiry and anti-rollback are always checked.
+/// This is what makes an unchanged poll cheap: Ed25519 verification is most of its CPU.
+pub fn verify_index_reusing(
+    raw: &RawIndex,
+    keys: &TrustedKeys,
+    now: OffsetDateTime,
+    applied: Option<&Applied>,
+    known: Option<&VerifiedIndex>,
+) -> Result<VerifiedIndex> {
+    match known {
+        Some(k) if k.verified.0 == raw.bytes && k.verified.1 == raw.signature => {
+            check_time_and_version(k.index.clone(), raw, Some(k), now, applied)
+        }
+        _ => verify_index(raw, keys, now, applied),
+    }
+}
+
+/// Steps 4 and 5: expiry, then rollback and equivocation.
+fn check_time_and_version(
+    index: Index,
+    raw: &RawIndex,
+    known: Option<&VerifiedIndex>,
+    now: OffsetDateTime,
+    applied: Option<&Applied>,
+) -> Result<VerifiedIndex> {
+    let what = raw.origin.as_str();
     if index.expires <= now {
         return Err(Error::Expired {
             what: what.to_string(),
@@ -109,8 +141,7 @@ pub fn verify_index(
             now: rfc3339(now),
         });
     }
-    // Step 5: rollback and equivocation.
-    let sha256 = Digest::of(&raw.bytes);
+    let sha256 = known.map_or_else(|| Digest::of(&raw.bytes), |k| k.sha256.clone());
     if let Some(applied) = applied {
         if index.version < applied.version {
             return Err(Error::Rollback {
@@ -133,9 +164,14 @@ pub fn verify_index(
             });
         }
     }
+    let verified = known.map_or_else(
+        || std::sync::Arc::new((raw.bytes.clone(), raw.signature.clone())),
+        |k| std::sync::Arc::clone(&k.verified),
+    );
     Ok(VerifiedIndex {
         index,
         sha256,
+        verified,
         origin: raw.origin.clone(),
     })
 }
@@ -235,6 +271,30 @@ mod tests {
         raw.bytes = b"{ not even json".to_vec();
         let err = verify_index(&raw, &keys, now(), None).expect_err("tampered");
         assert!(matches!(err, Error::Signature { .. }), "signature checked first: {err}");
+    }
+
+    #[test]
+    fn reuse_skips_nothing_but_the_signature_of_identical_bytes() {
+        let s = signer();
+        let keys = TrustedKeys::load(std::slice::from_ref(&s.pk_path)).expect("keys");
+        let raw = signed(&s, index_json(3, "2026-07-01T00:00:00Z"));
+        let known = verify_index(&raw, &keys, now(), None).expect("valid");
+        let again = verify_index_reusing(&raw, &keys, now(), None, Some(&known)).expect("same bytes");
+        assert_eq!(again.sha256(), known.sha256());
+        // Still expires.
+        let later = now() + time::Duration::days(60);
+        let err = verify_index_reusing(&raw, &keys, later, None, Some(&known)).expect_err("expired");
+        assert!(matches!(err, Error::Expired { .. }), "{err}");
+        // Other signature bytes: fully verified again, so a bad one is refused.
+        let mut forged = raw.clone();
+        forged.signature = signed(&signer(), index_json(3, "2026-07-01T00:00:00Z")).signature;
+        let err = verify_index_reusing(&forged, &keys, now(), None, Some(&known)).expect_err("other signer");
+        assert!(matches!(err, Error::Signature { .. }), "{err}");
+        // Other index bytes with the known signature: refused.
+        let mut tampered = raw.clone();
+        tampered.bytes = index_json(4, "2026-07-01T00:00:00Z");
+        let err = verify_index_reusing(&tampered, &keys, now(), None, Some(&known)).expect_err("tampered");
+        assert!(matches!(err, Error::Signature { .. }), "{err}");
     }
 
     #[test]
