@@ -25,7 +25,8 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    init_logs(cfg.log_json);
+    // --once prints its own report on stdout; logs then only carry warnings and errors.
+    init_logs(cfg.log_json, if cfg.once { "warn" } else { "drover_agent=info,warn" });
     // One worker thread serves the local listener; cycles run on the main thread, so a
     // long render never delays a health probe.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -42,9 +43,8 @@ fn main() -> ExitCode {
     ExitCode::from(runtime.block_on(run(cfg)))
 }
 
-fn init_logs(json: bool) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("DROVER_LOG").unwrap_or_else(|_| "drover_agent=info,warn".into());
+fn init_logs(json: bool, default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DROVER_LOG").unwrap_or_else(|_| default_filter.into());
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(filter);
