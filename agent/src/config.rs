@@ -445,6 +445,60 @@ mod tests {
     }
 
     #[test]
+    fn daemon_settings_come_from_the_file_with_defaults_and_are_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kp = minisign::KeyPair::generate_unencrypted_keypair().expect("keypair");
+        let key = dir.path().join("k.pub");
+        std::fs::write(&key, kp.pk.to_box().expect("box").into_string()).expect("write key");
+        let base =
+            format!("sources: [\"file:///srv/store\"]\nkeys: [{key:?}]\nclusterName: c\nsink: dir:/m\nstateDir: /s\n");
+        let load = |extra: &str| {
+            let file = dir.path().join("agent.yaml");
+            std::fs::write(&file, format!("{base}{extra}")).expect("write config");
+            AgentConfig::from_flags(Flags {
+                config: Some(file),
+                ..Flags::default()
+            })
+        };
+        let cfg = load("").expect("defaults");
+        assert_eq!(cfg.interval, DEFAULT_INTERVAL);
+        assert_eq!(cfg.jitter_percent, DEFAULT_JITTER_PERCENT);
+        assert_eq!(cfg.listen, Some(DEFAULT_LISTEN.parse().expect("addr")));
+        assert!(cfg.report.is_none() && !cfg.log_json);
+        assert_eq!(cfg.source_limits.max_index_bytes, source::DEFAULT_MAX_INDEX_BYTES);
+
+        let cfg = load(
+            "interval: 5m\nintervalJitter: 20\nmaxBackoff: 1h\nlisten: \"off\"\nlogFormat: json\n\
+             reportUrl: http://reports.example/r/\nreportInterval: 30m\nmaxIndexSize: 1MiB\n\
+             readTimeout: 5s\ncacheSize: 64MiB\n",
+        )
+        .expect("all set");
+        assert_eq!(cfg.interval, Duration::from_secs(300));
+        assert_eq!(cfg.jitter_percent, 20);
+        assert_eq!(cfg.max_backoff, Duration::from_secs(3600));
+        assert_eq!(cfg.listen, None);
+        assert!(cfg.log_json);
+        let report = cfg.report.expect("report");
+        assert_eq!(report.url.as_str(), "http://reports.example/r/");
+        assert_eq!(report.interval, Duration::from_secs(1800));
+        assert_eq!(cfg.source_limits.max_index_bytes, 1 << 20);
+        assert_eq!(cfg.source_limits.read_timeout, Duration::from_secs(5));
+        assert_eq!(cfg.cache_bytes, 64 << 20);
+
+        for (bad, needle) in [
+            ("intervalJitter: 80\n", "intervalJitter"),
+            ("listen: nowhere\n", "listen"),
+            ("reportUrl: ftp://x/\n", "reportUrl"),
+            ("maxIndexSize: lots\n", "maxIndexSize"),
+            ("interval: 0s\n", "interval"),
+            ("logFormat: xml\n", "logFormat"),
+        ] {
+            let err = load(bad).expect_err(bad).to_string();
+            assert!(err.contains(needle), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn unknown_config_keys_are_refused_with_the_file_name() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("agent.yaml");

@@ -55,3 +55,44 @@ fn bad_configuration_exits_2_and_names_the_problem() {
     }
     assert!(!site.path("manifests").exists() && !site.path("state").exists());
 }
+
+#[test]
+fn json_logs_are_one_object_per_line_naming_the_decision() {
+    let site = Site::new().with_examples();
+    site.publish(&[]);
+    let run_json = |source: &str| {
+        run(
+            &bin("drover-agent"),
+            &[
+                "--source",
+                source,
+                "--key",
+                &site.p("keys/drover.pub"),
+                "--cluster-name",
+                "site-9",
+                "--sink",
+                &format!("dir:{}", site.p("manifests")),
+                "--state-dir",
+                &site.p("state"),
+                "--once",
+                "--log-format",
+                "json",
+            ],
+        )
+    };
+    let out = run_json(&format!("file://{}", site.p("nowhere")));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let events: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?} is not JSON: {e}")))
+        .collect();
+    assert!(!events.is_empty(), "{stderr}");
+    let refused = events
+        .iter()
+        .find(|e| e["message"] == "no valid index from any source; keeping what is applied")
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert_eq!(refused["level"], "WARN", "{refused}");
+    assert!(refused["error"].as_str().unwrap().contains("nowhere"), "{refused}");
+}
