@@ -33,6 +33,14 @@ pub enum Error {
         /// One line per problem.
         problems: Vec<String>,
     },
+    /// A report directory or listing could not be read (`drover status`).
+    #[error("reports {location}: {message}")]
+    Reports {
+        /// The directory or URL.
+        location: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 impl Error {
@@ -40,6 +48,16 @@ impl Error {
     pub fn source(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Error::Source {
             path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl Error {
+    /// Shorthand for [`Error::Reports`].
+    pub fn reports(location: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Reports {
+            location: location.into(),
             message: message.into(),
         }
     }

@@ -5,6 +5,8 @@
 //!   bundle blobs and a signed channel index, writing blobs first and the index last;
 //! * [`store`] reads and checks an existing store (`drover verify`, `drover targets`)
 //!   with the agent's own source, verify and select code;
+//! * [`fleet_status`] aggregates the agents' status reports into a fleet view
+//!   (`drover status`);
 //! * [`serve`] is a small static file server for a store (quick starts and tests).
 //!
 //! The format types come from the agent crate, so publisher and agent cannot drift apart.
@@ -12,6 +14,7 @@
 
 pub mod bundle_spec;
 pub mod error;
+pub mod fleet_status;
 pub mod keygen;
 pub mod pack;
 pub mod publish;

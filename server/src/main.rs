@@ -1,16 +1,28 @@
 //! `drover`: the publisher CLI. Thin: parse flags, call the library, map errors to exit
-//! codes (0 success, 1 failure, 2 usage).
+//! codes (0 success, 1 failure, 2 usage). `drover status` refines them: 1 means the fleet
+//! needs attention, 3 that no fleet view could be made (see docs/fleet-status.md).
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use drover::fleet_status;
 use drover::publish::{PublishOptions, DEFAULT_EXPIRES_IN};
 use drover_agent::config::{parse_duration, parse_label};
 use drover_agent::format::rfc3339;
 use drover_agent::select::Cluster;
+use time::OffsetDateTime;
+
+/// `drover status`: the view was made, but a cluster is stale, a bundle is in Error or a
+/// report is unusable.
+const EXIT_STATUS_ATTENTION: u8 = 1;
+/// `drover status`: no view could be made (source unreadable, or no reports in it).
+const EXIT_STATUS_NO_VIEW: u8 = 3;
+/// Stale clusters, bundle errors and problems shown in the table (JSON lists all).
+const STATUS_LIST_LIMIT: usize = 20;
 
 #[derive(Parser)]
 #[command(name = "drover", version, about = "Publish, verify and serve signed drover stores")]
@@ -74,12 +86,44 @@ enum Command {
         #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
         labels: Vec<(String, String)>,
     },
+    /// Fleet view from the agents' status reports: clusters per bundle, digest and state,
+    /// stale clusters, bundle errors. Exit 0: all well; 1: something needs attention; 3: no
+    /// view (source unreadable or empty).
+    Status {
+        /// Report directory, or http(s):// URL of a directory listing (nginx autoindex).
+        source: String,
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+        /// A cluster is stale when its last check-in is older than this (e.g. 15m, 2h, 1d).
+        /// Default per report: its heartbeat (reportIntervalSeconds, else 10m) + 3 × its
+        /// intervalSeconds, at least 5m; 13m for agents with default settings.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        stale_after: Option<Duration>,
+        /// Measure staleness against this RFC 3339 time instead of the clock (tests).
+        #[arg(long, hide = true, value_parser = parse_time)]
+        now: Option<OffsetDateTime>,
+    },
+}
+
+/// Output formats of `drover status`.
+#[derive(Clone, Copy, ValueEnum)]
+enum Output {
+    /// Aligned columns for people.
+    Table,
+    /// The whole aggregation, for scripts.
+    Json,
+}
+
+fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time: {e}"))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("drover: {e:#}");
             ExitCode::FAILURE
@@ -87,7 +131,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let now = time::OffsetDateTime::now_utc();
     let runtime = || {
         tokio::runtime::Builder::new_multi_thread()
@@ -178,6 +222,39 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("  {line}");
             }
         }
+        Command::Status {
+            source,
+            output,
+            stale_after,
+            now: at,
+        } => {
+            let read = runtime().and_then(|rt| Ok(rt.block_on(fleet_status::read_reports(&source))?));
+            let reports = match read {
+                Ok(reports) => reports,
+                Err(e) => {
+                    eprintln!("drover: {e:#}");
+                    return Ok(ExitCode::from(EXIT_STATUS_NO_VIEW));
+                }
+            };
+            let opts = fleet_status::Options {
+                now: at.unwrap_or(now),
+                stale_after,
+            };
+            let fleet = fleet_status::aggregate(reports, &opts);
+            let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+            match output {
+                Output::Table => stdout.write_all(fleet.render_table(STATUS_LIST_LIMIT).as_bytes())?,
+                Output::Json => {
+                    serde_json::to_writer_pretty(&mut stdout, &fleet)?;
+                    stdout.write_all(b"\n")?;
+                }
+            }
+            stdout.flush()?;
+            eprint!("{}", fleet.render_problems(STATUS_LIST_LIMIT));
+            if fleet.needs_attention() {
+                return Ok(ExitCode::from(EXIT_STATUS_ATTENTION));
+            }
+        }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
