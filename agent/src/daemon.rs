@@ -215,6 +215,7 @@ pub struct Schedule {
     interval: Duration,
     jitter_percent: u8,
     backoff: ExponentialBuilder,
+    max_backoff: Duration,
     retries: Option<backon::ExponentialBackoff>,
 }
 
@@ -231,6 +232,7 @@ impl Schedule {
                 .with_factor(2.0)
                 .with_jitter()
                 .without_max_times(),
+            max_backoff: cfg.max_backoff.max(min),
             retries: None,
         }
     }
@@ -245,7 +247,8 @@ impl Schedule {
         }
         let backoff = &self.backoff;
         let retries = self.retries.get_or_insert_with(|| backoff.build());
-        retries.next().unwrap_or(self.interval)
+        // backon adds its jitter after its own cap; the cap here is a hard one.
+        retries.next().unwrap_or(self.interval).min(self.max_backoff)
     }
 }
 
@@ -308,6 +311,7 @@ mod tests {
                 .with_factor(2.0)
                 .with_jitter()
                 .without_max_times(),
+            max_backoff: Duration::from_secs(max_backoff),
             retries: None,
         }
     }
@@ -334,8 +338,11 @@ mod tests {
             "{first:?}"
         );
         let later: Vec<Duration> = (0..20).map(|_| s.next_delay(false)).collect();
-        assert!(later.iter().all(|d| *d <= Duration::from_secs(600)), "{later:?}");
-        assert!(later[15] >= Duration::from_secs(300), "reaches the cap: {later:?}");
+        assert!(
+            later.iter().all(|d| *d <= Duration::from_secs(300)),
+            "never past the cap: {later:?}"
+        );
+        assert_eq!(later[15], Duration::from_secs(300), "reaches the cap: {later:?}");
         assert_eq!(s.next_delay(true), Duration::from_secs(60));
         let again = s.next_delay(false);
         assert!(

@@ -2,8 +2,8 @@
 //!
 //! * `GET /metrics`: Prometheus text format (see [`crate::metrics`]);
 //! * `GET /healthz`: 200 while the process is alive (liveness);
-//! * `GET /readyz`: 200 when a cycle read a valid index within the last three intervals,
-//!   503 with the reason otherwise (readiness);
+//! * `GET /readyz`: 200 when a cycle read a valid index within the readiness window (the
+//!   larger of three intervals and `--max-backoff`), 503 with the reason otherwise;
 //! * `GET /status`: the current status report (the same JSON as `status.json`);
 //! * `POST /sync`: runs a cycle now and answers with its outcome once it is done.
 //!

@@ -56,7 +56,7 @@ struct CycleHistogram(Histogram);
 
 impl Default for CycleHistogram {
     fn default() -> Self {
-        // 0.5 ms … ~2 h: an unchanged poll sits in the first buckets, a big download in the last.
+        // 0.5 ms … ~35 min: an unchanged poll sits in the first buckets, a big download in the last.
         CycleHistogram(Histogram::new(exponential_buckets(0.0005, 4.0, 12)))
     }
 }

@@ -203,10 +203,10 @@ pub async fn run_cycle(cfg: &AgentConfig, now: OffsetDateTime, counters: &Counte
 fn log_result(name: &BundleName, result: &BundleState) {
     let digest = result.digest.as_ref().map(Digest::short);
     match result.status {
-        Status::Error => tracing::error!(bundle = %name, digest, message = %result.message, "bundle refused"),
-        Status::Applied => tracing::info!(bundle = %name, digest, message = %result.message, "bundle applied"),
-        Status::Removed => tracing::info!(bundle = %name, message = %result.message, "bundle removed"),
-        status => tracing::info!(bundle = %name, digest, ?status, message = %result.message, "bundle not applied"),
+        Status::Error => tracing::error!(bundle = %name, digest, detail = %result.message, "bundle refused"),
+        Status::Applied => tracing::info!(bundle = %name, digest, detail = %result.message, "bundle applied"),
+        Status::Removed => tracing::info!(bundle = %name, detail = %result.message, "bundle removed"),
+        status => tracing::info!(bundle = %name, digest, ?status, detail = %result.message, "bundle not applied"),
     }
 }
 
@@ -246,6 +246,8 @@ async fn best_index(
                     ));
                 }
             }
+            // A mirror in sync (same version, same bytes) is not a problem.
+            Ok(v) if best.as_ref().is_some_and(|(b, _)| b.sha256() == v.sha256()) => {}
             Ok(v) => problems.push(format!("{}: serves older version {}", v.origin(), v.index().version)),
             Err(e) => {
                 counters.note(&e);

@@ -64,6 +64,10 @@ pub struct ClusterStatus {
     pub last_error: Option<String>,
     /// The agent's polling interval, so a reader can tell a silent cluster from a slow one.
     pub interval_seconds: u64,
+    /// Longest time between two reports when nothing changes (absent when not reporting):
+    /// `drover status` adds it to the interval before calling a silent cluster stale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_interval_seconds: Option<u64>,
     /// Per-bundle results.
     pub bundles: Vec<BundleStatus>,
 }
@@ -172,6 +176,7 @@ impl ClusterStatus {
             stale_since: freshness.stale_since().map(rfc3339),
             last_error: freshness.last_error.clone(),
             interval_seconds: cfg.interval.as_secs(),
+            report_interval_seconds: cfg.report.as_ref().map(|r| r.interval.as_secs()),
             bundles: state
                 .bundles
                 .iter()

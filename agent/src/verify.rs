@@ -1,6 +1,6 @@
 //! Verification: the only road from untrusted bytes to a [`VerifiedIndex`].
 //!
-//! Order matters and follows the trust model in DESIGN.md:
+//! Order matters and follows the trust model in docs/concepts.md:
 //! 1. size limits were enforced by the source while reading;
 //! 2. the minisign signature over the exact bytes is checked against the trusted keys
 //!    *before* the JSON is parsed;

@@ -5,9 +5,9 @@
 #   - agent CPU time (sum of /proc/PID/task/*/schedstat, nanosecond resolution)
 # with, in the same run, two baselines: the agent answering N GET /healthz (the cost of
 # the trigger itself, subtracted), and nginx's own CPU per 304 it serves.
-# Also prints the agent's idle RSS. Usage: bench/poll-cost.sh [N]   (default 2000)
+# Also prints the agent's idle RSS. Usage: tests/bench/poll-cost.sh [N]   (default 2000)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 N="${1:-2000}"
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { echo "needs nginx (apt-get install nginx-light)" >&2; exit 1; }
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)

@@ -501,3 +501,76 @@ fn metrics_count_verify_failures_and_fetched_bytes() {
     assert!(metrics.contains("drover_cycle_duration_seconds_count 2"), "{metrics}");
     assert!(metrics.contains("drover_agent_info{"), "{metrics}");
 }
+
+/// nginx DAV location receiving agent reports under /reports/, listed as JSON.
+const DAV: &str = "    location /reports/ {\n      dav_methods PUT;\n      create_full_put_path on;\n      \
+                   client_max_body_size 1m;\n      autoindex on;\n      autoindex_format json;\n    }";
+
+#[test]
+fn status_report_lands_in_a_dav_directory_on_change_and_drover_status_reads_it() {
+    let served = Served::new(DAV);
+    let site = &served.site;
+    std::fs::create_dir_all(site.path("reports")).unwrap();
+    let reports = format!("http://127.0.0.1:{}/reports/", served.port);
+    let agent = start_daemon(site, &[&served.url()], &["--report-url", &reports]);
+    agent.wait_first_cycle();
+    let report = site.path(&format!("reports/{CLUSTER}.json"));
+    wait_for("the first report", PATIENCE, || report.exists());
+    let sent: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(sent["kind"], "ClusterStatus", "{sent:#}");
+    assert_eq!(sent["cluster"], CLUSTER);
+    assert_eq!(sent["indexVersion"], 1);
+    assert_eq!(sent["stale"], false);
+    let states: Vec<&str> = sent["bundles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["Applied", "Applied", "Applied"], "{sent:#}");
+
+    // Nothing changed: no new report (heartbeats are minutes apart).
+    let puts = |log: &[String]| log.iter().filter(|l| l.starts_with("PUT /reports/")).count();
+    assert_eq!(puts(&served.log()), 1, "{:?}", served.log());
+    assert_eq!(agent.sync()["result"], "unchanged");
+    assert_eq!(
+        puts(&served.log()),
+        1,
+        "an unchanged cycle sends no report: {:?}",
+        served.log()
+    );
+
+    // A change is reported at once.
+    change_monitoring(site, "node-exporter-v2");
+    site.publish(&[]);
+    assert_eq!(agent.sync()["result"], "updated");
+    assert_eq!(puts(&served.log()), 2, "{:?}", served.log());
+    let sent: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(sent["indexVersion"], 2, "{sent:#}");
+    assert_eq!(metric(&agent, "drover_reports_total{result=\"sent\"}"), 2.0);
+
+    // The fleet view reads the reports back through nginx's listing.
+    let out = drover_e2e::drover(&["status", &reports, "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let fleet: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(fleet["totals"]["clusters"], 1, "{fleet:#}");
+    assert_eq!(fleet["indexVersions"][0]["version"], 2, "{fleet:#}");
+    let bundles = fleet["bundles"].as_array().unwrap();
+    assert_eq!(bundles.len(), 3, "{fleet:#}");
+    assert!(bundles.iter().all(|b| b["states"]["Applied"] == 1), "{fleet:#}");
+}
+
+#[test]
+fn failed_report_never_fails_the_cycle() {
+    let site = Site::new().with_examples();
+    site.publish(&[]);
+    let nowhere = format!("http://127.0.0.1:{}/reports/", free_port());
+    let (code, out) = once(
+        &site,
+        &[&site.store_url()],
+        &["--report-url", &nowhere, "--connect-timeout", "2s"],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("status report not sent"), "{out}");
+    assert_eq!(site.manifests().len(), 3, "{out}");
+}

@@ -31,7 +31,7 @@ pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// that trickles bytes just fast enough to beat the read timeout is still cut off.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default time allowed for a whole blob download (blobs have no size limit, so this is
-/// generous: 1 GiB at 2 Mbit/s).
+/// generous: about 900 MB at 2 Mbit/s).
 pub const DEFAULT_BLOB_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Limits applied by every source.
