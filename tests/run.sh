@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every drover test: unit tests and the end-to-end tests in tests/, which drive the
-# real binaries against real nginx, minisign and curl. Installs those from Debian when
+# real binaries against real nginx, minisign, curl, docker-registry (the CNCF distribution
+# registry), skopeo, htpasswd (apache2-utils) and rsync. Installs those from Debian when
 # they are missing (needs root or sudo). A test whose component is still missing fails
 # with a message naming the package; nothing is skipped.
 set -euo pipefail
@@ -11,6 +12,10 @@ need=()
 have nginx || need+=(nginx-light)
 have minisign || need+=(minisign)
 have curl || need+=(curl)
+have docker-registry || need+=(docker-registry)
+have skopeo || need+=(skopeo)
+have htpasswd || need+=(apache2-utils)
+have rsync || need+=(rsync)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "tests/run.sh: installing ${need[*]} from Debian" >&2
   sudo=""

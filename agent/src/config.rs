@@ -39,7 +39,7 @@ pub struct Flags {
     /// YAML file with the same settings under camelCase keys (sources, keys, clusterName, labels, sink, stateDir, interval, …; see docs/operations.md).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Store to read: http(s)://HOST/PATH or file:///PATH. Repeat for several; the highest verified version wins.
+    /// Store to read: http(s)://HOST/PATH, file:///PATH or oci://HOST[:PORT]/REPO:CHANNEL. Repeat for several; the highest verified version wins.
     #[arg(long = "source", value_name = "URL")]
     pub sources: Vec<String>,
     /// Trusted minisign public key file. Repeat to trust several (key rotation).
@@ -103,6 +103,24 @@ pub struct Flags {
     /// Longest time between two reports when nothing changes (default 10m); a change is reported at once.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub report_interval: Option<Duration>,
+    /// oci:// sources: a docker config.json (or mounted dockerconfigjson Secret) with registry credentials.
+    #[arg(long, value_name = "FILE")]
+    pub registry_config: Option<PathBuf>,
+    /// oci:// sources: user name for the registry (basic auth or its token service).
+    #[arg(long, value_name = "USER")]
+    pub registry_username: Option<String>,
+    /// oci:// sources: file holding the registry password or token.
+    #[arg(long, value_name = "FILE")]
+    pub registry_password_file: Option<PathBuf>,
+    /// oci:// sources: extra CA certificates (PEM) to trust.
+    #[arg(long, value_name = "FILE")]
+    pub registry_ca_file: Option<PathBuf>,
+    /// oci:// sources: client certificate and key (one PEM file) for mutual TLS.
+    #[arg(long, value_name = "FILE")]
+    pub registry_client_cert: Option<PathBuf>,
+    /// oci:// sources: talk plain HTTP to the registry (a registry without TLS on a trusted network).
+    #[arg(long)]
+    pub insecure_registry: bool,
 }
 
 /// The YAML `--config` file.
@@ -132,6 +150,21 @@ struct FileConfig {
     log_format: Option<String>,
     report_url: Option<String>,
     report_interval: Option<String>,
+    #[serde(default)]
+    registry: FileRegistry,
+}
+
+/// The `registry:` section of the config file (for oci:// sources).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FileRegistry {
+    config: Option<PathBuf>,
+    username: Option<String>,
+    password_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    #[serde(default)]
+    insecure: bool,
 }
 
 /// Where and how often the status report is sent.
@@ -172,6 +205,8 @@ pub struct AgentConfig {
     pub log_json: bool,
     /// Where status reports go, if anywhere.
     pub report: Option<ReportConfig>,
+    /// How oci:// sources reach their registries.
+    pub registry: crate::oci::RegistryOptions,
     /// Limits applied while reading sources.
     pub source_limits: source::Limits,
     /// Limits applied while rendering bundles.
@@ -243,9 +278,27 @@ impl AgentConfig {
                 defaults.blob_timeout,
             )?,
         };
+        let password_file = flags.registry_password_file.or(file.registry.password_file);
+        let password = match &password_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| Error::io(path, e))?
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string(),
+            ),
+            None => None,
+        };
+        let registry = crate::oci::RegistryOptions {
+            insecure: flags.insecure_registry || file.registry.insecure,
+            username: flags.registry_username.or(file.registry.username),
+            password,
+            docker_config: flags.registry_config.or(file.registry.config),
+            ca_file: flags.registry_ca_file.or(file.registry.ca_file),
+            client_identity: flags.registry_client_cert.or(file.registry.client_cert),
+        };
         let sources = source_specs
             .iter()
-            .map(|s| Source::parse(s, &source_limits))
+            .map(|s| Source::parse_with(s, &source_limits, &registry))
             .collect::<Result<_>>()?;
         let sink = Sink::parse(&flags.sink.or(file.sink).ok_or_else(|| {
             Error::Config("--sink (or sink) is required, e.g. dir:/var/lib/rancher/k3s/server/manifests".into())
@@ -309,6 +362,7 @@ impl AgentConfig {
             listen,
             log_json,
             report,
+            registry,
             source_limits,
             render_limits: crate::render::Limits::default(),
         })

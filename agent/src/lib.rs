@@ -27,6 +27,7 @@ pub mod format;
 pub mod fsutil;
 pub mod listener;
 pub mod metrics;
+pub mod oci;
 pub mod render;
 pub mod report;
 pub mod run;

@@ -152,6 +152,16 @@ impl Index {
     pub fn bundle(&self, name: &BundleName) -> Option<&Bundle> {
         self.bundles.iter().find(|b| &b.name == name)
     }
+
+    /// Every blob the index references (all targets of all bundles), each once, ordered
+    /// by digest: what a copy of the store must hold.
+    pub fn blobs(&self) -> Vec<(Digest, u64)> {
+        let mut blobs: std::collections::BTreeMap<&Digest, u64> = std::collections::BTreeMap::new();
+        for target in self.bundles.iter().flat_map(|b| &b.targets) {
+            blobs.insert(&target.digest, target.size);
+        }
+        blobs.into_iter().map(|(d, size)| (d.clone(), size)).collect()
+    }
 }
 
 /// Formats a timestamp as RFC 3339, as the index does.

@@ -7,9 +7,11 @@
 
 mod file;
 mod http;
+mod oci;
 
 pub use file::FileSource;
 pub use http::HttpSource;
+pub use oci::OciSource;
 
 use std::path::Path;
 use std::time::Duration;
@@ -85,11 +87,23 @@ pub enum Source {
     Http(HttpSource),
     /// `file://` path of a store directory (USB stick, NFS, rsync'd mirror).
     File(FileSource),
+    /// `oci://HOST[:PORT]/REPOSITORY:CHANNEL`: a channel tag in an OCI registry.
+    Oci(Box<OciSource>),
 }
 
 impl Source {
-    /// Parses a source URL: `http://…`, `https://…` or `file:///absolute/path`.
+    /// Parses a source URL: `http://…`, `https://…`, `file:///absolute/path` or
+    /// `oci://HOST[:PORT]/REPOSITORY:CHANNEL` (reached anonymously over HTTPS).
     pub fn parse(spec: &str, limits: &Limits) -> Result<Self> {
+        Source::parse_with(spec, limits, &crate::oci::RegistryOptions::default())
+    }
+
+    /// [`Source::parse`], with how to reach and authenticate to OCI registries.
+    pub fn parse_with(spec: &str, limits: &Limits, registry: &crate::oci::RegistryOptions) -> Result<Self> {
+        if spec.starts_with("oci://") {
+            let reference = crate::oci::Reference::parse(spec)?;
+            return Ok(Source::Oci(Box::new(OciSource::new(reference, registry, limits)?)));
+        }
         let url = url::Url::parse(spec).map_err(|e| {
             Error::Config(format!(
                 "source {spec:?}: not a URL ({e}); use http(s)://… or file:///path"
@@ -104,7 +118,7 @@ impl Source {
                 Ok(Source::File(FileSource::new(path, limits)))
             }
             other => Err(Error::Config(format!(
-                "source {spec:?}: unsupported scheme {other:?} (supported: http, https, file)"
+                "source {spec:?}: unsupported scheme {other:?} (supported: http, https, file, oci)"
             ))),
         }
     }
@@ -114,6 +128,7 @@ impl Source {
         match self {
             Source::Http(s) => s.base().to_string(),
             Source::File(s) => format!("file://{}", s.root().display()),
+            Source::Oci(s) => s.reference().to_string(),
         }
     }
 
@@ -123,6 +138,7 @@ impl Source {
         match self {
             Source::Http(s) => s.fetch_index().await,
             Source::File(s) => s.fetch_index(),
+            Source::Oci(s) => s.fetch_index().await,
         }
     }
 
@@ -130,8 +146,10 @@ impl Source {
     /// served did not verify (say an index read between a publisher's two renames, paired
     /// with the older signature), so one bad read is not replayed from cache by 304s.
     pub fn forget_index(&self) {
-        if let Source::Http(s) = self {
-            s.forget_index();
+        match self {
+            Source::Http(s) => s.forget_index(),
+            Source::Oci(s) => s.forget_index(),
+            Source::File(_) => {}
         }
     }
 
@@ -141,6 +159,7 @@ impl Source {
         match self {
             Source::Http(s) => s.bytes_received(),
             Source::File(s) => s.bytes_received(),
+            Source::Oci(s) => s.bytes_received(),
         }
     }
 
@@ -150,6 +169,7 @@ impl Source {
         match self {
             Source::Http(s) => s.fetch_blob(digest, size, dest).await,
             Source::File(s) => s.fetch_blob(digest, size, dest),
+            Source::Oci(s) => s.fetch_blob(digest, size, dest).await,
         }
     }
 }

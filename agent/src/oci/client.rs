@@ -1,0 +1,624 @@
+//! A small OCI distribution client: exactly what drover needs to read and write channels
+//! (manifests by tag, blobs by digest, upload with POST then PUT, cross-repository mount),
+//! with anonymous, basic and bearer-token authentication (the token obtained through the
+//! registry's `WWW-Authenticate` challenge), plain HTTP for `--insecure` registries, a
+//! custom CA bundle and a client certificate (mTLS).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use reqwest::{Client, RequestBuilder, Response, StatusCode};
+
+use super::{Descriptor, MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES};
+use crate::error::{Error, Result};
+use crate::format::Digest;
+use crate::source::{BlobWriter, Limits};
+
+/// How to reach and authenticate to registries.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryOptions {
+    /// Use plain HTTP instead of HTTPS.
+    pub insecure: bool,
+    /// User name for basic auth or the token service.
+    pub username: Option<String>,
+    /// Password (or access token) for that user.
+    pub password: Option<String>,
+    /// A docker `config.json` (also the content of a `kubernetes.io/dockerconfigjson`
+    /// Secret) to take credentials from, per registry host. Without it,
+    /// `$DOCKER_CONFIG/config.json` or `~/.docker/config.json` is used when present.
+    pub docker_config: Option<PathBuf>,
+    /// Extra CA certificates (PEM) to trust.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key (one PEM file) for mutual TLS.
+    pub client_identity: Option<PathBuf>,
+}
+
+/// One registry host.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    host: String,
+    base: url::Url,
+    client: Client,
+    credentials: Option<(String, String)>,
+    authorization: Arc<Mutex<Option<HeaderValue>>>,
+    limits: Limits,
+    received: Arc<AtomicU64>,
+}
+
+impl Registry {
+    /// A client for `host` (`HOST[:PORT]`).
+    pub fn new(host: &str, opts: &RegistryOptions, limits: &Limits) -> Result<Self> {
+        let scheme = if opts.insecure { "http" } else { "https" };
+        let base = url::Url::parse(&format!("{scheme}://{host}/"))
+            .map_err(|e| Error::Config(format!("registry {host:?}: {e}")))?;
+        let mut builder = Client::builder()
+            .user_agent(concat!("drover/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(limits.connect_timeout)
+            .read_timeout(limits.read_timeout);
+        if let Some(ca) = &opts.ca_file {
+            let pem = std::fs::read(ca).map_err(|e| Error::io(ca, e))?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| Error::Config(format!("{}: not a PEM CA bundle: {e}", ca.display())))?
+            {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        if let Some(id) = &opts.client_identity {
+            let pem = std::fs::read(id).map_err(|e| Error::io(id, e))?;
+            let identity = reqwest::Identity::from_pem(&pem)
+                .map_err(|e| Error::Config(format!("{}: not a PEM certificate and key: {e}", id.display())))?;
+            builder = builder.identity(identity);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
+        Ok(Registry {
+            host: host.to_string(),
+            base,
+            client,
+            credentials: credentials_for(host, opts)?,
+            authorization: Arc::default(),
+            limits: limits.clone(),
+            received: Arc::default(),
+        })
+    }
+
+    /// The registry host.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Body bytes received so far.
+    pub fn bytes_received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    fn url(&self, path: &str) -> url::Url {
+        self.base.join(path).expect("registry paths are relative URL paths")
+    }
+
+    /// Sends the request built by `make`; on `401` answers the challenge once and retries.
+    async fn send(&self, what: &str, make: impl Fn(&Client) -> Result<RequestBuilder>) -> Result<Response> {
+        for attempt in 0..2 {
+            let mut request = make(&self.client)?;
+            if let Some(auth) = self.authorization.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+                request = request.header(AUTHORIZATION, auth);
+            }
+            let response = request.send().await.map_err(|e| fetch_err(what, &e))?;
+            if response.status() != StatusCode::UNAUTHORIZED || attempt == 1 {
+                return Ok(response);
+            }
+            let challenge = response
+                .headers()
+                .get(WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+                .ok_or_else(|| Error::Fetch {
+                    url: what.to_string(),
+                    message: "HTTP 401 without a WWW-Authenticate challenge".into(),
+                })?;
+            self.authenticate(what, &challenge).await?;
+        }
+        unreachable!("the loop returns on its second attempt")
+    }
+
+    /// Answers a `Basic` or `Bearer` challenge.
+    async fn authenticate(&self, what: &str, challenge: &str) -> Result<()> {
+        let (scheme, params) = parse_challenge(challenge).ok_or_else(|| Error::Fetch {
+            url: what.to_string(),
+            message: format!("unreadable WWW-Authenticate challenge {challenge:?}"),
+        })?;
+        let value = match scheme.as_str() {
+            "basic" => {
+                let (user, password) = self.credentials.as_ref().ok_or_else(|| Error::Fetch {
+                    url: what.to_string(),
+                    message: "the registry requires a user name and password (--username/--password, or a docker config.json)".into(),
+                })?;
+                format!("Basic {}", base64(&format!("{user}:{password}")))
+            }
+            "bearer" => format!("Bearer {}", self.token(what, &params).await?),
+            other => {
+                return Err(Error::Fetch {
+                    url: what.to_string(),
+                    message: format!("unsupported authentication scheme {other:?}"),
+                })
+            }
+        };
+        let value = HeaderValue::from_str(&value).map_err(|_| Error::Fetch {
+            url: what.to_string(),
+            message: "credentials are not a valid header value".into(),
+        })?;
+        *self.authorization.lock().unwrap_or_else(|p| p.into_inner()) = Some(value);
+        Ok(())
+    }
+
+    /// Gets a bearer token from the challenge's `realm` for its `service` and `scope`.
+    async fn token(&self, what: &str, params: &BTreeMap<String, String>) -> Result<String> {
+        let fail = |message: String| Error::Fetch {
+            url: what.to_string(),
+            message,
+        };
+        let realm = params
+            .get("realm")
+            .ok_or_else(|| fail("bearer challenge without a realm".into()))?;
+        let mut url = url::Url::parse(realm).map_err(|e| fail(format!("token realm {realm:?}: {e}")))?;
+        {
+            let mut query = url.query_pairs_mut();
+            for key in ["service", "scope"] {
+                if let Some(v) = params.get(key) {
+                    query.append_pair(key, v);
+                }
+            }
+        }
+        let mut request = self.client.get(url.clone()).timeout(self.limits.request_timeout);
+        if let Some((user, password)) = &self.credentials {
+            request = request.basic_auth(user, Some(password));
+        }
+        let response = request.send().await.map_err(|e| fetch_err(url.as_str(), &e))?;
+        if !response.status().is_success() {
+            return Err(fail(format!("token service {url} answered {}", response.status())));
+        }
+        let body = response.bytes().await.map_err(|e| fetch_err(url.as_str(), &e))?;
+        let json: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| fail(format!("token service {url}: not JSON: {e}")))?;
+        json.get("token")
+            .or_else(|| json.get("access_token"))
+            .and_then(|t| t.as_str())
+            .map(str::to_string)
+            .ok_or_else(|| fail(format!("token service {url}: no token in the answer")))
+    }
+
+    /// The digest the tag points at, with a `HEAD` request; `None` when there is no such tag.
+    pub async fn head_manifest(&self, repository: &str, reference: &str) -> Result<Option<Digest>> {
+        let url = self.url(&format!("v2/{repository}/manifests/{reference}"));
+        let what = url.to_string();
+        let response = self
+            .send(&what, |c| {
+                Ok(c.head(url.clone())
+                    .header(ACCEPT, MANIFEST_MEDIA_TYPE)
+                    .timeout(self.limits.request_timeout))
+            })
+            .await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => match response.headers().get("docker-content-digest") {
+                Some(d) => d
+                    .to_str()
+                    .ok()
+                    .and_then(|d| Digest::parse(d).ok())
+                    .map(Some)
+                    .ok_or_else(|| Error::invalid(&what, "Docker-Content-Digest is not a sha256 digest")),
+                // Registries that do not say: read the manifest to know.
+                None => Ok(Some(self.get_manifest(repository, reference).await?.1)),
+            },
+            s => Err(status_err(&what, s)),
+        }
+    }
+
+    /// The manifest `reference` (tag or digest) and its digest, computed over the bytes.
+    pub async fn get_manifest(&self, repository: &str, reference: &str) -> Result<(Vec<u8>, Digest)> {
+        let url = self.url(&format!("v2/{repository}/manifests/{reference}"));
+        let what = url.to_string();
+        let response = self
+            .send(&what, |c| {
+                Ok(c.get(url.clone())
+                    .header(ACCEPT, MANIFEST_MEDIA_TYPE)
+                    .timeout(self.limits.request_timeout))
+            })
+            .await?;
+        if !response.status().is_success() {
+            return Err(status_err(&what, response.status()));
+        }
+        let bytes = self.read_limited(&what, response, MAX_MANIFEST_BYTES).await?;
+        let digest = Digest::of(&bytes);
+        if reference.starts_with("sha256:") && digest.as_str() != reference {
+            return Err(Error::DigestMismatch {
+                what,
+                expected: reference.to_string(),
+                actual: digest.to_string(),
+            });
+        }
+        Ok((bytes, digest))
+    }
+
+    /// A small blob (index, signature, config) read into memory and checked against `d`;
+    /// refused above `limit`.
+    pub async fn get_blob_bytes(&self, repository: &str, d: &Descriptor, limit: u64) -> Result<Vec<u8>> {
+        let url = self.url(&format!("v2/{repository}/blobs/{}", d.digest));
+        let what = url.to_string();
+        if d.size > limit {
+            return Err(Error::TooLarge { what, limit });
+        }
+        let response = self
+            .send(&what, |c| Ok(c.get(url.clone()).timeout(self.limits.request_timeout)))
+            .await?;
+        if !response.status().is_success() {
+            return Err(status_err(&what, response.status()));
+        }
+        let bytes = self.read_limited(&what, response, d.size).await?;
+        if bytes.len() as u64 != d.size {
+            return Err(Error::SizeMismatch {
+                what,
+                expected: d.size,
+                actual: bytes.len() as u64,
+            });
+        }
+        let actual = Digest::of(&bytes);
+        if actual != d.digest {
+            return Err(Error::DigestMismatch {
+                what,
+                expected: d.digest.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Streams blob `digest` into `dest`, verifying size and sha256 as it goes.
+    pub async fn fetch_blob(&self, repository: &str, digest: &Digest, size: u64, dest: &Path) -> Result<()> {
+        let url = self.url(&format!("v2/{repository}/blobs/{digest}"));
+        let what = url.to_string();
+        let mut response = self
+            .send(&what, |c| Ok(c.get(url.clone()).timeout(self.limits.blob_timeout)))
+            .await?;
+        if !response.status().is_success() {
+            return Err(status_err(&what, response.status()));
+        }
+        let mut writer = BlobWriter::new(dest, digest, size, what.clone())?;
+        while let Some(chunk) = response.chunk().await.map_err(|e| fetch_err(&what, &e))? {
+            self.received.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            writer.write(&chunk)?;
+        }
+        writer.finish(dest)
+    }
+
+    /// Whether the repository has blob `digest` (`HEAD`).
+    pub async fn has_blob(&self, repository: &str, digest: &Digest) -> Result<bool> {
+        let url = self.url(&format!("v2/{repository}/blobs/{digest}"));
+        let what = url.to_string();
+        let response = self
+            .send(&what, |c| Ok(c.head(url.clone()).timeout(self.limits.request_timeout)))
+            .await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(false),
+            s if s.is_success() => Ok(true),
+            s => Err(status_err(&what, s)),
+        }
+    }
+
+    /// Asks the registry to mount `digest` from repository `from`; `true` when it did
+    /// (no bytes to send), `false` when it does not offer it.
+    pub async fn mount_blob(&self, repository: &str, digest: &Digest, from: &str) -> Result<bool> {
+        let mut url = self.url(&format!("v2/{repository}/blobs/uploads/"));
+        url.query_pairs_mut()
+            .append_pair("mount", digest.as_str())
+            .append_pair("from", from);
+        let what = url.to_string();
+        let response = self
+            .send(&what, |c| {
+                Ok(c.post(url.clone())
+                    .header(CONTENT_LENGTH, 0)
+                    .timeout(self.limits.request_timeout))
+            })
+            .await?;
+        Ok(response.status() == StatusCode::CREATED)
+    }
+
+    /// Uploads a blob held in memory.
+    pub async fn push_blob_bytes(&self, repository: &str, digest: &Digest, bytes: Vec<u8>) -> Result<()> {
+        let size = bytes.len() as u64;
+        let bytes = bytes::Bytes::from(bytes);
+        self.push_blob(repository, digest, size, move || Ok(reqwest::Body::from(bytes.clone())))
+            .await
+    }
+
+    /// Uploads the blob stored in file `path` (streamed, never held in memory).
+    pub async fn push_blob_file(&self, repository: &str, digest: &Digest, size: u64, path: &Path) -> Result<()> {
+        let path = path.to_path_buf();
+        self.push_blob(repository, digest, size, move || {
+            let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+            let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
+            Ok(reqwest::Body::wrap_stream(stream))
+        })
+        .await
+    }
+
+    /// POST to open an upload session, then PUT the bytes with the digest.
+    async fn push_blob(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        size: u64,
+        body: impl Fn() -> Result<reqwest::Body>,
+    ) -> Result<()> {
+        let start = self.url(&format!("v2/{repository}/blobs/uploads/"));
+        let what = start.to_string();
+        let response = self
+            .send(&what, |c| {
+                Ok(c.post(start.clone())
+                    .header(CONTENT_LENGTH, 0)
+                    .timeout(self.limits.request_timeout))
+            })
+            .await?;
+        if response.status() != StatusCode::ACCEPTED {
+            return Err(status_err(&what, response.status()));
+        }
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .ok_or_else(|| Error::invalid(&what, "upload session without a Location"))?;
+        let mut upload = start
+            .join(location)
+            .map_err(|e| Error::invalid(&what, format!("bad upload Location {location:?}: {e}")))?;
+        upload.query_pairs_mut().append_pair("digest", digest.as_str());
+        let what = format!("{what} ({digest})");
+        let response = self
+            .send(&what, |c| {
+                Ok(c.put(upload.clone())
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .header(CONTENT_LENGTH, size)
+                    .timeout(self.limits.blob_timeout)
+                    .body(body()?))
+            })
+            .await?;
+        if response.status() != StatusCode::CREATED {
+            let status = response.status();
+            let detail = response.text().await.unwrap_or_default();
+            return Err(Error::Fetch {
+                url: what,
+                message: format!("upload refused: HTTP status {status} {}", detail.trim()),
+            });
+        }
+        Ok(())
+    }
+
+    /// Puts `manifest` under `tag`; returns its digest.
+    pub async fn put_manifest(&self, repository: &str, tag: &str, manifest: &[u8]) -> Result<Digest> {
+        let url = self.url(&format!("v2/{repository}/manifests/{tag}"));
+        let what = url.to_string();
+        let body = bytes::Bytes::copy_from_slice(manifest);
+        let response = self
+            .send(&what, |c| {
+                Ok(c.put(url.clone())
+                    .header(CONTENT_TYPE, MANIFEST_MEDIA_TYPE)
+                    .timeout(self.limits.request_timeout)
+                    .body(body.clone()))
+            })
+            .await?;
+        if response.status() != StatusCode::CREATED {
+            let status = response.status();
+            let detail = response.text().await.unwrap_or_default();
+            return Err(Error::Fetch {
+                url: what,
+                message: format!("manifest refused: HTTP status {status} {}", detail.trim()),
+            });
+        }
+        Ok(Digest::of(manifest))
+    }
+
+    async fn read_limited(&self, what: &str, mut response: Response, limit: u64) -> Result<Vec<u8>> {
+        if response.content_length().is_some_and(|len| len > limit) {
+            return Err(Error::TooLarge {
+                what: what.to_string(),
+                limit,
+            });
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| fetch_err(what, &e))? {
+            self.received.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            if (body.len() + chunk.len()) as u64 > limit {
+                return Err(Error::TooLarge {
+                    what: what.to_string(),
+                    limit,
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+}
+
+fn fetch_err(what: &str, e: &reqwest::Error) -> Error {
+    let mut message = if e.is_timeout() {
+        "timed out: ".to_string()
+    } else {
+        String::new()
+    };
+    message.push_str(&e.to_string());
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    Error::Fetch {
+        url: what.to_string(),
+        message,
+    }
+}
+
+fn status_err(what: &str, status: StatusCode) -> Error {
+    let hint = match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => " (check the registry credentials)",
+        StatusCode::NOT_FOUND => " (no such repository, tag or blob)",
+        _ => "",
+    };
+    Error::Fetch {
+        url: what.to_string(),
+        message: format!("HTTP status {status}{hint}"),
+    }
+}
+
+fn base64(s: &str) -> String {
+    use ct_codecs::Encoder;
+    ct_codecs::Base64::encode_to_string(s.as_bytes()).expect("base64 of a short string")
+}
+
+/// Parses `Bearer realm="…",service="…",scope="…"` into its scheme (lowercase) and
+/// parameters. Values may be quoted and contain commas.
+pub fn parse_challenge(header: &str) -> Option<(String, BTreeMap<String, String>)> {
+    let header = header.trim();
+    let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
+    let mut params = BTreeMap::new();
+    let mut chars = rest.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
+            chars.next();
+        }
+        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        if key.trim().is_empty() {
+            break;
+        }
+        let value = if chars.peek() == Some(&'"') {
+            chars.next();
+            let mut v = String::new();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => v.extend(chars.next()),
+                    '"' => break,
+                    c => v.push(c),
+                }
+            }
+            v
+        } else {
+            chars
+                .by_ref()
+                .take_while(|c| *c != ',')
+                .collect::<String>()
+                .trim()
+                .to_string()
+        };
+        params.insert(key.trim().to_ascii_lowercase(), value);
+    }
+    (!scheme.is_empty()).then(|| (scheme.to_ascii_lowercase(), params))
+}
+
+/// Credentials for `host`: explicit user and password first, then a docker config.json.
+fn credentials_for(host: &str, opts: &RegistryOptions) -> Result<Option<(String, String)>> {
+    if let Some(user) = &opts.username {
+        return Ok(Some((user.clone(), opts.password.clone().unwrap_or_default())));
+    }
+    let path = match &opts.docker_config {
+        Some(p) => p.clone(),
+        None => {
+            let default = std::env::var_os("DOCKER_CONFIG")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))
+                .map(|d| d.join("config.json"));
+            match default {
+                Some(p) if p.exists() => p,
+                _ => return Ok(None),
+            }
+        }
+    };
+    let text = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let config: serde_json::Value = serde_json::from_slice(&text)
+        .map_err(|e| Error::Config(format!("{}: not a docker config.json: {e}", path.display())))?;
+    let auths = config.get("auths").and_then(|a| a.as_object());
+    let entry = auths.and_then(|a| {
+        a.iter()
+            .find(|(k, _)| {
+                let k = k.trim_start_matches("https://").trim_start_matches("http://");
+                k.trim_end_matches('/') == host || k.split('/').next() == Some(host)
+            })
+            .map(|(_, v)| v)
+    });
+    let Some(entry) = entry else { return Ok(None) };
+    if let (Some(u), Some(p)) = (
+        entry.get("username").and_then(|v| v.as_str()),
+        entry.get("password").and_then(|v| v.as_str()),
+    ) {
+        return Ok(Some((u.to_string(), p.to_string())));
+    }
+    let Some(auth) = entry.get("auth").and_then(|v| v.as_str()) else {
+        return Ok(None);
+    };
+    use ct_codecs::Decoder;
+    let decoded = ct_codecs::Base64::decode_to_vec(auth, None)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "{}: auths.{host}.auth is not base64 of user:password",
+                path.display()
+            ))
+        })?;
+    let (u, p) = decoded
+        .split_once(':')
+        .ok_or_else(|| Error::Config(format!("{}: auths.{host}.auth is not user:password", path.display())))?;
+    Ok(Some((u.to_string(), p.to_string())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges_parse_quoted_values_with_commas() {
+        let (scheme, p) = parse_challenge(
+            r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:fleet:pull,push""#,
+        )
+        .expect("parses");
+        assert_eq!(scheme, "bearer");
+        assert_eq!(p["realm"], "https://auth.example/token");
+        assert_eq!(p["scope"], "repository:fleet:pull,push");
+        let (scheme, p) = parse_challenge(r#"Basic realm="Registry Realm""#).expect("basic");
+        assert_eq!((scheme.as_str(), p["realm"].as_str()), ("basic", "Registry Realm"));
+    }
+
+    #[test]
+    fn credentials_come_from_flags_then_docker_config() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("config.json");
+        std::fs::write(
+            &config,
+            format!(
+                r#"{{"auths":{{"reg.site:5000":{{"auth":"{}"}}}}}}"#,
+                base64("robot:s3cret")
+            ),
+        )
+        .expect("write");
+        let opts = RegistryOptions {
+            docker_config: Some(config),
+            ..Default::default()
+        };
+        assert_eq!(
+            credentials_for("reg.site:5000", &opts).expect("read"),
+            Some(("robot".into(), "s3cret".into()))
+        );
+        assert_eq!(credentials_for("other:5000", &opts).expect("read"), None);
+        let explicit = RegistryOptions {
+            username: Some("me".into()),
+            password: Some("pw".into()),
+            ..opts
+        };
+        assert_eq!(
+            credentials_for("reg.site:5000", &explicit).expect("read"),
+            Some(("me".into(), "pw".into()))
+        );
+    }
+}
