@@ -590,6 +590,74 @@ mod tests {
         assert_eq!((scheme.as_str(), p["realm"].as_str()), ("basic", "Registry Realm"));
     }
 
+    /// A registry double that answers 401 with a Bearer challenge, and a token service that
+    /// gives a token only for the right basic credentials and scope.
+    #[tokio::test(flavor = "current_thread")]
+    async fn bearer_challenge_is_answered_with_a_token_from_the_realm() {
+        use axum::http::{HeaderMap, StatusCode as S};
+        use axum::routing::{get, head};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let realm = format!("http://{addr}/token");
+        let app = axum::Router::new()
+            .route(
+                "/token",
+                get(|uri: axum::http::Uri, headers: HeaderMap| async move {
+                    let q: BTreeMap<String, String> = url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+                        .into_owned()
+                        .collect();
+                    let basic = format!("Basic {}", base64("robot:pw"));
+                    let ok = headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(basic.as_str())
+                        && q.get("service").map(String::as_str) == Some("reg")
+                        && q.get("scope").map(String::as_str) == Some("repository:fleet:pull");
+                    if ok {
+                        (S::OK, r#"{"token":"t0k3n"}"#)
+                    } else {
+                        (S::UNAUTHORIZED, "{}")
+                    }
+                }),
+            )
+            .route(
+                "/v2/fleet/manifests/stable",
+                head(move |headers: HeaderMap| {
+                    let realm = realm.clone();
+                    async move {
+                        if headers.get("authorization").and_then(|v| v.to_str().ok()) == Some("Bearer t0k3n") {
+                            let digest = Digest::of(b"manifest").to_string();
+                            (S::OK, [("docker-content-digest", digest)]).into_response()
+                        } else {
+                            let challenge =
+                                format!(r#"Bearer realm="{realm}",service="reg",scope="repository:fleet:pull""#);
+                            (S::UNAUTHORIZED, [("www-authenticate", challenge)]).into_response()
+                        }
+                    }
+                }),
+            );
+        use axum::response::IntoResponse;
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let opts = RegistryOptions {
+            insecure: true,
+            username: Some("robot".into()),
+            password: Some("pw".into()),
+            ..Default::default()
+        };
+        let registry = Registry::new(&addr.to_string(), &opts, &Limits::default()).expect("client");
+        let digest = registry.head_manifest("fleet", "stable").await.expect("authorised");
+        assert_eq!(digest, Some(Digest::of(b"manifest")));
+
+        let wrong = RegistryOptions {
+            password: Some("nope".into()),
+            ..opts
+        };
+        let registry = Registry::new(&addr.to_string(), &wrong, &Limits::default()).expect("client");
+        let err = registry
+            .head_manifest("fleet", "stable")
+            .await
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("token service") && err.contains("401"), "{err}");
+    }
+
     #[test]
     fn credentials_come_from_flags_then_docker_config() {
         let dir = tempfile::tempdir().expect("tempdir");
