@@ -33,6 +33,25 @@ pub enum Error {
         /// One line per problem.
         problems: Vec<String>,
     },
+    /// `drover sync` will not write to its destination: it is read only, missing, or holds
+    /// an index that must not be replaced (newer version, other channel, …).
+    #[error("{destination}: {message}")]
+    Destination {
+        /// The destination as given.
+        destination: String,
+        /// Why, naming the versions or channels involved.
+        message: String,
+    },
+    /// `drover sync` stopped while copying blobs; what it had staged was discarded and the
+    /// destination is as it was.
+    #[error("sync to {destination} stopped, nothing changed there")]
+    SyncStopped {
+        /// The destination.
+        destination: String,
+        /// What went wrong (a blob that failed verification, a network error, …).
+        #[source]
+        source: Box<Error>,
+    },
     /// A report directory or listing could not be read (`drover status`).
     #[error("reports {location}: {message}")]
     Reports {

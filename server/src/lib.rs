@@ -7,6 +7,8 @@
 //!   with the agent's own source, verify and select code;
 //! * [`fleet_status`] aggregates the agents' status reports into a fleet view
 //!   (`drover status`);
+//! * [`sync`] copies a store between directories, `http(s)://` (read only) and other
+//!   destinations: missing blobs first, the index and its signature last (`drover sync`);
 //! * [`serve`] is a small static file server for a store (quick starts and tests).
 //!
 //! The format types come from the agent crate, so publisher and agent cannot drift apart.
@@ -16,9 +18,11 @@ pub mod bundle_spec;
 pub mod error;
 pub mod fleet_status;
 pub mod keygen;
+pub mod oci_push;
 pub mod pack;
 pub mod publish;
 pub mod serve;
 pub mod store;
+pub mod sync;
 
 pub use error::Error;

@@ -31,6 +31,51 @@ struct Cli {
     command: Command,
 }
 
+/// How `oci://` stores are reached (for `drover sync`).
+#[derive(clap::Args)]
+struct RegistryFlags {
+    /// Plain HTTP to the registry (no TLS), for registries on a trusted network.
+    #[arg(long)]
+    insecure: bool,
+    /// Registry user name (basic auth, or for the registry's token service).
+    #[arg(long, value_name = "USER", env = "DROVER_REGISTRY_USERNAME")]
+    username: Option<String>,
+    /// File holding the registry password or token (or set DROVER_REGISTRY_PASSWORD).
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// docker config.json to take registry credentials from (default: $DOCKER_CONFIG/config.json or ~/.docker/config.json).
+    #[arg(long, value_name = "FILE")]
+    registry_config: Option<PathBuf>,
+    /// Extra CA certificates (PEM) to trust for the registry.
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+    /// Client certificate and key (one PEM file) for registries that require mutual TLS.
+    #[arg(long, value_name = "FILE")]
+    client_cert: Option<PathBuf>,
+}
+
+impl RegistryFlags {
+    fn options(self) -> anyhow::Result<drover_agent::oci::RegistryOptions> {
+        let password = match &self.password_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("--password-file {}", path.display()))?
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string(),
+            ),
+            None => std::env::var("DROVER_REGISTRY_PASSWORD").ok(),
+        };
+        Ok(drover_agent::oci::RegistryOptions {
+            insecure: self.insecure,
+            username: self.username,
+            password,
+            docker_config: self.registry_config,
+            ca_file: self.ca_file,
+            client_identity: self.client_cert,
+        })
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Make a minisign key pair: DIR/drover.key (secret, unencrypted) and DIR/drover.pub.
@@ -63,6 +108,36 @@ enum Command {
         /// Trusted public key; repeat for several.
         #[arg(long = "key", value_name = "FILE", required = true)]
         keys: Vec<PathBuf>,
+    },
+    /// Copy a store: the blobs DST lacks first, then index.json, then its signature, so a
+    /// reader of DST never sees a half-written store. A failed or interrupted sync leaves
+    /// DST valid at its old version; running it again completes it.
+    Sync {
+        /// Source: store directory, http(s):// or file:// URL, or oci://HOST[:PORT]/REPO:CHANNEL.
+        src: String,
+        /// Destination: store directory (created if missing, not its parents), file:// URL, or
+        /// oci://HOST[:PORT]/REPO:CHANNEL.
+        dst: String,
+        /// Trusted public key; repeat for several. With it, the source index and every blob
+        /// are verified before anything is written; without it the copy is unverified.
+        #[arg(long = "key", value_name = "FILE")]
+        keys: Vec<PathBuf>,
+        /// Say what would be copied; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Replace DST's index even when it is newer, conflicts, is of another channel or is
+        /// unreadable (agents that took a newer version will refuse the older one).
+        #[arg(long)]
+        force: bool,
+        /// Re-hash the blobs already in DST and copy corrupt ones again (default: a blob of
+        /// the right size is taken as present).
+        #[arg(long)]
+        verify_existing: bool,
+        /// Blobs copied at once (default: 4 from http(s)://, 1 from a directory).
+        #[arg(long, value_name = "N")]
+        jobs: Option<std::num::NonZeroUsize>,
+        #[command(flatten)]
+        registry: RegistryFlags,
     },
     /// Serve a store directory over HTTP (ETag, 304 on If-None-Match).
     Serve {
@@ -181,6 +256,54 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 index.bundles.len(),
                 blobs
             );
+        }
+        Command::Sync {
+            src,
+            dst,
+            keys,
+            dry_run,
+            force,
+            verify_existing,
+            jobs,
+            registry,
+        } => {
+            use drover::sync::{self, Destination, ExistingBlobs, IndexChange, Overwrite, Progress, SyncOptions};
+            use std::io::IsTerminal;
+            let opts = SyncOptions {
+                overwrite: if force { Overwrite::Force } else { Overwrite::Refuse },
+                existing: if verify_existing {
+                    ExistingBlobs::Rehash
+                } else {
+                    ExistingBlobs::CheckSize
+                },
+                jobs,
+                progress: if std::io::stderr().is_terminal() {
+                    Progress::Bar
+                } else {
+                    Progress::Quiet
+                },
+                now,
+                keys,
+            };
+            let registry = registry.options()?;
+            let dest = std::sync::Arc::new(Destination::parse_with(&dst, &registry)?);
+            let source = std::sync::Arc::new(drover::store::open_with(&src, &registry)?);
+            if opts.keys.is_empty() {
+                eprintln!(
+                    "drover: warning: no --key given: the source index is not verified (blobs are still checked against the sizes and sha256 it lists)"
+                );
+            }
+            let rt = runtime()?;
+            let plan = rt.block_on(sync::plan(&source, &dest, &opts))?;
+            if let IndexChange::Forced { reason, .. } = &plan.index_change {
+                eprintln!("drover: warning: --force: {dst}: {reason}; replacing it");
+            }
+            if dry_run {
+                print!("{}", sync::describe_plan(&plan));
+                return Ok(ExitCode::SUCCESS);
+            }
+            let summary = rt.block_on(sync::execute(&plan, source, dest, &opts))?;
+            println!("{}", sync::describe_summary(&plan, &summary, &src, &dst));
         }
         Command::Serve { store, listen } => {
             let rt = runtime()?;

@@ -15,9 +15,14 @@ use crate::error::{Error, Result};
 
 /// Opens a store given as a directory path or an `http(s)://` / `file://` URL.
 pub fn open(store: &str) -> Result<Source> {
+    open_with(store, &drover_agent::oci::RegistryOptions::default())
+}
+
+/// [`open`], with how to reach and authenticate to OCI registries (`oci://` stores).
+pub fn open_with(store: &str, registry: &drover_agent::oci::RegistryOptions) -> Result<Source> {
     let limits = Limits::default();
     if store.contains("://") {
-        return Ok(Source::parse(store, &limits)?);
+        return Ok(Source::parse_with(store, &limits, registry)?);
     }
     let path = std::fs::canonicalize(store).map_err(|e| drover_agent::Error::io(store, e))?;
     Ok(Source::File(drover_agent::source::FileSource::new(path, &limits)))

@@ -607,7 +607,12 @@ impl Registry {
         std::fs::create_dir_all(work.join("data")).unwrap();
         let port = free_port();
         let auth = htpasswd
-            .map(|p| format!("auth:\n  htpasswd:\n    realm: drover-test\n    path: {}\n", p.display()))
+            .map(|p| {
+                format!(
+                    "auth:\n  htpasswd:\n    realm: drover-test\n    path: {}\n",
+                    p.display()
+                )
+            })
             .unwrap_or_default();
         let config = work.join("registry.yml");
         std::fs::write(
@@ -648,7 +653,10 @@ impl Registry {
             .unwrap_or_default()
             .lines()
             .filter_map(|l| {
-                let start = l.find("\"HEAD ").or_else(|| l.find("\"GET ")).or_else(|| l.find("\"PUT "));
+                let start = l
+                    .find("\"HEAD ")
+                    .or_else(|| l.find("\"GET "))
+                    .or_else(|| l.find("\"PUT "));
                 let start = start.or_else(|| l.find("\"POST ")).or_else(|| l.find("\"PATCH "))?;
                 let rest = &l[start + 1..];
                 let (request, after) = rest.split_once('"')?;
