@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every drover test: unit tests and the end-to-end tests in tests/, which drive the
 # real binaries against real nginx, minisign, curl, docker-registry (the CNCF distribution
-# registry), skopeo, htpasswd (apache2-utils) and rsync. Installs those from Debian when
+# registry), skopeo, htpasswd (apache2-utils), rsync and openssl. Installs those from Debian when
 # they are missing (needs root or sudo). A test whose component is still missing fails
 # with a message naming the package; nothing is skipped.
 set -euo pipefail
@@ -16,6 +16,7 @@ have docker-registry || need+=(docker-registry)
 have skopeo || need+=(skopeo)
 have htpasswd || need+=(apache2-utils)
 have rsync || need+=(rsync)
+have openssl || need+=(openssl)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "tests/run.sh: installing ${need[*]} from Debian" >&2
   sudo=""

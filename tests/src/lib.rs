@@ -603,6 +603,12 @@ pub struct Registry {
 impl Registry {
     /// Starts the registry.
     pub fn start(work: &Path, htpasswd: Option<&Path>) -> Registry {
+        Registry::start_with(work, htpasswd, "")
+    }
+
+    /// Starts the registry with `http_extra` added under its `http:` section (indented two
+    /// spaces, e.g. a `tls:` block).
+    pub fn start_with(work: &Path, htpasswd: Option<&Path>, http_extra: &str) -> Registry {
         let bin = require("docker-registry", "docker-registry");
         std::fs::create_dir_all(work.join("data")).unwrap();
         let port = free_port();
@@ -619,7 +625,7 @@ impl Registry {
             &config,
             format!(
                 "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    \
-                 rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: drover-test\n{auth}",
+                 rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: drover-test\n{http_extra}{auth}",
                 work.join("data").display()
             ),
         )

@@ -397,3 +397,104 @@ fn registry_to_registry_sync_mounts_within_a_registry_and_copies_across() {
         "byte-identical across registries"
     );
 }
+
+/// Runs openssl with `args` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new(require("openssl", "openssl"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
+}
+
+#[test]
+fn tls_registry_with_a_private_ca_and_client_certificates() {
+    let site = published();
+    let pki = site.path("pki");
+    std::fs::create_dir_all(&pki).unwrap();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    let mut ca = vec![
+        "req",
+        "-x509",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=drover test CA",
+    ];
+    ca.extend(ec);
+    openssl(&pki, &ca);
+    for (name, cn) in [("server", "127.0.0.1"), ("client", "drover-sync")] {
+        let (key_file, csr, subj) = (format!("{name}.key"), format!("{name}.csr"), format!("/CN={cn}"));
+        let mut req = vec!["req", "-keyout", &key_file, "-out", &csr, "-subj", &subj];
+        req.extend(ec);
+        openssl(&pki, &req);
+        std::fs::write(pki.join(format!("{name}.ext")), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        openssl(
+            &pki,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &format!("{name}.pem"),
+                "-days",
+                "2",
+                "-extfile",
+                &format!("{name}.ext"),
+            ],
+        );
+    }
+    let client = [
+        std::fs::read(pki.join("client.pem")).unwrap(),
+        std::fs::read(pki.join("client.key")).unwrap(),
+    ]
+    .concat();
+    std::fs::write(pki.join("client-bundle.pem"), client).unwrap();
+    let tls = format!(
+        "  tls:\n    certificate: {p}/server.pem\n    key: {p}/server.key\n    clientcas:\n      - {p}/ca.pem\n",
+        p = pki.display()
+    );
+    let registry = Registry::start_with(&site.path("registry"), None, &tls);
+    let oci = channel(&registry);
+    let key = site.p("keys/drover.pub");
+    let (ca_file, client_cert) = (pki.join("ca.pem"), pki.join("client-bundle.pem"));
+    let (ca_file, client_cert) = (ca_file.to_str().unwrap(), client_cert.to_str().unwrap());
+
+    // The private CA is not trusted by default.
+    let out = sync(&[&site.p("store"), &oci, "--key", &key]);
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).to_lowercase().contains("certificate"), "{}", text(&out));
+    // Trusted CA, but no client certificate: the registry refuses the handshake.
+    let out = sync(&[&site.p("store"), &oci, "--key", &key, "--ca-file", ca_file]);
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    // Both: the channel is pushed, and an agent with the same options applies it.
+    sync_ok(&[
+        &site.p("store"),
+        &oci,
+        "--key",
+        &key,
+        "--ca-file",
+        ca_file,
+        "--client-cert",
+        client_cert,
+    ]);
+    let out = agent_once(
+        &site,
+        &site.path("cluster"),
+        &oci,
+        &["--registry-ca-file", ca_file, "--registry-client-cert", client_cert],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(snapshot(&site.path("cluster/manifests")).len(), 3);
+}
