@@ -9,6 +9,11 @@ use crate::error::{Error, Result};
 /// directory, are flushed to disk, and the file is renamed over `path`. A reader sees the
 /// old content or the new, never a mix; a crash leaves at most a stray `.tmp` file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    persist(temp_with(path, bytes)?, path)
+}
+
+/// A temporary file next to `path` holding `bytes`.
+fn temp_with(path: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile> {
     let dir = parent_dir(path);
     let mut tmp = tempfile::Builder::new()
         .prefix(".drover-")
@@ -16,20 +21,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .tempfile_in(dir)
         .map_err(|e| Error::io(dir, e))?;
     tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
-    persist(tmp, path)
+    Ok(tmp)
 }
 
 /// Replaces `path` with `bytes` atomically like [`write_atomic`], but without forcing the
 /// bytes to disk: for derived files rewritten often (the status report), where a power cut
 /// may lose the last version but a reader must still never see half of one.
 pub fn replace_unsynced(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = parent_dir(path);
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".drover-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(dir, e))?;
-    tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
+    let tmp = temp_with(path, bytes)?;
     set_readable(tmp.path())?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     Ok(())

@@ -2,12 +2,9 @@
 //! from real nginx (reports PUT with WebDAV, listed by autoindex in HTML and JSON), with
 //! its documented exit codes: 0 all well, 1 needs attention, 3 no view.
 
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
-use drover_e2e::{drover, drover_ok, free_port, require, run, text, wait_for};
+use drover_e2e::{drover, drover_ok, require, run, text};
 use serde_json::{json, Value};
 
 /// The clock every test measures staleness against (`--now`).
@@ -269,61 +266,23 @@ fn status_without_any_report_exits_3() {
 /// nginx as docs/fleet-status.md configures it: agents PUT reports into /reports/ (WebDAV),
 /// operators list them with autoindex (HTML there, JSON under /reports-json/).
 struct ReportServer {
-    child: Child,
+    _nginx: drover_e2e::Daemon,
     url: String,
 }
 
-impl Drop for ReportServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn report_server(root: &Path, work: &Path) -> ReportServer {
-    let nginx = require("nginx", "nginx-light");
-    std::fs::create_dir_all(work).unwrap();
-    let port = free_port();
-    let (w, root) = (work.display(), root.display());
-    let user = if running_as_root() { "user root;\n" } else { "" };
-    let conf = work.join("nginx.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {w}/nginx.pid;\nerror_log {w}/error.log;\n{user}\
-             events {{ worker_connections 64; }}\n\
-             http {{\n  access_log {w}/access.log;\n  client_body_temp_path {w}/body;\n  proxy_temp_path {w}/proxy;\n\
-               fastcgi_temp_path {w}/fastcgi;\n  uwsgi_temp_path {w}/uwsgi;\n  scgi_temp_path {w}/scgi;\n\
-               server {{\n    listen 127.0.0.1:{port};\n    root {root};\n\
-                 location /reports/ {{\n      dav_methods PUT;\n      create_full_put_path on;\n      dav_access user:rw group:r all:r;\n\
-                   client_max_body_size 1m;\n      autoindex on;\n      limit_except GET {{ allow 127.0.0.1; deny all; }}\n    }}\n\
-                 location /reports-json/ {{\n      alias {root}/reports/;\n      autoindex on;\n      autoindex_format json;\n    }}\n\
-               }}\n}}\n"
-        ),
-    )
-    .unwrap();
-    let child = Command::new(nginx)
-        .args(["-c", conf.to_str().unwrap(), "-p", work.to_str().unwrap()])
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn nginx");
-    let server = ReportServer {
-        child,
+    let port = drover_e2e::free_port();
+    let locations = format!(
+        "    location /reports/ {{\n      dav_methods PUT;\n      create_full_put_path on;\n      \
+         dav_access user:rw group:r all:r;\n      client_max_body_size 1m;\n      autoindex on;\n      \
+         limit_except GET {{ allow 127.0.0.1; deny all; }}\n    }}\n    \
+         location /reports-json/ {{\n      alias {root}/reports/;\n      autoindex on;\n      autoindex_format json;\n    }}",
+        root = root.display()
+    );
+    ReportServer {
+        _nginx: drover_e2e::nginx_on(root, work, port, &locations),
         url: format!("http://127.0.0.1:{port}"),
-    };
-    wait_for("nginx to listen", Duration::from_secs(10), || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    server
-}
-
-fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
+    }
 }
 
 #[test]

@@ -15,7 +15,7 @@ use reqwest::{Client, RequestBuilder, Response, StatusCode};
 use super::{Descriptor, MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES};
 use crate::error::{Error, Result};
 use crate::format::Digest;
-use crate::source::{BlobWriter, Limits};
+use crate::source::{fetch_error as fetch_err, read_body_limited, BlobWriter, Limits};
 
 /// How to reach and authenticate to registries.
 #[derive(Debug, Clone, Default)]
@@ -420,44 +420,8 @@ impl Registry {
         Ok(Digest::of(manifest))
     }
 
-    async fn read_limited(&self, what: &str, mut response: Response, limit: u64) -> Result<Vec<u8>> {
-        if response.content_length().is_some_and(|len| len > limit) {
-            return Err(Error::TooLarge {
-                what: what.to_string(),
-                limit,
-            });
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| fetch_err(what, &e))? {
-            self.received.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-            if (body.len() + chunk.len()) as u64 > limit {
-                return Err(Error::TooLarge {
-                    what: what.to_string(),
-                    limit,
-                });
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
-    }
-}
-
-fn fetch_err(what: &str, e: &reqwest::Error) -> Error {
-    let mut message = if e.is_timeout() {
-        "timed out: ".to_string()
-    } else {
-        String::new()
-    };
-    message.push_str(&e.to_string());
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    Error::Fetch {
-        url: what.to_string(),
-        message,
+    async fn read_limited(&self, what: &str, response: Response, limit: u64) -> Result<Vec<u8>> {
+        read_body_limited(what, response, limit, &self.received).await
     }
 }
 

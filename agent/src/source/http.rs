@@ -96,26 +96,8 @@ impl HttpSource {
         Ok(response)
     }
 
-    /// Reads a small body fully, refusing more than `limit` bytes while streaming.
-    async fn read_limited(&self, url: &url::Url, mut response: reqwest::Response, limit: u64) -> Result<Vec<u8>> {
-        if response.content_length().is_some_and(|len| len > limit) {
-            return Err(Error::TooLarge {
-                what: url.to_string(),
-                limit,
-            });
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| fetch_err(url, &e))? {
-            self.received.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-            if (body.len() + chunk.len()) as u64 > limit {
-                return Err(Error::TooLarge {
-                    what: url.to_string(),
-                    limit,
-                });
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
+    async fn read_limited(&self, url: &url::Url, response: reqwest::Response, limit: u64) -> Result<Vec<u8>> {
+        read_body_limited(url.as_str(), response, limit, &self.received).await
     }
 
     /// Reads index and signature; a 304 answer returns the remembered pair.
@@ -199,14 +181,38 @@ impl HttpSource {
 }
 
 fn fetch_err(url: &url::Url, e: &reqwest::Error) -> Error {
-    Error::Fetch {
-        url: url.to_string(),
-        message: describe(e),
-    }
+    fetch_error(url.as_str(), e)
 }
 
-/// reqwest's top-level message hides the cause ("error sending request"); include the chain.
-fn describe(e: &reqwest::Error) -> String {
+/// Reads a small body fully, refusing more than `limit` bytes while streaming (the
+/// declared Content-Length is checked first), and counts the bytes into `received`.
+pub(crate) async fn read_body_limited(
+    what: &str,
+    mut response: reqwest::Response,
+    limit: u64,
+    received: &AtomicU64,
+) -> Result<Vec<u8>> {
+    let too_large = || Error::TooLarge {
+        what: what.to_string(),
+        limit,
+    };
+    if response.content_length().is_some_and(|len| len > limit) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| fetch_error(what, &e))? {
+        received.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// A transport error as [`Error::Fetch`]. reqwest's top-level message hides the cause
+/// ("error sending request"), so the whole chain is included, and timeouts say so first.
+pub(crate) fn fetch_error(what: &str, e: &reqwest::Error) -> Error {
     let mut message = if e.is_timeout() {
         "timed out: ".to_string()
     } else {
@@ -219,5 +225,8 @@ fn describe(e: &reqwest::Error) -> String {
         message.push_str(&cause.to_string());
         source = cause.source();
     }
-    message
+    Error::Fetch {
+        url: what.to_string(),
+        message,
+    }
 }

@@ -11,6 +11,7 @@ mod oci;
 
 pub use file::FileSource;
 pub use http::HttpSource;
+pub(crate) use http::{fetch_error, read_body_limited};
 pub use oci::OciSource;
 
 use std::path::Path;
