@@ -7,25 +7,53 @@
 //! `If-None-Match` matches gets `304 Not Modified` with no body: an unchanged poll costs one
 //! small round trip.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use drover_agent::format::{Digest, INDEX_FILE, SIGNATURE_FILE};
 
+/// ETags of the index files, keyed by what identifies one version of a file: a publish
+/// replaces them by rename (new inode), so the hash is computed once per version instead of
+/// on every poll.
+type EtagCache = Mutex<HashMap<PathBuf, (FileId, String)>>;
+
+/// Inode, size and modification time.
+type FileId = (u64, u64, Option<std::time::SystemTime>);
+
 /// Serves `store` on `listener` until the process ends.
 pub async fn serve(store: PathBuf, listener: tokio::net::TcpListener) -> std::io::Result<()> {
     let store = Arc::new(store);
+    let etags: Arc<EtagCache> = Arc::default();
     let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap| {
-        let store = store.clone();
-        async move { respond(&store, &method, uri.path(), &headers).await }
+        let (store, etags) = (store.clone(), etags.clone());
+        async move { respond(&store, &etags, &method, uri.path(), &headers).await }
     });
     axum::serve(listener, app).await
 }
 
-async fn respond(store: &Path, method: &Method, path: &str, headers: &HeaderMap) -> Response {
+/// The ETag of index file `path` with metadata `meta`: from the cache while the file is the
+/// same version, else hashed (and remembered).
+fn index_etag(etags: &EtagCache, path: &Path, meta: &std::fs::Metadata) -> std::io::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let id: FileId = (meta.ino(), meta.len(), meta.modified().ok());
+    if let Some((known, etag)) = etags.lock().unwrap_or_else(|p| p.into_inner()).get(path) {
+        if *known == id {
+            return Ok(etag.clone());
+        }
+    }
+    let etag = format!("\"{}\"", Digest::of(&std::fs::read(path)?).hex());
+    etags
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(path.to_path_buf(), (id, etag.clone()));
+    Ok(etag)
+}
+
+async fn respond(store: &Path, etags: &EtagCache, method: &Method, path: &str, headers: &HeaderMap) -> Response {
     if method != Method::GET && method != Method::HEAD {
         return (StatusCode::METHOD_NOT_ALLOWED, "read-only store\n").into_response();
     }
@@ -33,23 +61,23 @@ async fn respond(store: &Path, method: &Method, path: &str, headers: &HeaderMap)
         return (StatusCode::NOT_FOUND, "not a store path\n").into_response();
     };
     let file_path = store.join(&rel);
-    let file = match tokio::fs::File::open(&file_path).await {
-        Ok(f) => f,
+    // A stat of a local file is quick: done inline rather than through the blocking pool,
+    // so the common answer (304) costs one system call.
+    let meta = match std::fs::metadata(&file_path) {
+        Ok(m) if m.is_file() => m,
+        Ok(_) => return (StatusCode::NOT_FOUND, "not found\n").into_response(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return (StatusCode::NOT_FOUND, "not found\n").into_response()
         }
         Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     };
-    let len = match file.metadata().await {
-        Ok(m) => m.len(),
-        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
-    };
-    // Blobs are named by their digest; index files are small and hashed on each request,
-    // so the ETag changes exactly when the bytes do.
+    let len = meta.len();
+    // Blobs are named by their digest; index files are hashed once per version, so the
+    // ETag changes exactly when the bytes do.
     let etag = match etag_from_name {
         Some(hex) => format!("\"{hex}\""),
-        None => match tokio::fs::read(&file_path).await {
-            Ok(bytes) => format!("\"{}\"", Digest::of(&bytes).hex()),
+        None => match index_etag(etags, &file_path, &meta) {
+            Ok(etag) => etag,
             Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
         },
     };
@@ -60,9 +88,20 @@ async fn respond(store: &Path, method: &Method, path: &str, headers: &HeaderMap)
     let builder = Response::builder()
         .header(header::ETAG, &etag)
         .header(header::CACHE_CONTROL, "no-cache");
-    let response = if not_modified {
-        builder.status(StatusCode::NOT_MODIFIED).body(Body::empty())
-    } else if method == Method::HEAD {
+    if not_modified {
+        return builder
+            .status(StatusCode::NOT_MODIFIED)
+            .body(Body::empty())
+            .unwrap_or_else(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response());
+    }
+    let file = match tokio::fs::File::open(&file_path).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return (StatusCode::NOT_FOUND, "not found\n").into_response()
+        }
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    };
+    let response = if method == Method::HEAD {
         builder
             .header(header::CONTENT_TYPE, content_type)
             .header(header::CONTENT_LENGTH, len)
@@ -95,7 +134,25 @@ fn route(path: &str) -> Option<(String, &'static str, Option<String>)> {
 
 #[cfg(test)]
 mod tests {
-    use super::route;
+    use super::{index_etag, route, EtagCache};
+
+    #[test]
+    fn index_etag_follows_a_republish_by_rename() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("index.json");
+        let cache = EtagCache::default();
+        drover_agent::fsutil::write_atomic(&path, b"{\"version\":1}").expect("write");
+        let first = index_etag(&cache, &path, &std::fs::metadata(&path).expect("stat")).expect("etag");
+        let again = index_etag(&cache, &path, &std::fs::metadata(&path).expect("stat")).expect("etag");
+        assert_eq!(first, again);
+        drover_agent::fsutil::write_atomic(&path, b"{\"version\":2}").expect("write");
+        let second = index_etag(&cache, &path, &std::fs::metadata(&path).expect("stat")).expect("etag");
+        assert_ne!(first, second, "a new version (new inode) gets its own ETag");
+        assert_eq!(
+            second,
+            format!("\"{}\"", drover_agent::format::Digest::of(b"{\"version\":2}").hex())
+        );
+    }
 
     #[test]
     fn only_store_paths_are_routed() {
