@@ -57,6 +57,21 @@ impl HttpSource {
         })
     }
 
+    /// A store under `base` read through an existing `client` (whose connect and read
+    /// timeouts then apply): for programs that simulate many agents in one process.
+    pub fn with_client(mut base: url::Url, client: reqwest::Client, limits: &Limits) -> Self {
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        HttpSource {
+            base,
+            client,
+            limits: limits.clone(),
+            remembered: Arc::default(),
+            received: Arc::default(),
+        }
+    }
+
     /// The base URL (ends with `/`).
     pub fn base(&self) -> &url::Url {
         &self.base
