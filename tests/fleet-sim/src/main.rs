@@ -85,7 +85,15 @@ impl Agent {
             .requests
             .fetch_add(if raw.not_modified { 1 } else { 2 }, Ordering::Relaxed);
         let now = time::OffsetDateTime::now_utc();
-        let verified = verify_index_reusing(&raw, keys, now, self.applied.as_ref(), self.known.as_ref())?;
+        let verified = match verify_index_reusing(&raw, keys, now, self.applied.as_ref(), self.known.as_ref()) {
+            Ok(v) => v,
+            Err(e) => {
+                // As the agent does: a refused pair (say a new index read with the old
+                // signature during a publish) is not replayed by 304s.
+                self.source.forget_index();
+                return Err(e.into());
+            }
+        };
         for item in plan(&verified, &self.cluster) {
             if let Decision::Deploy(chosen) = item.decision {
                 if self.have.insert(chosen.digest.clone()) {
@@ -126,7 +134,14 @@ async fn main() -> anyhow::Result<()> {
         .pool_max_idle_per_host(256)
         .build()?;
     let totals = Arc::new(Totals::default());
-    let scratch = Arc::new(tempfile::tempdir()?);
+    // Blobs land in memory-backed /dev/shm when there is one: every simulated agent's
+    // fsync would otherwise queue on this one machine's disk, which real agents don't share.
+    let shm = std::path::Path::new("/dev/shm");
+    let scratch = Arc::new(if shm.is_dir() {
+        tempfile::tempdir_in(shm)?
+    } else {
+        tempfile::tempdir()?
+    });
     let interval = Duration::from_secs_f64(args.interval);
     // Version each agent has applied, and when it applied the version after the change.
     let versions: Arc<Vec<AtomicU64>> = Arc::new((0..args.clusters).map(|_| AtomicU64::new(0)).collect());

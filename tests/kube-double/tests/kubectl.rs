@@ -1,0 +1,711 @@
+//! The double against stock `kubectl` (v1.32), an independent client: if kubectl can
+//! apply, read, select, scale, patch status and delete through it, and sees the errors
+//! it expects from a real apiserver, the double is faithful where drover relies on it.
+//!
+//! Each test runs the built `kube-api-double` binary on a free port and kubectl with a
+//! throwaway HOME, kubeconfig and cache directory, so ~/.kube is never read or written.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::Value;
+
+/// kubectl on PATH, or a failure saying how to get it. Never skipped.
+fn kubectl_path() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/bin".into(), "/usr/local/bin".into()])
+        .map(|dir| dir.join("kubectl"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "kubectl is required by the kube API double tests but is not installed: install kubectl v1.32 \
+                 (Debian package `kubectl` from the Kubernetes or Google Cloud apt repository)"
+            )
+        })
+}
+
+/// A running `kube-api-double` and a kubectl configured for it only.
+struct Cluster {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+    kubectl: PathBuf,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Cluster {
+    fn start(extra: &[&str]) -> Cluster {
+        let kubectl = kubectl_path();
+        let dir = tempfile::tempdir().unwrap();
+        let log = std::fs::File::create(dir.path().join("double.log")).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kube-api-double"))
+            .args(["--listen", "127.0.0.1:0", "--verbose"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn kube-api-double");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port: u16 = line
+            .trim()
+            .strip_prefix("listening on http://127.0.0.1:")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("kube-api-double printed {line:?}"));
+        std::fs::create_dir_all(dir.path().join("home")).unwrap();
+        std::fs::write(
+            dir.path().join("kubeconfig"),
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: double\n  cluster:\n    server: http://127.0.0.1:{port}\n\
+                 contexts:\n- name: double\n  context:\n    cluster: double\n    user: test\n    namespace: default\n\
+                 users:\n- name: test\n  user: {{}}\ncurrent-context: double\n"
+            ),
+        )
+        .unwrap();
+        Cluster {
+            child,
+            port,
+            dir,
+            kubectl,
+        }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Writes a manifest into the temp dir and returns its path.
+    fn manifest(&self, name: &str, yaml: &str) -> String {
+        let p = self.path(name);
+        std::fs::write(&p, yaml).unwrap();
+        p.to_str().unwrap().to_string()
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let p = |rel: &str| self.path(rel).to_str().unwrap().to_string();
+        Command::new(&self.kubectl)
+            .arg(format!("--kubeconfig={}", p("kubeconfig")))
+            .arg(format!("--cache-dir={}", p("cache")))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", p("home"))
+            .env("KUBECONFIG", p("kubeconfig"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run kubectl")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.path("double.log")).unwrap_or_default()
+    }
+
+    fn describe(&self, args: &[&str], out: &Output) -> String {
+        format!(
+            "kubectl {}\nexit {:?}\nstdout:\n{}\nstderr:\n{}\ndouble's request log:\n{}",
+            args.join(" "),
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        )
+    }
+
+    /// Runs kubectl, asserts success, returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "expected success: {}", self.describe(args, &out));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs kubectl, asserts failure, returns stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(!out.status.success(), "expected failure: {}", self.describe(args, &out));
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    /// `kubectl ARGS -o json`, parsed.
+    fn json(&self, args: &[&str]) -> Value {
+        let mut args = args.to_vec();
+        args.extend(["-o", "json", "--show-managed-fields"]);
+        serde_json::from_str(&self.ok(&args)).unwrap()
+    }
+
+    /// `kubectl apply --server-side -f FILE EXTRA…`.
+    fn apply(&self, file: &str, extra: &[&str]) -> String {
+        let mut args = vec!["apply", "--server-side", "-f", file];
+        args.extend_from_slice(extra);
+        self.ok(&args)
+    }
+
+    /// A plain GET on the double (for its test-only endpoints): (status, body).
+    fn http_get(&self, path: &str) -> (u16, String) {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap();
+        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+            dechunk(body)
+        } else {
+            body.to_string()
+        };
+        (status, body)
+    }
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap();
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}
+
+/// Managers (manager, operation, subresource) owning `field` (e.g. `f:spec.f:replicas`).
+fn owners(obj: &Value, field: &[&str]) -> Vec<String> {
+    obj["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| {
+            let mut node = &m["fieldsV1"];
+            for seg in field {
+                node = &node[format!("f:{seg}")];
+            }
+            !node.is_null()
+        })
+        .map(|m| {
+            let mut who = format!(
+                "{} {}",
+                m["manager"].as_str().unwrap(),
+                m["operation"].as_str().unwrap()
+            );
+            if let Some(sub) = m["subresource"].as_str() {
+                who.push_str(&format!(" {sub}"));
+            }
+            who
+        })
+        .collect()
+}
+
+const APP: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: shop
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+  namespace: shop
+  labels: {app: web, tier: front}
+data:
+  color: blue
+  size: large
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: backend
+  namespace: shop
+  labels: {app: db}
+data:
+  engine: sqlite
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: shop
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.27
+"#;
+
+fn rv(obj: &Value) -> String {
+    obj["metadata"]["resourceVersion"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn multi_document_apply_then_get_and_label_selectors() {
+    let c = Cluster::start(&[]);
+    let file = c.manifest("app.yaml", APP);
+    let out = c.apply(&file, &[]);
+    for line in [
+        "namespace/shop serverside-applied",
+        "configmap/settings serverside-applied",
+        "configmap/backend serverside-applied",
+        "deployment.apps/web serverside-applied",
+    ] {
+        assert!(out.contains(line), "{out}");
+    }
+
+    let deploy = c.json(&["get", "deployment", "web", "-n", "shop"]);
+    assert_eq!(deploy["spec"]["replicas"], 2);
+    assert_eq!(deploy["metadata"]["generation"], 1);
+    assert!(!deploy["metadata"]["uid"].as_str().unwrap().is_empty());
+    let entry = &deploy["metadata"]["managedFields"][0];
+    assert_eq!(
+        (entry["manager"].as_str(), entry["operation"].as_str()),
+        (Some("kubectl"), Some("Apply"))
+    );
+    assert_eq!(owners(&deploy, &["spec", "replicas"]), ["kubectl Apply"]);
+    assert_eq!(owners(&deploy, &["metadata", "labels", "app"]), ["kubectl Apply"]);
+
+    // Short names and label selectors, in one namespace and across all of them.
+    let names = |args: &[&str]| {
+        let mut a = args.to_vec();
+        a.extend(["-o", "name"]);
+        c.ok(&a)
+    };
+    assert_eq!(names(&["get", "cm", "-A", "-l", "tier=front"]), "configmap/settings\n");
+    assert_eq!(
+        names(&["get", "cm", "-n", "shop", "-l", "app in (web,db)"]),
+        "configmap/backend\nconfigmap/settings\n"
+    );
+    assert_eq!(
+        names(&["get", "cm", "-n", "shop", "-l", "app notin (web)"]),
+        "configmap/backend\n"
+    );
+    assert_eq!(
+        names(&["get", "cm", "-n", "shop", "-l", "!tier"]),
+        "configmap/backend\n"
+    );
+    assert_eq!(
+        names(&["get", "cm", "-n", "shop", "-l", "app!=web,app"]),
+        "configmap/backend\n"
+    );
+    assert_eq!(names(&["get", "deploy", "-n", "shop"]), "deployment.apps/web\n");
+    assert_eq!(
+        names(&["get", "cm", "-n", "shop", "--field-selector", "metadata.name=settings"]),
+        "configmap/settings\n"
+    );
+    let table = c.ok(&["get", "ns"]);
+    for ns in ["default", "kube-system", "shop"] {
+        assert!(table.contains(ns), "{table}");
+    }
+    let ns = c.json(&["get", "ns", "shop"]);
+    assert_eq!(ns["status"]["phase"], "Active");
+    assert_eq!(ns["metadata"]["labels"]["kubernetes.io/metadata.name"], "shop");
+}
+
+#[test]
+fn reapplying_changes_only_what_changed() {
+    let c = Cluster::start(&[]);
+    let file = c.manifest("app.yaml", APP);
+    c.apply(&file, &[]);
+    let cm = c.json(&["get", "cm", "settings", "-n", "shop"]);
+    let deploy = c.json(&["get", "deploy", "web", "-n", "shop"]);
+
+    // The same manifest again is a no-op: no resourceVersion moves.
+    c.apply(&file, &[]);
+    assert_eq!(rv(&c.json(&["get", "cm", "settings", "-n", "shop"])), rv(&cm));
+    assert_eq!(rv(&c.json(&["get", "deploy", "web", "-n", "shop"])), rv(&deploy));
+
+    // One value changed and one key dropped: only the ConfigMap changes, and the dropped
+    // key (owned by kubectl alone) is removed.
+    let changed = APP.replace("color: blue\n  size: large", "color: green");
+    c.apply(&c.manifest("app2.yaml", &changed), &[]);
+    let cm2 = c.json(&["get", "cm", "settings", "-n", "shop"]);
+    assert_ne!(rv(&cm2), rv(&cm));
+    assert_eq!(cm2["data"], serde_json::json!({"color": "green"}));
+    assert_eq!(rv(&c.json(&["get", "deploy", "web", "-n", "shop"])), rv(&deploy));
+
+    // A spec change bumps the generation; a label change does not.
+    let scaled = APP.replace("replicas: 2", "replicas: 4");
+    c.apply(&c.manifest("app3.yaml", &scaled), &[]);
+    let d = c.json(&["get", "deploy", "web", "-n", "shop"]);
+    assert_eq!(
+        (d["spec"]["replicas"].as_u64(), d["metadata"]["generation"].as_u64()),
+        (Some(4), Some(2))
+    );
+    let relabelled = scaled.replace("  labels: {app: web}\nspec:", "  labels: {app: web, extra: x}\nspec:");
+    c.apply(&c.manifest("app4.yaml", &relabelled), &[]);
+    let d = c.json(&["get", "deploy", "web", "-n", "shop"]);
+    assert_eq!(
+        (
+            d["metadata"]["labels"]["extra"].as_str(),
+            d["metadata"]["generation"].as_u64()
+        ),
+        (Some("x"), Some(2))
+    );
+}
+
+#[test]
+fn a_second_manager_conflicts_until_it_forces() {
+    let c = Cluster::start(&[]);
+    c.apply(&c.manifest("app.yaml", APP), &[]);
+    let other = c.manifest(
+        "other.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\nspec: {replicas: 5}\n",
+    );
+
+    let err = c.fails(&["apply", "--server-side", "--field-manager", "other", "-f", &other]);
+    assert!(
+        err.contains("Apply failed with 1 conflict: conflict with \"kubectl\": .spec.replicas"),
+        "{err}"
+    );
+    assert!(
+        err.contains("--force-conflicts"),
+        "kubectl recognised a 409 Conflict: {err}"
+    );
+    assert_eq!(c.json(&["get", "deploy", "web", "-n", "shop"])["spec"]["replicas"], 2);
+
+    // Agreeing on the value is not a conflict: both own the field.
+    let same = c.manifest(
+        "same.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\nspec: {replicas: 2}\n",
+    );
+    c.apply(&same, &["--field-manager", "other"]);
+    let d = c.json(&["get", "deploy", "web", "-n", "shop"]);
+    assert_eq!(owners(&d, &["spec", "replicas"]), ["kubectl Apply", "other Apply"]);
+
+    c.apply(&other, &["--field-manager", "other", "--force-conflicts"]);
+    let d = c.json(&["get", "deploy", "web", "-n", "shop"]);
+    assert_eq!(d["spec"]["replicas"], 5);
+    assert_eq!(owners(&d, &["spec", "replicas"]), ["other Apply"]);
+
+    // An imperative change (kubectl scale, through /scale) takes the field too, and the
+    // original applier then conflicts with it.
+    assert!(c
+        .ok(&["scale", "deploy", "web", "-n", "shop", "--replicas=3"])
+        .contains("scaled"));
+    let d = c.json(&["get", "deploy", "web", "-n", "shop"]);
+    assert_eq!(d["spec"]["replicas"], 3);
+    assert_eq!(owners(&d, &["spec", "replicas"]), ["kubectl Update scale"]);
+    let err = c.fails(&["apply", "--server-side", "-f", &c.path("app.yaml").to_string_lossy()]);
+    assert!(
+        err.contains("conflict with \"kubectl\" with subresource \"scale\" using apps/v1: .spec.replicas"),
+        "{err}"
+    );
+
+    // kubectl patch (strategic merge) is an Update by kubectl-patch.
+    c.ok(&[
+        "patch",
+        "cm",
+        "settings",
+        "-n",
+        "shop",
+        "-p",
+        r#"{"data":{"color":"red"}}"#,
+    ]);
+    let cm = c.json(&["get", "cm", "settings", "-n", "shop"]);
+    assert_eq!(owners(&cm, &["data", "color"]), ["kubectl-patch Update"]);
+    let err = c.fails(&["apply", "--server-side", "-f", &c.path("app.yaml").to_string_lossy()]);
+    assert!(
+        err.contains("conflict with \"kubectl-patch\" using v1: .data.color"),
+        "{err}"
+    );
+}
+
+#[test]
+fn status_is_a_subresource() {
+    let c = Cluster::start(&[]);
+    c.apply(&c.manifest("app.yaml", APP), &[]);
+    let before = c.json(&["get", "deploy", "web", "-n", "shop"]);
+    assert!(
+        before["status"].is_null() || before["status"]["readyReplicas"].is_null(),
+        "{before}"
+    );
+
+    let status = r#"{"status":{"observedGeneration":1,"replicas":2,"readyReplicas":2,"availableReplicas":2,
+        "conditions":[{"type":"Available","status":"True","reason":"MinimumReplicasAvailable","message":"ok"}]}}"#;
+    c.ok(&[
+        "patch",
+        "deploy",
+        "web",
+        "-n",
+        "shop",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        status,
+    ]);
+    let d = c.json(&["get", "deploy", "web", "-n", "shop"]);
+    assert_eq!(d["status"]["readyReplicas"], 2);
+    assert_eq!(
+        d["metadata"]["generation"], 1,
+        "status writes leave the generation alone"
+    );
+    assert_eq!(
+        owners(&d, &["status", "readyReplicas"]),
+        ["kubectl-patch Update status"]
+    );
+
+    // The main resource ignores .status, whoever sends it.
+    let with_status = APP.to_string() + "status:\n  readyReplicas: 0\n";
+    c.apply(&c.manifest("with-status.yaml", &with_status), &[]);
+    c.ok(&[
+        "patch",
+        "deploy",
+        "web",
+        "-n",
+        "shop",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"readyReplicas":0}}"#,
+    ]);
+    assert_eq!(
+        c.json(&["get", "deploy", "web", "-n", "shop"])["status"]["readyReplicas"],
+        2
+    );
+
+    // kubectl wait reads it (over a watch).
+    let out = c.ok(&[
+        "wait",
+        "--for=condition=Available",
+        "deploy/web",
+        "-n",
+        "shop",
+        "--timeout=10s",
+    ]);
+    assert!(out.contains("condition met"), "{out}");
+}
+
+#[test]
+fn immutable_fields_and_missing_namespaces_are_refused() {
+    let c = Cluster::start(&[]);
+    c.apply(&c.manifest("app.yaml", APP), &[]);
+    let moved = APP.replace("matchLabels: {app: web}", "matchLabels: {app: other}");
+    let err = c.fails(&["apply", "--server-side", "-f", &c.manifest("moved.yaml", &moved)]);
+    assert!(
+        err.contains("The Deployment \"web\" is invalid: spec.selector: Invalid value:")
+            && err.contains("field is immutable"),
+        "{err}"
+    );
+    assert_eq!(
+        c.json(&["get", "deploy", "web", "-n", "shop"])["spec"]["selector"]["matchLabels"]["app"],
+        "web"
+    );
+
+    let stray = c.manifest(
+        "stray.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: nowhere}\ndata: {a: b}\n",
+    );
+    let err = c.fails(&["apply", "--server-side", "-f", &stray]);
+    assert!(err.contains("namespaces \"nowhere\" not found"), "{err}");
+    let err = c.fails(&["get", "cm", "nothing", "-n", "shop"]);
+    assert!(err.contains("configmaps \"nothing\" not found"), "{err}");
+    let bad = c.manifest(
+        "bad.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: Bad_Name, namespace: shop}\n",
+    );
+    let err = c.fails(&["apply", "--server-side", "-f", &bad]);
+    assert!(err.contains("metadata.name: Invalid value: \"Bad_Name\""), "{err}");
+}
+
+const CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: helmcharts.helm.cattle.io
+spec:
+  group: helm.cattle.io
+  names: {kind: HelmChart, plural: helmcharts, singular: helmchart}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+    subresources: {status: {}}
+"#;
+
+const CHART: &str = r#"
+apiVersion: helm.cattle.io/v1
+kind: HelmChart
+metadata:
+  name: traefik
+  namespace: kube-system
+  labels: {app: traefik}
+spec:
+  chart: traefik
+  valuesContent: |
+    replicas: 1
+"#;
+
+#[test]
+fn crds_add_kinds_to_discovery_until_deleted() {
+    let c = Cluster::start(&[]);
+    let builtins = c.ok(&["api-resources"]);
+    for line in [
+        "configmaps ",
+        "deployments ",
+        "customresourcedefinitions ",
+        "clusterroles ",
+    ] {
+        assert!(builtins.contains(line), "{builtins}");
+    }
+    assert!(
+        !builtins.contains("helmcharts"),
+        "HelmChart is not built in: {builtins}"
+    );
+    assert!(c
+        .fails(&["get", "helmcharts", "-A"])
+        .contains("the server doesn't have a resource type"));
+
+    c.apply(&c.manifest("crd.yaml", CRD), &[]);
+    let established = c.ok(&[
+        "get",
+        "crd",
+        "helmcharts.helm.cattle.io",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Established\")].status}",
+    ]);
+    assert_eq!(established, "True");
+    let resources = c.ok(&["api-resources", "--api-group=helm.cattle.io"]);
+    assert!(
+        resources.contains("helmcharts") && resources.contains("HelmChart"),
+        "{resources}"
+    );
+
+    c.apply(&c.manifest("chart.yaml", CHART), &[]);
+    let chart = c.json(&["get", "helmchart", "traefik", "-n", "kube-system"]);
+    assert_eq!(chart["spec"]["chart"], "traefik");
+    assert_eq!(chart["metadata"]["generation"], 1);
+    assert_eq!(
+        c.ok(&["get", "helmcharts", "-A", "-l", "app=traefik", "-o", "name"]),
+        "helmchart.helm.cattle.io/traefik\n"
+    );
+    assert!(c
+        .ok(&["delete", "helmchart", "traefik", "-n", "kube-system"])
+        .contains("deleted"));
+    assert!(c
+        .fails(&["get", "helmchart", "traefik", "-n", "kube-system"])
+        .contains("not found"));
+
+    c.apply(&c.manifest("chart.yaml", CHART), &[]);
+    c.ok(&["delete", "crd", "helmcharts.helm.cattle.io"]);
+    assert!(!c.ok(&["api-resources"]).contains("helmcharts"));
+    let (_, objects) = c.http_get("/_double/objects");
+    assert!(
+        !objects.contains("HelmChart"),
+        "custom resources go with their CRD: {objects}"
+    );
+}
+
+#[test]
+fn deleting_a_namespace_deletes_what_is_in_it() {
+    let c = Cluster::start(&[]);
+    c.apply(&c.manifest("app.yaml", APP), &[]);
+    let out = c.ok(&["delete", "namespace", "shop"]);
+    assert!(out.contains("namespace \"shop\" deleted"), "{out}");
+    assert!(c
+        .fails(&["get", "ns", "shop"])
+        .contains("namespaces \"shop\" not found"));
+    assert_eq!(c.ok(&["get", "cm,deploy", "-A", "-l", "app", "-o", "name"]), "");
+    let err = c.fails(&["delete", "namespace", "default"]);
+    assert!(err.contains("this namespace may not be deleted"), "{err}");
+}
+
+#[test]
+fn auto_ready_makes_workloads_ready_and_crds_can_take_time() {
+    let c = Cluster::start(&["--auto-ready", "--crd-establish-delay", "300"]);
+    c.apply(&c.manifest("app.yaml", APP), &[]);
+    let out = c.ok(&["rollout", "status", "deploy/web", "-n", "shop", "--timeout=10s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let d = c.json(&["get", "deploy", "web", "-n", "shop"]);
+    assert_eq!(d["status"]["readyReplicas"], 2);
+    assert!(owners(&d, &["status", "readyReplicas"]).contains(&"kube-controller-manager Update status".to_string()));
+
+    let job = c.manifest(
+        "job.yaml",
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: migrate, namespace: shop}\n\
+         spec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: m, image: busybox}]\n",
+    );
+    c.apply(&job, &[]);
+    let out = c.ok(&[
+        "wait",
+        "--for=condition=Complete",
+        "job/migrate",
+        "-n",
+        "shop",
+        "--timeout=10s",
+    ]);
+    assert!(out.contains("condition met"), "{out}");
+
+    c.apply(&c.manifest("crd.yaml", CRD), &[]);
+    let out = c.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/helmcharts.helm.cattle.io",
+        "--timeout=10s",
+    ]);
+    assert!(out.contains("condition met"), "{out}");
+    c.apply(&c.manifest("chart.yaml", CHART), &[]);
+    assert_eq!(
+        c.ok(&["get", "helmcharts", "-A", "-o", "name"]),
+        "helmchart.helm.cattle.io/traefik\n"
+    );
+}
+
+#[test]
+fn the_request_log_shows_what_clients_sent() {
+    let c = Cluster::start(&[]);
+    c.apply(
+        &c.manifest("app.yaml", APP),
+        &["--force-conflicts", "--field-manager", "drover"],
+    );
+    let (status, body) = c.http_get("/_double/requests");
+    assert_eq!(status, 200);
+    let requests: Vec<Value> = serde_json::from_str(&body).unwrap();
+    let apply = requests
+        .iter()
+        .find(|r| r["method"] == "PATCH" && r["path"] == "/apis/apps/v1/namespaces/shop/deployments/web")
+        .unwrap_or_else(|| panic!("no apply of the Deployment in {body}"));
+    assert_eq!(apply["contentType"], "application/apply-patch+yaml");
+    let query = apply["query"].as_str().unwrap();
+    assert!(
+        query.contains("fieldManager=drover") && query.contains("force=true"),
+        "{query}"
+    );
+
+    // Watches stream newline-delimited events and end at timeoutSeconds.
+    let (status, events) = c.http_get("/api/v1/namespaces/shop/configmaps?watch=true&timeoutSeconds=1");
+    assert_eq!(status, 200);
+    let types: Vec<String> = events
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(types, ["ADDED", "ADDED"], "{events}");
+}
