@@ -14,14 +14,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// A temporary file next to `path` holding `bytes`.
 fn temp_with(path: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile> {
+    let mut tmp = temp_beside(path)?;
+    tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
+    Ok(tmp)
+}
+
+/// An empty temporary file in the directory of `path` (named `.drover-*.tmp`, which k3s
+/// and the agent's own listings ignore), to be [`persist`]ed over `path` once written.
+/// It is removed if dropped before that.
+pub fn temp_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
     let dir = parent_dir(path);
-    let mut tmp = tempfile::Builder::new()
+    tempfile::Builder::new()
         .prefix(".drover-")
         .suffix(".tmp")
         .tempfile_in(dir)
-        .map_err(|e| Error::io(dir, e))?;
-    tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
-    Ok(tmp)
+        .map_err(|e| Error::io(dir, e))
 }
 
 /// Replaces `path` with `bytes` atomically like [`write_atomic`], but without forcing the

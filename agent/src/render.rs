@@ -9,29 +9,54 @@
 //! Each manifest is then substituted (`${cluster.name}`, `${cluster.labels.<key>}`; an
 //! unknown variable is an error, never an empty string), split into YAML documents, checked
 //! to be Kubernetes objects, and namespaced objects without a namespace get the bundle's.
+//!
+//! Rendering streams: the tarball is read one entry at a time ([`tarball`]), each manifest
+//! one document at a time ([`documents`]), and each object goes to an [`ObjectWriter`] (the
+//! `dir` sink writes it to a temporary file) as soon as it is checked. Memory is bounded by
+//! the largest document ([`Limits::max_document_bytes`]), not by the bundle. Two cases read
+//! the bundle a second time, and both give exactly what reading it all at once would:
+//! manifests out of path order in a hand-made tarball (see [`tarball`]), and a
+//! CustomResourceDefinition that makes a kind cluster-scoped after objects of that kind
+//! were already given the bundle's namespace.
+
+mod documents;
+mod tarball;
 
 use std::collections::BTreeSet;
 use std::io::Read;
-use std::path::{Component, Path};
+use std::path::Path;
 
 use serde::Deserialize;
 use serde_norway::{Mapping, Value};
 
 use crate::error::{Error, Result};
 use crate::select::Cluster;
+use documents::{Documents, SplitError};
+use tarball::{Manifest, Spool, Stop};
 
-/// Default limit on the total unpacked size of a bundle's entries.
-pub const DEFAULT_MAX_UNPACKED_BYTES: u64 = 256 << 20;
+pub use tarball::MAX_HEADER_BYTES;
+
+/// Default limit on the decompressed size of a bundle (4 GiB). Rendering streams, so this
+/// bounds disk and CPU time, not memory: it stops a gzip bomb (deflate expands at most
+/// about 1000-fold, so a few MiB of blob could otherwise unpack to terabytes) while leaving
+/// room for bundles far larger than any cluster applies.
+pub const DEFAULT_MAX_UNPACKED_BYTES: u64 = 4 << 30;
 /// Default limit on the number of entries in a bundle tarball.
 pub const DEFAULT_MAX_ENTRIES: u64 = 100_000;
+/// Default limit on one YAML document (16 MiB). The largest thing held in memory while
+/// rendering is one document, parsed; the Kubernetes API refuses objects over about 3 MiB
+/// anyway (etcd's request limit).
+pub const DEFAULT_MAX_DOCUMENT_BYTES: u64 = 16 << 20;
 
 /// Limits that bound the work and memory a bundle may cost.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Largest total size of all entries once unpacked, in bytes.
+    /// Largest decompressed size of the tarball (all entries, headers included), in bytes.
     pub max_unpacked_bytes: u64,
     /// Most entries a tarball may hold.
     pub max_entries: u64,
+    /// Largest YAML document (the text between two `---` lines), in bytes.
+    pub max_document_bytes: u64,
 }
 
 impl Default for Limits {
@@ -39,15 +64,37 @@ impl Default for Limits {
         Limits {
             max_unpacked_bytes: DEFAULT_MAX_UNPACKED_BYTES,
             max_entries: DEFAULT_MAX_ENTRIES,
+            max_document_bytes: DEFAULT_MAX_DOCUMENT_BYTES,
         }
     }
 }
 
-/// A bundle's manifests, ready for a sink.
-#[derive(Debug, Clone, PartialEq)]
+/// Where rendered objects go, one at a time, in order.
+pub trait ObjectWriter {
+    /// Appends one object: a YAML document without the `---` separator.
+    fn write_object(&mut self, document: &str) -> Result<()>;
+    /// Discards every object written so far: rendering starts over.
+    fn restart(&mut self) -> Result<()>;
+}
+
+/// A bundle's manifests held in memory (tests, small tools); the agent writes them to the
+/// sink instead.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Rendered {
     /// The objects, each a YAML document without the `---` separator.
     pub documents: Vec<String>,
+}
+
+impl ObjectWriter for Rendered {
+    fn write_object(&mut self, document: &str) -> Result<()> {
+        self.documents.push(document.to_string());
+        Ok(())
+    }
+
+    fn restart(&mut self) -> Result<()> {
+        self.documents.clear();
+        Ok(())
+    }
 }
 
 /// One manifest file of a bundle.
@@ -59,97 +106,223 @@ pub struct ManifestFile {
     pub text: String,
 }
 
-/// Reads, substitutes and validates the bundle blob at `blob`. `what` names the bundle in
-/// errors; `namespace` is the bundle's default namespace.
+/// Reads, substitutes and validates the bundle blob at `blob`, handing each object to `out`
+/// as soon as it is checked; returns the number of objects. `what` names the bundle in
+/// errors; `namespace` is the bundle's default namespace. On error, `out` holds a part of
+/// the bundle and must be discarded. A hand-made tarball whose manifests are not in path
+/// order is first copied to a temporary file in the blob's directory.
 pub fn render_bundle(
     blob: &Path,
     what: &str,
     namespace: Option<&str>,
     cluster: &Cluster,
     limits: &Limits,
-) -> Result<Rendered> {
-    let file = std::fs::File::open(blob).map_err(|e| Error::io(blob, e))?;
-    let files = read_manifests(std::io::BufReader::new(file), what, limits)?;
-    let mut objects = Vec::new();
-    for f in &files {
-        let at = format!("{what}: {}", f.path);
-        let text = substitute(&f.text, cluster).map_err(|m| Error::invalid(&at, m))?;
-        objects.extend(parse_objects(&text, &at)?);
-    }
-    let cluster_scoped = cluster_scoped_kinds(&objects);
-    let documents = objects
-        .into_iter()
-        .map(|mut obj| {
-            if let Some(ns) = namespace {
-                default_namespace(&mut obj, ns, &cluster_scoped);
+    out: &mut dyn ObjectWriter,
+) -> Result<u64> {
+    let mut renderer = Renderer::new(what, namespace, cluster, limits);
+    let mut spool: Option<Spool> = None;
+    loop {
+        let mut visit = |m: Manifest<'_>| renderer.render_file(m, out);
+        let walked = match &mut spool {
+            None => tarball::walk_sorted(tarball::open(blob)?, what, limits, &mut visit),
+            Some(spool) => spool.visit(what, &mut visit),
+        };
+        match walked {
+            Ok(()) if !renderer.stale => return Ok(renderer.objects),
+            // A CRD made a kind cluster-scoped after objects of that kind got the bundle's
+            // namespace: render again, knowing it from the start. Each such pass learns at
+            // least one kind more, so this ends.
+            Ok(()) => {}
+            Err(Stop::Unsorted) => {
+                let dir = blob.parent().unwrap_or(Path::new("."));
+                spool = Some(Spool::extract(blob, dir, what, limits)?);
             }
-            serde_norway::to_string(&obj).map_err(|e| Error::invalid(what, format!("cannot write YAML: {e}")))
-        })
-        .collect::<Result<_>>()?;
-    Ok(Rendered { documents })
+            Err(Stop::Failed(e)) => return Err(e),
+        }
+        out.restart()?;
+        renderer.restart();
+    }
 }
 
-/// Reads the manifest files of a gzip-compressed tar, enforcing the bundle rules.
+/// Most kinds remembered as "given the bundle's namespace"; past that, any cluster-scoped
+/// CRD found later makes the bundle render again.
+const MAX_TRACKED_KINDS: usize = 1024;
+
+/// The per-object work of [`render_bundle`], and what it has learnt about the bundle.
+struct Renderer<'a> {
+    what: &'a str,
+    namespace: Option<&'a str>,
+    cluster: &'a Cluster,
+    max_document_bytes: u64,
+    /// Built-in cluster-scoped kinds plus those of the bundle's CRDs seen so far (kept
+    /// across passes).
+    cluster_scoped: BTreeSet<String>,
+    /// Kinds of the objects given the bundle's namespace in this pass.
+    defaulted: BTreeSet<String>,
+    defaulted_overflow: bool,
+    /// An object of a kind later found to be cluster-scoped was given the namespace.
+    stale: bool,
+    objects: u64,
+}
+
+impl<'a> Renderer<'a> {
+    fn new(what: &'a str, namespace: Option<&'a str>, cluster: &'a Cluster, limits: &Limits) -> Self {
+        Renderer {
+            what,
+            namespace,
+            cluster,
+            max_document_bytes: limits.max_document_bytes,
+            cluster_scoped: CLUSTER_SCOPED.iter().map(|k| k.to_string()).collect(),
+            defaulted: BTreeSet::new(),
+            defaulted_overflow: false,
+            stale: false,
+            objects: 0,
+        }
+    }
+
+    /// Prepares another pass over the bundle; what was learnt about kinds is kept.
+    fn restart(&mut self) {
+        self.defaulted.clear();
+        self.defaulted_overflow = false;
+        self.stale = false;
+        self.objects = 0;
+    }
+
+    /// Substitutes, checks and writes the objects of one manifest file, a document at a time.
+    fn render_file(&mut self, m: Manifest<'_>, out: &mut dyn ObjectWriter) -> Result<(), Stop> {
+        let at_file = format!("{}: {}", self.what, m.path);
+        let mut documents = Documents::new(
+            std::io::BufReader::with_capacity(64 << 10, &mut *m.data),
+            self.max_document_bytes,
+        );
+        let mut numbered = 0u64;
+        loop {
+            let chunk = match documents.next_chunk() {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => return Ok(()),
+                Err(SplitError::Io(e)) => return Err(m.read_error(e).into()),
+                Err(SplitError::TooLarge) => {
+                    return Err(Error::invalid(
+                        format!("{at_file}: document {}", numbered + 1),
+                        format!(
+                            "larger than the limit of {} bytes for one YAML document",
+                            self.max_document_bytes
+                        ),
+                    )
+                    .into())
+                }
+            };
+            let text = String::from_utf8(chunk.text)
+                .map_err(|_| Error::invalid(self.what, format!("entry {:?} is not UTF-8", m.raw_path)))?;
+            let text = substitute(&text, self.cluster).map_err(|e| Error::invalid(&at_file, e))?;
+            let part = Part {
+                numbered,
+                lines: chunk.line,
+                whole: chunk.whole,
+            };
+            numbered += for_each_object(&text, &at_file, &part, &mut |obj| self.write(obj, out))?;
+        }
+    }
+
+    /// Defaults the namespace of one checked object and writes it.
+    fn write(&mut self, mut obj: Mapping, out: &mut dyn ObjectWriter) -> Result<()> {
+        if let Some(kind) = cluster_scoped_crd_kind(&obj) {
+            if !self.cluster_scoped.contains(kind) {
+                self.stale |= self.defaulted_overflow || self.defaulted.contains(kind);
+                self.cluster_scoped.insert(kind.to_string());
+            }
+        }
+        if let Some(ns) = self.namespace {
+            if default_namespace(&mut obj, ns, &self.cluster_scoped) {
+                let kind = str_field(&obj, "kind").unwrap_or_default();
+                if !self.defaulted.contains(kind) {
+                    if self.defaulted.len() < MAX_TRACKED_KINDS {
+                        self.defaulted.insert(kind.to_string());
+                    } else {
+                        self.defaulted_overflow = true;
+                    }
+                }
+            }
+        }
+        let document =
+            serde_norway::to_string(&obj).map_err(|e| Error::invalid(self.what, format!("cannot write YAML: {e}")))?;
+        out.write_object(&document)?;
+        self.objects += 1;
+        Ok(())
+    }
+}
+
+/// Checks the tarball rules of format §5 on the blob read from `reader` (entry types,
+/// paths, duplicates, limits, UTF-8 and the size of each YAML document) without keeping
+/// the content; returns the manifest paths in the order they apply. This is what
+/// `drover verify` checks.
+pub fn check_tarball(reader: impl Read, what: &str, limits: &Limits) -> Result<Vec<String>> {
+    let mut paths = Vec::new();
+    let walked = tarball::walk(reader, what, limits, &mut |m| {
+        let mut documents = Documents::new(
+            std::io::BufReader::with_capacity(64 << 10, &mut *m.data),
+            limits.max_document_bytes,
+        );
+        loop {
+            match documents.next_chunk() {
+                Ok(Some(chunk)) => {
+                    std::str::from_utf8(&chunk.text)
+                        .map_err(|_| Error::invalid(what, format!("entry {:?} is not UTF-8", m.raw_path)))?;
+                }
+                Ok(None) => break,
+                Err(SplitError::Io(e)) => return Err(m.read_error(e).into()),
+                Err(SplitError::TooLarge) => {
+                    return Err(Error::invalid(
+                        format!("{what}: {}", m.path),
+                        format!(
+                            "a YAML document is larger than the limit of {} bytes",
+                            limits.max_document_bytes
+                        ),
+                    )
+                    .into())
+                }
+            }
+        }
+        paths.push(m.path.to_string());
+        Ok(())
+    });
+    finish_walk(walked)?;
+    sorted_without_duplicates(paths, |p| p.as_str(), what)
+}
+
+/// Reads the manifest files of a gzip-compressed tar into memory, enforcing the bundle
+/// rules; for tests and tools that look at small bundles (the agent streams instead).
 pub fn read_manifests(reader: impl Read, what: &str, limits: &Limits) -> Result<Vec<ManifestFile>> {
-    let bad = |message: String| Error::invalid(what, message);
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(reader));
     let mut files = Vec::new();
-    let (mut entries, mut unpacked) = (0u64, 0u64);
-    for entry in archive.entries().map_err(|e| bad(format!("not a tar.gz: {e}")))? {
-        let mut entry = entry.map_err(|e| bad(format!("not a valid tar.gz: {e}")))?;
-        entries += 1;
-        if entries > limits.max_entries {
-            return Err(bad(format!("more than {} entries", limits.max_entries)));
-        }
-        let raw_path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let path = safe_path(&raw_path).map_err(|m| bad(format!("entry {raw_path:?}: {m}")))?;
-        let kind = entry.header().entry_type();
-        if kind.is_dir() || kind.is_pax_global_extensions() {
-            continue;
-        }
-        if !kind.is_file() {
-            return Err(bad(format!(
-                "entry {raw_path:?} is a {kind:?}; only regular files and directories are allowed"
-            )));
-        }
-        unpacked += entry.size();
-        if unpacked > limits.max_unpacked_bytes {
-            return Err(bad(format!("unpacks to more than {} bytes", limits.max_unpacked_bytes)));
-        }
-        if !(path.ends_with(".yaml") || path.ends_with(".yml")) {
-            continue;
-        }
-        let size = entry.size();
-        let mut bytes = Vec::with_capacity(size as usize);
-        (&mut entry)
-            .take(size)
-            .read_to_end(&mut bytes)
-            .map_err(|e| bad(format!("entry {raw_path:?}: {e}")))?;
-        let text = String::from_utf8(bytes).map_err(|_| bad(format!("entry {raw_path:?} is not UTF-8")))?;
-        files.push(ManifestFile { path, text });
-    }
-    files.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
-    if let Some(w) = files.windows(2).find(|w| w[0].path == w[1].path) {
-        return Err(bad(format!("entry {:?} appears twice", w[0].path)));
-    }
-    Ok(files)
+    let walked = tarball::walk(reader, what, limits, &mut |m| {
+        let mut bytes = Vec::new();
+        m.data.read_to_end(&mut bytes).map_err(|e| m.read_error(e))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| Error::invalid(what, format!("entry {:?} is not UTF-8", m.raw_path)))?;
+        files.push(ManifestFile {
+            path: m.path.to_string(),
+            text,
+        });
+        Ok(())
+    });
+    finish_walk(walked)?;
+    sorted_without_duplicates(files, |f| f.path.as_str(), what)
 }
 
-/// Normalises a tar entry path, refusing absolute paths and `..` components.
-fn safe_path(raw: &str) -> Result<String, String> {
-    if raw.starts_with('/') {
-        return Err("absolute paths are not allowed".into());
+fn finish_walk(walked: Result<(), Stop>) -> Result<()> {
+    match walked {
+        Ok(()) => Ok(()),
+        Err(Stop::Failed(e)) => Err(e),
+        Err(Stop::Unsorted) => unreachable!("tarball::walk never checks the order"),
     }
-    let mut parts = Vec::new();
-    for c in Path::new(raw).components() {
-        match c {
-            Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
-            Component::CurDir => {}
-            Component::ParentDir => return Err("'..' components are not allowed".into()),
-            Component::RootDir | Component::Prefix(_) => return Err("absolute paths are not allowed".into()),
-        }
+}
+
+fn sorted_without_duplicates<T>(mut items: Vec<T>, path: impl Fn(&T) -> &str, what: &str) -> Result<Vec<T>> {
+    items.sort_by(|a, b| path(a).as_bytes().cmp(path(b).as_bytes()));
+    if let Some(w) = items.windows(2).find(|w| path(&w[0]) == path(&w[1])) {
+        return Err(Error::invalid(what, format!("entry {:?} appears twice", path(&w[0]))));
     }
-    Ok(parts.join("/"))
+    Ok(items)
 }
 
 /// Replaces `${cluster.name}` and `${cluster.labels.<key>}`. `$${` stands for a literal
@@ -215,24 +388,123 @@ pub fn check_manifest(text: &str, what: &str) -> Result<()> {
 /// Splits a manifest into objects, refusing documents that are not Kubernetes objects.
 fn parse_objects(text: &str, what: &str) -> Result<Vec<Mapping>> {
     let mut objects = Vec::new();
-    for (n, doc) in serde_norway::Deserializer::from_str(text).enumerate() {
-        let at = format!("{what}: document {}", n + 1);
-        let value = Value::deserialize(doc).map_err(|e| Error::invalid(&at, format!("not valid YAML: {e}")))?;
+    let whole = Part {
+        numbered: 0,
+        lines: 0,
+        whole: true,
+    };
+    for_each_object(text, what, &whole, &mut |obj| {
+        objects.push(obj);
+        Ok(())
+    })?;
+    Ok(objects)
+}
+
+/// Where a piece of text parsed on its own sits in its file.
+struct Part {
+    /// Documents in the file before it.
+    numbered: u64,
+    /// Line breaks in the file before it.
+    lines: u64,
+    /// True when it is the whole file.
+    whole: bool,
+}
+
+/// Parses the YAML documents of `text` (the `part` of a file) in order, refusing any that
+/// is not a Kubernetes object, and hands each object to `f`. Documents are numbered, and
+/// error positions given, as in the whole file. Returns the number of documents, empty ones
+/// included.
+fn for_each_object(text: &str, what: &str, part: &Part, f: &mut dyn FnMut(Mapping) -> Result<()>) -> Result<u64> {
+    let mut n = part.numbered;
+    for doc in serde_norway::Deserializer::from_str(text) {
+        n += 1;
+        let at = || format!("{what}: document {n}");
+        let value = ParsedDocument::deserialize(doc).map_err(|e| {
+            Error::invalid(
+                at(),
+                format!("not valid YAML: {}", documents::shift_lines(&e.to_string(), part.lines)),
+            )
+        })?;
+        let value = match value {
+            ParsedDocument::Value(value) => value,
+            // A part with no document in it, within a file that has documents elsewhere.
+            ParsedDocument::NoDocument if !part.whole => {
+                n -= 1;
+                continue;
+            }
+            ParsedDocument::NoDocument => Value::Null,
+        };
         match value {
             Value::Null => continue,
             Value::Mapping(map) => {
-                check_object(&map).map_err(|m| Error::invalid(&at, m))?;
-                objects.push(map);
+                check_object(&map).map_err(|m| Error::invalid(at(), m))?;
+                f(map)?;
             }
             other => {
                 return Err(Error::invalid(
-                    &at,
+                    at(),
                     format!("expected a Kubernetes object (a mapping), found {}", type_name(&other)),
                 ))
             }
         }
     }
-    Ok(objects)
+    Ok(n - part.numbered)
+}
+
+/// A document as the YAML parser yields it: exactly a [`Value`], except that the empty
+/// document it yields for a text holding no document at all is told apart.
+enum ParsedDocument {
+    NoDocument,
+    Value(Value),
+}
+
+impl<'de> Deserialize<'de> for ParsedDocument {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::value::{EnumAccessDeserializer, MapAccessDeserializer, SeqAccessDeserializer};
+        use serde::de::{EnumAccess, MapAccess, SeqAccess};
+        struct V;
+        // Compound values go through Value's own visitor; scalars map as it maps them.
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ParsedDocument;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any YAML value")
+            }
+            fn visit_none<E: serde::de::Error>(self) -> Result<ParsedDocument, E> {
+                Ok(ParsedDocument::NoDocument)
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<ParsedDocument, E> {
+                Ok(ParsedDocument::Value(Value::Null))
+            }
+            fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<ParsedDocument, E> {
+                Ok(ParsedDocument::Value(Value::Bool(b)))
+            }
+            fn visit_i64<E: serde::de::Error>(self, i: i64) -> Result<ParsedDocument, E> {
+                Ok(ParsedDocument::Value(Value::Number(i.into())))
+            }
+            fn visit_u64<E: serde::de::Error>(self, u: u64) -> Result<ParsedDocument, E> {
+                Ok(ParsedDocument::Value(Value::Number(u.into())))
+            }
+            fn visit_f64<E: serde::de::Error>(self, f: f64) -> Result<ParsedDocument, E> {
+                Ok(ParsedDocument::Value(Value::Number(f.into())))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<ParsedDocument, E> {
+                Ok(ParsedDocument::Value(Value::String(s.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, s: String) -> Result<ParsedDocument, E> {
+                Ok(ParsedDocument::Value(Value::String(s)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<ParsedDocument, A::Error> {
+                Value::deserialize(SeqAccessDeserializer::new(seq)).map(ParsedDocument::Value)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ParsedDocument, A::Error> {
+                Value::deserialize(MapAccessDeserializer::new(map)).map(ParsedDocument::Value)
+            }
+            fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<ParsedDocument, A::Error> {
+                Value::deserialize(EnumAccessDeserializer::new(data)).map(ParsedDocument::Value)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -295,36 +567,31 @@ const CLUSTER_SCOPED: &[&str] = &[
     "VolumeAttachment",
 ];
 
-/// Cluster-scoped kinds: the built-in list plus kinds of CRDs in the bundle with
-/// `spec.scope: Cluster`.
-fn cluster_scoped_kinds(objects: &[Mapping]) -> BTreeSet<String> {
-    let mut kinds: BTreeSet<String> = CLUSTER_SCOPED.iter().map(|k| k.to_string()).collect();
-    for obj in objects {
-        if str_field(obj, "kind") != Some("CustomResourceDefinition") {
-            continue;
-        }
-        let spec = obj.get("spec").and_then(Value::as_mapping);
-        if spec.and_then(|s| str_field(s, "scope")) == Some("Cluster") {
-            if let Some(kind) = spec
-                .and_then(|s| s.get("names"))
-                .and_then(Value::as_mapping)
-                .and_then(|n| str_field(n, "kind"))
-            {
-                kinds.insert(kind.to_string());
-            }
-        }
+/// The kind a CustomResourceDefinition with `spec.scope: Cluster` defines.
+fn cluster_scoped_crd_kind(obj: &Mapping) -> Option<&str> {
+    if str_field(obj, "kind") != Some("CustomResourceDefinition") {
+        return None;
     }
-    kinds
+    let spec = obj.get("spec").and_then(Value::as_mapping)?;
+    if str_field(spec, "scope") != Some("Cluster") {
+        return None;
+    }
+    spec.get("names")
+        .and_then(Value::as_mapping)
+        .and_then(|n| str_field(n, "kind"))
 }
 
-fn default_namespace(obj: &mut Mapping, namespace: &str, cluster_scoped: &BTreeSet<String>) {
+/// Gives a namespaced object without a namespace the bundle's; true when it did.
+fn default_namespace(obj: &mut Mapping, namespace: &str, cluster_scoped: &BTreeSet<String>) -> bool {
     if str_field(obj, "kind").is_some_and(|k| cluster_scoped.contains(k)) {
-        return;
+        return false;
     }
-    if let Some(Value::Mapping(metadata)) = obj.get_mut("metadata") {
-        if !metadata.contains_key("namespace") {
+    match obj.get_mut("metadata") {
+        Some(Value::Mapping(metadata)) if !metadata.contains_key("namespace") => {
             metadata.insert("namespace".into(), namespace.into());
+            true
         }
+        _ => false,
     }
 }
 
@@ -398,6 +665,7 @@ mod tests {
         let limits = Limits {
             max_unpacked_bytes: 10,
             max_entries: 100,
+            ..Limits::default()
         };
         let blob = tar_gz(&[("a.yaml", tar::EntryType::Regular, &[b' '; 11])]);
         let err = read_manifests(&blob[..], "b", &limits).expect_err("too big");
@@ -409,6 +677,7 @@ mod tests {
         let limits = Limits {
             max_unpacked_bytes: 1000,
             max_entries: 2,
+            ..Limits::default()
         };
         let reg = tar::EntryType::Regular;
         let blob = tar_gz(&[("a", reg, b""), ("b", reg, b""), ("c", reg, b"")]);
@@ -449,7 +718,7 @@ mod tests {
                     spec:\n  scope: Cluster\n  names:\n    kind: Widget\n---\n\
                     apiVersion: x.io/v1\nkind: Widget\nmetadata:\n  name: w\n";
         let objects = parse_objects(yaml, "t").expect("objects");
-        let scoped = cluster_scoped_kinds(&objects);
+        let scoped = all_cluster_scoped_kinds(&objects);
         let namespaces: Vec<Option<String>> = objects
             .into_iter()
             .map(|mut o| {
@@ -470,5 +739,213 @@ mod tests {
             parse_objects("---\n# only a comment\n", "t").expect("empty ok").len(),
             0
         );
+    }
+
+    /// Cluster-scoped kinds of a whole bundle: the built-in list plus its CRDs'.
+    fn all_cluster_scoped_kinds(objects: &[Mapping]) -> BTreeSet<String> {
+        let mut kinds: BTreeSet<String> = CLUSTER_SCOPED.iter().map(|k| k.to_string()).collect();
+        kinds.extend(objects.iter().filter_map(cluster_scoped_crd_kind).map(str::to_string));
+        kinds
+    }
+
+    /// Rendering as it was done before it streamed: every manifest read whole, substituted
+    /// whole, parsed whole, then namespaces defaulted knowing every CRD of the bundle.
+    fn render_all_at_once(blob: &[u8], namespace: Option<&str>) -> Result<Vec<String>> {
+        let files = read_manifests(blob, "bundle web", &Limits::default())?;
+        let mut objects = Vec::new();
+        for f in &files {
+            let at = format!("bundle web: {}", f.path);
+            let text = substitute(&f.text, &cluster()).map_err(|m| Error::invalid(&at, m))?;
+            objects.extend(parse_objects(&text, &at)?);
+        }
+        let scoped = all_cluster_scoped_kinds(&objects);
+        Ok(objects
+            .into_iter()
+            .map(|mut obj| {
+                if let Some(ns) = namespace {
+                    default_namespace(&mut obj, ns, &scoped);
+                }
+                serde_norway::to_string(&obj).expect("serialise")
+            })
+            .collect())
+    }
+
+    fn render_streaming(blob: &[u8], namespace: Option<&str>, limits: &Limits) -> Result<Vec<String>> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("blob");
+        std::fs::write(&path, blob).expect("write blob");
+        let mut out = Rendered::default();
+        let objects = render_bundle(&path, "bundle web", namespace, &cluster(), limits, &mut out)?;
+        assert_eq!(objects as usize, out.documents.len());
+        let left: Vec<_> = std::fs::read_dir(dir.path()).expect("ls").collect();
+        assert_eq!(left.len(), 1, "no spool file is left behind");
+        Ok(out.documents)
+    }
+
+    fn config_map(i: usize) -> String {
+        format!(
+            "# object {i}\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i}\n\
+             data:\n  site: ${{cluster.name}}\n  env: \"${{cluster.labels.env}}\"\n  script: |\n    echo ${{HOME}} ---\n"
+        )
+    }
+
+    #[test]
+    fn a_many_document_file_renders_as_it_did_before_streaming() {
+        let reg = tar::EntryType::Regular;
+        let mut many = String::from("# leading comment\n");
+        for i in 0..500 {
+            many.push_str(&config_map(i));
+            many.push_str(if i % 7 == 0 { "---\n---\n" } else { "--- # next\n" });
+        }
+        many.push_str("...\n");
+        let other = "apiVersion: v1\nkind: Namespace\nmetadata: {name: web}\n---\n\
+                     apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: other}\nspec: {ports: [{port: 80}]}\n";
+        let blob = tar_gz(&[
+            ("a.yaml", reg, other.as_bytes()),
+            ("b/many.yml", reg, many.as_bytes()),
+            ("c.txt", reg, b"not a manifest"),
+        ]);
+        let before = render_all_at_once(&blob, Some("web")).expect("old way");
+        assert_eq!(before.len(), 502);
+        assert_eq!(
+            render_streaming(&blob, Some("web"), &Limits::default()).expect("streamed"),
+            before
+        );
+        assert_eq!(
+            render_streaming(&blob, None, &Limits::default()).expect("streamed"),
+            render_all_at_once(&blob, None).expect("old way")
+        );
+    }
+
+    #[test]
+    fn a_tarball_out_of_path_order_renders_in_path_order() {
+        let reg = tar::EntryType::Regular;
+        let (a, b) = (config_map(1), config_map(2));
+        let blob = tar_gz(&[("z/b.yaml", reg, b.as_bytes()), ("a.yaml", reg, a.as_bytes())]);
+        let docs = render_streaming(&blob, Some("web"), &Limits::default()).expect("rendered");
+        assert_eq!(docs, render_all_at_once(&blob, Some("web")).expect("old way"));
+        assert!(docs[0].contains("cm-1"), "{docs:?}");
+        let dup = tar_gz(&[
+            ("b.yaml", reg, b.as_bytes()),
+            ("a.yaml", reg, a.as_bytes()),
+            ("./b.yaml", reg, b""),
+        ]);
+        let err = render_streaming(&dup, None, &Limits::default()).expect_err("duplicate");
+        assert!(err.to_string().contains("\"b.yaml\" appears twice"), "{err}");
+        let dup = tar_gz(&[("a.yaml", reg, a.as_bytes()), ("./a.yaml", reg, a.as_bytes())]);
+        let err = render_streaming(&dup, None, &Limits::default()).expect_err("duplicate");
+        assert!(err.to_string().contains("\"a.yaml\" appears twice"), "{err}");
+    }
+
+    #[test]
+    fn a_crd_after_its_objects_still_keeps_them_cluster_scoped() {
+        let reg = tar::EntryType::Regular;
+        let widgets = "apiVersion: x.io/v1\nkind: Widget\nmetadata: {name: w}\n---\n\
+                       apiVersion: x.io/v1\nkind: Gadget\nmetadata: {name: g}\n";
+        let crd =
+            "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: widgets.x.io\n\
+                   spec:\n  scope: Cluster\n  names:\n    kind: Widget\n";
+        let blob = tar_gz(&[
+            ("a-widgets.yaml", reg, widgets.as_bytes()),
+            ("z-crd.yaml", reg, crd.as_bytes()),
+        ]);
+        let docs = render_streaming(&blob, Some("web"), &Limits::default()).expect("rendered");
+        assert_eq!(docs, render_all_at_once(&blob, Some("web")).expect("old way"));
+        assert!(!docs[0].contains("namespace"), "Widget is cluster-scoped: {docs:?}");
+        assert!(docs[1].contains("namespace: web"), "Gadget is namespaced: {docs:?}");
+    }
+
+    #[test]
+    fn a_document_over_the_limit_is_refused_naming_its_file() {
+        let reg = tar::EntryType::Regular;
+        let big = format!(
+            "{}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: big}}\ndata: {{x: \"{}\"}}\n",
+            config_map(1),
+            "x".repeat(4000)
+        );
+        let blob = tar_gz(&[
+            ("a.yaml", reg, config_map(0).as_bytes()),
+            ("big.yaml", reg, big.as_bytes()),
+        ]);
+        let limits = Limits {
+            max_document_bytes: 1000,
+            ..Limits::default()
+        };
+        let err = render_streaming(&blob, None, &limits).expect_err("too large");
+        let msg = err.to_string();
+        assert!(msg.contains("bundle web: big.yaml: document 2"), "{msg}");
+        assert!(msg.contains("limit of 1000 bytes for one YAML document"), "{msg}");
+        let err = check_tarball(&blob[..], "bundle web", &limits).expect_err("too large");
+        assert!(err.to_string().contains("big.yaml"), "{err}");
+        // The whole file is larger than the limit, each document is not.
+        let many = config_map(1) + &format!("---\n{}", config_map(2)).repeat(20);
+        let blob = tar_gz(&[("many.yaml", reg, many.as_bytes())]);
+        assert!(many.len() > 1000);
+        assert_eq!(render_streaming(&blob, None, &limits).expect("fits").len(), 21);
+    }
+
+    #[test]
+    fn yaml_errors_name_the_document_and_line_in_the_whole_file() {
+        let reg = tar::EntryType::Regular;
+        // A head with no document in it is not counted, as in the whole file.
+        let mut text = String::from("# head\n\n---\n");
+        for i in 0..5 {
+            text.push_str(&config_map(i));
+            text.push_str("---\n");
+        }
+        text.push_str("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bad}\ndata: [unclosed\n");
+        let blob = tar_gz(&[("m.yaml", reg, text.as_bytes())]);
+        let streamed = render_streaming(&blob, None, &Limits::default()).expect_err("invalid");
+        let whole = render_all_at_once(&blob, None).expect_err("invalid");
+        assert_eq!(streamed.to_string(), whole.to_string());
+        assert!(streamed.to_string().contains("document 6"), "{streamed}");
+        assert!(streamed.to_string().contains("at line 63 column 1"), "{streamed}");
+    }
+
+    #[test]
+    fn substitution_errors_name_the_file() {
+        let reg = tar::EntryType::Regular;
+        let text = format!("{}---\nkind: x\nlabel: ${{cluster.labels.region}}\n", config_map(0));
+        let blob = tar_gz(&[("m.yaml", reg, text.as_bytes())]);
+        let err = render_streaming(&blob, None, &Limits::default()).expect_err("no label");
+        assert!(err.to_string().contains("bundle web: m.yaml"), "{err}");
+        assert!(err.to_string().contains("no label \"region\""), "{err}");
+    }
+
+    #[test]
+    fn a_gzip_bomb_stops_at_the_unpacked_limit() {
+        let reg = tar::EntryType::Regular;
+        let limits = Limits {
+            max_unpacked_bytes: 64 << 10,
+            ..Limits::default()
+        };
+        // Entries that declare more than the limit are refused before they are inflated.
+        let blob = tar_gz(&[("filler.bin", reg, &vec![0u8; 100 << 10])]);
+        let err = render_streaming(&blob, None, &limits).expect_err("bomb");
+        assert!(err.to_string().contains("unpacks to more than 65536 bytes"), "{err}");
+        // Entries that declare nothing (directories) still cost their headers: the
+        // decompressed stream itself is counted.
+        let dirs: Vec<String> = (0..1000).map(|i| format!("d{i}/")).collect();
+        let entries: Vec<(&str, tar::EntryType, &[u8])> = dirs
+            .iter()
+            .map(|d| (d.as_str(), tar::EntryType::Directory, &b""[..]))
+            .collect();
+        let err = render_streaming(&tar_gz(&entries), None, &limits).expect_err("bomb");
+        assert!(err.to_string().contains("unpacks to more than 65536 bytes"), "{err}");
+    }
+
+    #[test]
+    fn a_huge_long_name_record_is_refused_before_it_is_buffered() {
+        let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+        let name = vec![b'a'; (MAX_HEADER_BYTES + 4096) as usize];
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::GNULongName);
+        h.set_size(name.len() as u64);
+        h.as_old_mut().name[..13].copy_from_slice(b"././@LongLink");
+        h.set_cksum();
+        builder.append(&h, &name[..]).expect("append");
+        let blob = builder.into_inner().expect("tar").finish().expect("gzip");
+        let err = render_streaming(&blob, None, &Limits::default()).expect_err("long name");
+        assert!(err.to_string().contains("path records longer than"), "{err}");
     }
 }

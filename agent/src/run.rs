@@ -313,7 +313,10 @@ async fn apply(
     let outcome = async {
         let blob = fetch_blob(cfg, winner, &chosen.digest, chosen.size, counters).await?;
         let what = format!("bundle {name} ({})", chosen.digest);
-        let rendered = render_bundle(&blob, &what, namespace, &cfg.cluster, &cfg.render_limits)?;
+        // Rendered into a temporary file beside the bundle's file: the sink shows nothing
+        // of it until the commit below.
+        let mut file = sink.begin(name, &chosen.digest)?;
+        let objects = render_bundle(&blob, &what, namespace, &cfg.cluster, &cfg.render_limits, &mut file)?;
         let intent = BundleState {
             status: Status::Applying,
             message: format!("writing {}", chosen.digest.short()),
@@ -324,8 +327,8 @@ async fn apply(
         };
         state.bundles.insert(name.clone(), intent);
         state.save(&cfg.state_dir)?;
-        let file_sha = sink.apply(name, &chosen.digest, &rendered)?;
-        Ok::<_, Error>((file_sha, rendered.documents.len()))
+        let file_sha = file.commit()?;
+        Ok::<_, Error>((file_sha, objects))
     }
     .await;
     match outcome {

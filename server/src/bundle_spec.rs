@@ -54,9 +54,12 @@ pub struct TargetSpec {
     pub variant: Option<PathBuf>,
 }
 
-/// A bundle source directory, read and checked.
+/// A bundle source directory, read. Its settings are checked; its manifests are checked by
+/// [`check_manifest_file`], which publishing runs on every core.
 #[derive(Debug)]
 pub struct BundleSource {
+    /// The directory.
+    pub dir: PathBuf,
     /// Bundle name (the directory name).
     pub name: BundleName,
     /// Its settings.
@@ -121,6 +124,7 @@ impl BundleSource {
         let variant_dirs: Vec<PathBuf> = variants.keys().map(|v| dir.join(v)).collect();
         let base = collect_manifests(dir, dir, &variant_dirs)?;
         Ok(BundleSource {
+            dir: dir.to_path_buf(),
             name,
             spec,
             base,
@@ -128,11 +132,21 @@ impl BundleSource {
         })
     }
 
+    /// Every manifest file read, base and variants: the file it came from, and its bytes.
+    pub fn manifest_files(&self) -> Vec<(PathBuf, &[u8])> {
+        let base = self.base.iter().map(|(rel, b)| (self.dir.join(rel), &b[..]));
+        let variants = self
+            .variants
+            .iter()
+            .flat_map(|(v, files)| files.iter().map(move |(rel, b)| (self.dir.join(v).join(rel), &b[..])));
+        base.chain(variants).collect()
+    }
+
     /// The manifests for a target: base files plus (overriding) its variant's files.
-    pub fn files_for(&self, variant: Option<&PathBuf>) -> BTreeMap<String, Vec<u8>> {
-        let mut files = self.base.clone();
+    pub fn files_for(&self, variant: Option<&PathBuf>) -> BTreeMap<&str, &[u8]> {
+        let mut files: BTreeMap<&str, &[u8]> = self.base.iter().map(|(k, b)| (k.as_str(), &b[..])).collect();
         if let Some(v) = variant.and_then(|v| self.variants.get(v)) {
-            files.extend(v.iter().map(|(k, b)| (k.clone(), b.clone())));
+            files.extend(v.iter().map(|(k, b)| (k.as_str(), &b[..])));
         }
         files
     }
@@ -172,10 +186,15 @@ fn collect_manifests(root: &Path, dir: &Path, skip: &[PathBuf]) -> Result<BTreeM
                 continue;
             }
             let bytes = std::fs::read(&path).map_err(|e| drover_agent::Error::io(&path, e))?;
-            let text = std::str::from_utf8(&bytes).map_err(|_| Error::source(&path, "not UTF-8"))?;
-            drover_agent::render::check_manifest(text, &path.display().to_string())?;
             files.insert(rel, bytes);
         }
     }
     Ok(files)
+}
+
+/// Checks one manifest file (`path` names it) as an agent will: UTF-8, YAML made of
+/// Kubernetes objects.
+pub fn check_manifest_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let text = std::str::from_utf8(bytes).map_err(|_| Error::source(path, "not UTF-8"))?;
+    crate::manifest_check::check_manifest(text, &path.display().to_string())
 }

@@ -1,22 +1,29 @@
 //! Reproducible bundle tarballs: same files in, byte-identical `tar.gz` out, on any
 //! machine (with the same drover version): entries sorted byte-wise by path, regular files
 //! only, mode 0644, mtime 0, uid/gid 0, no user/group names, gzip header with mtime 0, no
-//! file name and OS byte 255, compression level 9.
+//! file name and OS byte 255, compression level [`GZIP_LEVEL`].
 
 use std::collections::BTreeMap;
 use std::io::Write;
 
 use flate2::{Compression, GzBuilder};
 
+/// The gzip level of bundle blobs: 6, gzip's own default. On manifests it gives blobs
+/// within 3 % of level 9's size at about a third of the CPU time (docs/performance.md,
+/// "Publish throughput"). The deflate implementation is zlib-rs; the level and the
+/// implementation are part of what makes a digest, so changing either changes every digest
+/// once (agents then rewrite each bundle's file once, with identical objects).
+pub const GZIP_LEVEL: u32 = 6;
+
 /// Packs `files` (relative path → content) into a gzip-compressed tar.
-pub fn pack(files: &BTreeMap<String, Vec<u8>>) -> std::io::Result<Vec<u8>> {
+pub fn pack(files: &BTreeMap<&str, &[u8]>) -> std::io::Result<Vec<u8>> {
     let gz = GzBuilder::new()
         .mtime(0)
         .operating_system(255)
-        .write(Vec::new(), Compression::best());
+        .write(Vec::new(), Compression::new(GZIP_LEVEL));
     let mut builder = tar::Builder::new(gz);
     builder.mode(tar::HeaderMode::Deterministic);
-    // BTreeMap<String, _> iterates in byte-wise order of the UTF-8 paths.
+    // A BTreeMap of &str iterates in byte-wise order of the UTF-8 paths.
     for (path, bytes) in files {
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(tar::EntryType::Regular);
@@ -25,7 +32,7 @@ pub fn pack(files: &BTreeMap<String, Vec<u8>>) -> std::io::Result<Vec<u8>> {
         header.set_mtime(0);
         header.set_uid(0);
         header.set_gid(0);
-        builder.append_data(&mut header, path, &bytes[..])?;
+        builder.append_data(&mut header, path, *bytes)?;
     }
     let mut gz = builder.into_inner()?;
     gz.flush()?;
@@ -39,19 +46,14 @@ mod tests {
 
     #[test]
     fn same_files_give_identical_bytes() {
-        let files: BTreeMap<String, Vec<u8>> = [
-            ("b.yaml".to_string(), b"b: 1\n".to_vec()),
-            ("a/deep/x.yml".to_string(), b"x: 1\n".to_vec()),
-        ]
-        .into();
+        let files: BTreeMap<&str, &[u8]> = [("b.yaml", &b"b: 1\n"[..]), ("a/deep/x.yml", &b"x: 1\n"[..])].into();
         assert_eq!(pack(&files).expect("pack"), pack(&files).expect("pack"));
     }
 
     #[test]
     fn packed_bundle_reads_back_in_order_with_long_paths() {
         let long = format!("{}/m.yaml", "d".repeat(150));
-        let files: BTreeMap<String, Vec<u8>> =
-            [("z.yaml".to_string(), b"z\n".to_vec()), (long.clone(), b"l\n".to_vec())].into();
+        let files: BTreeMap<&str, &[u8]> = [("z.yaml", &b"z\n"[..]), (long.as_str(), &b"l\n"[..])].into();
         let blob = pack(&files).expect("pack");
         let back = read_manifests(&blob[..], "t", &Limits::default()).expect("valid bundle");
         let paths: Vec<&str> = back.iter().map(|f| f.path.as_str()).collect();

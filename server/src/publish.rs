@@ -17,10 +17,11 @@ use drover_agent::format::{
 use drover_agent::fsutil;
 use time::OffsetDateTime;
 
-use crate::bundle_spec::BundleSource;
+use crate::bundle_spec::{check_manifest_file, BundleSource};
 use crate::error::{Error, Result};
 use crate::keygen::load_secret_key;
 use crate::pack::pack;
+use crate::parallel;
 
 /// Default validity of a published index.
 pub const DEFAULT_EXPIRES_IN: Duration = Duration::from_secs(30 * 86_400);
@@ -79,6 +80,9 @@ fn advance_mtime(path: &Path, previous: Option<std::time::SystemTime>) -> Result
         .map_err(|e| Error::from(drover_agent::Error::io(path, e)))
 }
 
+/// A target as `bundle.yaml` asks for it: selector, cluster name, variant directory.
+type WantedTarget<'a> = (Option<LabelSelector>, Option<String>, Option<&'a PathBuf>);
+
 /// Builds every bundle, writes new blobs, then the signed index.
 pub fn publish(opts: &PublishOptions, now: OffsetDateTime) -> Result<PublishSummary> {
     if opts.channel.is_empty() {
@@ -89,35 +93,60 @@ pub fn publish(opts: &PublishOptions, now: OffsetDateTime) -> Result<PublishSumm
     let blob_dir = opts.store.join(BLOB_DIR);
     fsutil::ensure_dir(&blob_dir)?;
 
+    let wanted: Vec<Vec<WantedTarget<'_>>> = sources
+        .iter()
+        .map(|source| {
+            let spec = &source.spec;
+            if spec.targets.is_empty() {
+                vec![(Some(LabelSelector::default()), None, None)]
+            } else {
+                spec.targets
+                    .iter()
+                    .map(|t| (t.cluster_selector.clone(), t.cluster_name.clone(), t.variant.as_ref()))
+                    .collect()
+            }
+        })
+        .collect();
+    // Checking every manifest and compressing every blob are all the work. They run as one
+    // batch on every core, blobs first (the longest jobs), each job on one thread from the
+    // same bytes, so the output does not depend on the number of cores. Nothing is written
+    // unless every manifest passed.
+    let packs = sources
+        .iter()
+        .zip(&wanted)
+        .flat_map(|(source, targets)| targets.iter().map(move |(_, _, variant)| Job::Pack(source, *variant)));
+    let checks = sources
+        .iter()
+        .flat_map(BundleSource::manifest_files)
+        .map(|(path, bytes)| Job::Check(path, bytes));
+    let jobs: Vec<Job<'_>> = packs.chain(checks).collect();
+    let mut blobs = Vec::new();
+    for done in parallel::map(&jobs, Job::run) {
+        if let Some(blob) = done? {
+            blobs.push(blob);
+        }
+    }
+    let mut blobs = blobs.into_iter();
+
     let mut written = Vec::new();
     let mut reused = 0;
     let mut bundles = Vec::new();
-    for source in &sources {
+    for (source, wanted) in sources.iter().zip(wanted) {
         let spec = &source.spec;
-        let wanted: Vec<(Option<LabelSelector>, Option<String>, Option<&PathBuf>)> = if spec.targets.is_empty() {
-            vec![(Some(LabelSelector::default()), None, None)]
-        } else {
-            spec.targets
-                .iter()
-                .map(|t| (t.cluster_selector.clone(), t.cluster_name.clone(), t.variant.as_ref()))
-                .collect()
-        };
         let mut targets = Vec::new();
-        for (cluster_selector, cluster_name, variant) in wanted {
-            let blob = pack(&source.files_for(variant)).map_err(|e| drover_agent::Error::io(&opts.src, e))?;
-            let digest = Digest::of(&blob);
-            let path = blob_dir.join(digest.hex());
-            if path.exists() {
-                reused += 1;
-            } else {
-                fsutil::write_atomic(&path, &blob)?;
+        for (cluster_selector, cluster_name, _) in wanted {
+            let blob = blobs.next().expect("one blob per target, in order");
+            let (digest, size, new) = write_blob(&blob_dir, blob)?;
+            if new {
                 written.push(digest.clone());
+            } else {
+                reused += 1;
             }
             targets.push(Target {
                 cluster_selector,
                 cluster_name,
                 digest,
-                size: blob.len() as u64,
+                size,
             });
         }
         bundles.push(Bundle {
@@ -168,6 +197,38 @@ pub fn publish(opts: &PublishOptions, now: OffsetDateTime) -> Result<PublishSumm
         blobs_written: written,
         blobs_reused: reused,
     })
+}
+
+/// One piece of the work of publishing.
+enum Job<'a> {
+    /// Pack the blob of a bundle's target (its variant directory, if any).
+    Pack(&'a BundleSource, Option<&'a PathBuf>),
+    /// Check one manifest file.
+    Check(PathBuf, &'a [u8]),
+}
+
+impl Job<'_> {
+    /// Runs the job; a blob for [`Job::Pack`].
+    fn run(&self) -> Result<Option<Vec<u8>>> {
+        match self {
+            Job::Pack(source, variant) => pack(&source.files_for(*variant))
+                .map(Some)
+                .map_err(|e| drover_agent::Error::io(&source.dir, e).into()),
+            Job::Check(path, bytes) => check_manifest_file(path, bytes).map(|()| None),
+        }
+    }
+}
+
+/// Writes `blob` into `blob_dir` unless it is there already; returns its digest, its size
+/// and whether it was written.
+fn write_blob(blob_dir: &Path, blob: Vec<u8>) -> Result<(Digest, u64, bool)> {
+    let digest = Digest::of(&blob);
+    let path = blob_dir.join(digest.hex());
+    let new = !path.exists();
+    if new {
+        fsutil::write_atomic(&path, &blob)?;
+    }
+    Ok((digest, blob.len() as u64, new))
 }
 
 fn read_bundle_sources(src: &Path) -> Result<Vec<BundleSource>> {

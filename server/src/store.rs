@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use drover_agent::format::Digest;
-use drover_agent::render::{read_manifests, Limits as RenderLimits};
+use drover_agent::render::{check_tarball, Limits as RenderLimits};
 use drover_agent::select::{plan, Cluster, Decision};
 use drover_agent::source::{Limits, Source};
 use drover_agent::verify::{verify_index, TrustedKeys, VerifiedIndex};
@@ -56,7 +56,7 @@ pub async fn verify_store(store: &str, keys: &[PathBuf], now: OffsetDateTime) ->
             }
             let checked_tar = std::fs::File::open(&dest)
                 .map_err(|e| drover_agent::Error::io(&dest, e))
-                .and_then(|f| read_manifests(std::io::BufReader::new(f), &at, &RenderLimits::default()));
+                .and_then(|f| check_tarball(std::io::BufReader::new(f), &at, &RenderLimits::default()));
             if let Err(e) = checked_tar {
                 problems.push(e.to_string());
             }

@@ -8,13 +8,21 @@
 //! tombstone stays so the deletion is never undone by a restart. Writing is atomic
 //! (temporary file + rename) and skipped when the bytes are already there, so k3s is not
 //! woken for nothing. The agent only ever touches files named `drover-*.yaml`.
+//!
+//! A bundle is written as it is rendered: [`DirSink::begin`] opens a [`BundleFile`], a
+//! temporary file in the same directory (`.drover-*.tmp`, which k3s ignores) that hashes
+//! what goes through it, and [`BundleFile::commit`] renames it over the bundle's file, or
+//! drops it when the file already holds those bytes. So no bundle is ever in memory whole.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::error::Result;
+use sha2::{Digest as _, Sha256};
+
+use crate::error::{Error, Result};
 use crate::format::{BundleName, Digest};
 use crate::fsutil;
-use crate::render::Rendered;
+use crate::render::{ObjectWriter, Rendered};
 
 /// A k3s manifests directory.
 #[derive(Debug, Clone)]
@@ -40,20 +48,35 @@ impl DirSink {
 
     /// Whether the bundle's file exists with exactly the content hashed as `sha256`.
     pub fn is_in_place(&self, bundle: &BundleName, sha256: &Digest) -> bool {
-        std::fs::read(self.file_for(bundle)).is_ok_and(|bytes| &Digest::of(&bytes) == sha256)
+        file_sha256(&self.file_for(bundle)).as_ref() == Some(sha256)
     }
 
-    /// Writes the bundle's manifests; returns the sha256 of the file.
+    /// Starts writing the manifests of `bundle` from blob `digest`: objects written to the
+    /// returned [`BundleFile`] land in the bundle's file when it is committed, not before.
+    pub fn begin(&self, bundle: &BundleName, digest: &Digest) -> Result<BundleFile> {
+        fsutil::ensure_dir(&self.dir)?;
+        let path = self.file_for(bundle);
+        let tmp = fsutil::temp_beside(&path)?;
+        let mut file = BundleFile {
+            path,
+            header: format!(
+                "# Managed by drover-agent: bundle {bundle}, blob {digest}.\n\
+                 # Local edits are overwritten on the next cycle; change the bundle and re-publish instead.\n"
+            ),
+            out: std::io::BufWriter::with_capacity(64 << 10, tmp),
+            hasher: Sha256::new(),
+        };
+        file.put_header()?;
+        Ok(file)
+    }
+
+    /// Writes the bundle's manifests from memory; returns the sha256 of the file.
     pub fn apply(&self, bundle: &BundleName, digest: &Digest, rendered: &Rendered) -> Result<Digest> {
-        let mut text = format!(
-            "# Managed by drover-agent: bundle {bundle}, blob {digest}.\n\
-             # Local edits are overwritten on the next cycle; change the bundle and re-publish instead.\n"
-        );
+        let mut file = self.begin(bundle, digest)?;
         for doc in &rendered.documents {
-            text.push_str("---\n");
-            text.push_str(doc);
+            file.write_object(doc)?;
         }
-        self.write(bundle, text.as_bytes())
+        file.commit()
     }
 
     /// Replaces the bundle's file by a tombstone so that k3s prunes its objects; returns
@@ -70,13 +93,81 @@ impl DirSink {
     fn write(&self, bundle: &BundleName, bytes: &[u8]) -> Result<Digest> {
         let digest = Digest::of(bytes);
         let path = self.file_for(bundle);
-        if std::fs::read(&path).is_ok_and(|old| old == bytes) {
+        if file_sha256(&path).as_ref() == Some(&digest) {
             return Ok(digest);
         }
         fsutil::ensure_dir(&self.dir)?;
         fsutil::write_atomic(&path, bytes)?;
         Ok(digest)
     }
+}
+
+/// A bundle's file being written: a temporary file beside it, hashed as it is written.
+/// Dropping it without [`BundleFile::commit`] removes the temporary file and leaves the
+/// bundle's file as it was.
+#[derive(Debug)]
+pub struct BundleFile {
+    path: PathBuf,
+    header: String,
+    out: std::io::BufWriter<tempfile::NamedTempFile>,
+    hasher: Sha256,
+}
+
+impl BundleFile {
+    fn put(&mut self, bytes: &[u8]) -> Result<()> {
+        self.hasher.update(bytes);
+        self.out
+            .write_all(bytes)
+            .map_err(|e| Error::io(self.out.get_ref().path(), e))
+    }
+
+    fn put_header(&mut self) -> Result<()> {
+        let header = std::mem::take(&mut self.header);
+        let put = self.put(header.as_bytes());
+        self.header = header;
+        put
+    }
+
+    /// Puts the written file in place of the bundle's file (flushed to disk, renamed,
+    /// directory synced), unless that file already holds exactly these bytes: then nothing
+    /// changes, so k3s is not woken. Returns the sha256 of the file.
+    pub fn commit(self) -> Result<Digest> {
+        let digest = Digest::from_hasher(self.hasher);
+        let tmp_path = self.out.get_ref().path().to_path_buf();
+        let tmp = self.out.into_inner().map_err(|e| Error::io(tmp_path, e.into_error()))?;
+        if file_sha256(&self.path).as_ref() == Some(&digest) {
+            return Ok(digest);
+        }
+        fsutil::persist(tmp, &self.path)?;
+        Ok(digest)
+    }
+}
+
+impl ObjectWriter for BundleFile {
+    fn write_object(&mut self, document: &str) -> Result<()> {
+        self.put(b"---\n")?;
+        self.put(document.as_bytes())
+    }
+
+    fn restart(&mut self) -> Result<()> {
+        use std::io::Seek;
+        let path = self.out.get_ref().path().to_path_buf();
+        self.out.flush().map_err(|e| Error::io(&path, e))?;
+        let file = self.out.get_mut().as_file_mut();
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .map_err(|e| Error::io(&path, e))?;
+        self.hasher = Sha256::new();
+        self.put_header()
+    }
+}
+
+/// The sha256 of a file's content, read in pieces; `None` when it cannot be read.
+fn file_sha256(path: &Path) -> Option<Digest> {
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).ok()?;
+    Some(Digest::from_hasher(hasher))
 }
 
 #[cfg(test)]
@@ -131,5 +222,47 @@ mod tests {
         sink.remove(&name, "no target matches").expect("remove");
         let text = std::fs::read_to_string(sink.file_for(&name)).expect("tombstone");
         assert!(text.lines().all(|l| l.starts_with('#')), "{text}");
+    }
+
+    #[test]
+    fn an_uncommitted_file_changes_nothing_and_leaves_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sink = DirSink::new(dir.path().to_path_buf());
+        let name = BundleName::parse("web").expect("name");
+        let sha = sink
+            .apply(&name, &Digest::of(b"blob"), &rendered(&["a: 1\n"]))
+            .expect("apply");
+        let mut file = sink.begin(&name, &Digest::of(b"other")).expect("begin");
+        file.write_object("b: 2\n").expect("write");
+        drop(file);
+        assert!(sink.is_in_place(&name, &sha));
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, [std::ffi::OsString::from("drover-web.yaml")]);
+    }
+
+    #[test]
+    fn a_restarted_file_holds_only_what_came_after() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sink = DirSink::new(dir.path().to_path_buf());
+        let (web, api) = (
+            BundleName::parse("web").expect("name"),
+            BundleName::parse("api").expect("name"),
+        );
+        let mut file = sink.begin(&web, &Digest::of(b"blob")).expect("begin");
+        file.write_object("stale: 1\n").expect("write");
+        file.restart().expect("restart");
+        file.write_object("a: 1\n").expect("write");
+        let restarted = file.commit().expect("commit");
+        let direct = sink
+            .apply(&api, &Digest::of(b"blob"), &rendered(&["a: 1\n"]))
+            .expect("apply");
+        let text = |n: &BundleName| std::fs::read_to_string(sink.file_for(n)).expect("read");
+        assert_eq!(text(&web).replace("bundle web", "bundle api"), text(&api));
+        assert!(!text(&web).contains("stale"));
+        assert_eq!(restarted, Digest::of(text(&web).as_bytes()));
+        assert_eq!(direct, Digest::of(text(&api).as_bytes()));
     }
 }

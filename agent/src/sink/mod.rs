@@ -3,7 +3,7 @@
 
 pub mod dir;
 
-pub use dir::DirSink;
+pub use dir::{BundleFile, DirSink};
 
 use crate::error::{Error, Result};
 
