@@ -51,7 +51,7 @@ pub struct Flags {
     /// A cluster label KEY=VALUE (matched by clusterSelector). Repeat for several.
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
-    /// Where manifests go: dir:PATH (a k3s auto-deploy manifests directory).
+    /// Where manifests go: dir:PATH (a k3s auto-deploy manifests directory) or kube[:KUBECONFIG] (the Kubernetes API; docs/kube-sink.md).
     #[arg(long, value_name = "SINK")]
     pub sink: Option<String>,
     /// Directory for the agent's state (last applied version, per-bundle results, blob cache).

@@ -186,6 +186,18 @@ impl Agent {
             tracing::error!(error = %e, "cannot write status.json");
         }
         *self.shared.status.lock().unwrap_or_else(|p| p.into_inner()) = status.to_json();
+        if let crate::sink::Sink::Kube(target) = &self.cfg.sink {
+            // The same report in the cluster, for kubectl users (ConfigMap drover-status).
+            let json = String::from_utf8_lossy(&status.to_json()).into_owned();
+            match target.sink().await {
+                Ok(sink) => {
+                    if let Err(e) = sink.write_status(&json).await {
+                        tracing::warn!(error = %e, "could not write the status ConfigMap");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not reach the Kubernetes API for the status ConfigMap"),
+            }
+        }
         {
             let mut health = self.shared.health.lock().unwrap_or_else(|p| p.into_inner());
             if self.freshness.is_stale() {

@@ -31,6 +31,7 @@ pub mod oci;
 pub mod render;
 pub mod report;
 pub mod run;
+mod run_kube;
 pub mod select;
 pub mod sink;
 pub mod source;

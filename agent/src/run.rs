@@ -86,7 +86,28 @@ pub async fn run_cycle(cfg: &AgentConfig, now: OffsetDateTime, counters: &Counte
             "new index"
         );
     }
-    let Sink::Dir(sink) = &cfg.sink;
+    let sink = match &cfg.sink {
+        Sink::Dir(sink) => sink,
+        Sink::Kube(kube) => {
+            let cycle = crate::run_kube::Cycle {
+                cfg,
+                winner: &winner,
+                verified: &verified,
+                counters,
+                now,
+            };
+            let (state, results) = cycle.run(kube, state).await?;
+            let f = Finish {
+                state,
+                before,
+                results,
+                verified: &verified,
+                source_problems,
+                index_changed,
+            };
+            return finish(cfg, f, now);
+        }
+    };
 
     let mut results: Vec<(BundleName, BundleState)> = Vec::new();
     let mut in_place: BTreeSet<BundleName> = BTreeSet::new();
@@ -156,6 +177,42 @@ pub async fn run_cycle(cfg: &AgentConfig, now: OffsetDateTime, counters: &Counte
         }
     }
 
+    finish(
+        cfg,
+        Finish {
+            state,
+            before,
+            results,
+            verified: &verified,
+            source_problems,
+            index_changed,
+        },
+        now,
+    )
+}
+
+/// What a cycle hands to [`finish`].
+pub(crate) struct Finish<'a> {
+    pub(crate) state: State,
+    pub(crate) before: State,
+    pub(crate) results: Vec<(BundleName, BundleState)>,
+    pub(crate) verified: &'a VerifiedIndex,
+    pub(crate) source_problems: Vec<String>,
+    pub(crate) index_changed: bool,
+}
+
+/// Stamps `since`, logs what changed, records the index and saves the state when anything
+/// changed (an unchanged poll writes nothing: edge devices often run on flash).
+pub(crate) fn finish(cfg: &AgentConfig, f: Finish<'_>, now: OffsetDateTime) -> Result<CycleReport> {
+    let Finish {
+        mut state,
+        before,
+        mut results,
+        verified,
+        source_problems,
+        index_changed,
+    } = f;
+    let index = verified.index();
     for (name, result) in &mut results {
         result.since = match before.bundles.get(name) {
             Some(p) if p.status == result.status && p.digest == result.digest => p.since.clone(),
@@ -180,7 +237,6 @@ pub async fn run_cycle(cfg: &AgentConfig, now: OffsetDateTime, counters: &Counte
         },
     });
     state.bundles = results.iter().cloned().collect();
-    // An unchanged poll writes nothing: edge devices often run on flash.
     let state_written = state != before;
     if state_written {
         state.save(&cfg.state_dir)?;
@@ -384,7 +440,7 @@ fn render_inputs(chosen: &Chosen, namespace: Option<&str>, cluster: &crate::sele
 
 /// Returns the path of a verified copy of blob `digest` in the cache, downloading it (from
 /// the source that gave the index first, then the others) when missing or damaged.
-async fn fetch_blob(
+pub(crate) async fn fetch_blob(
     cfg: &AgentConfig,
     winner: &Source,
     digest: &Digest,

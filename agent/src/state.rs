@@ -97,6 +97,8 @@ impl BundleState {
 pub enum Status {
     /// The bundle's manifests are in the sink at the targeted digest.
     Applied,
+    /// Applied through the Kubernetes API and every object is healthy (kube sink).
+    Ready,
     /// A write to the sink has started and not been confirmed (recorded before the write,
     /// so a crash in between is repaired by the next cycle).
     Applying,

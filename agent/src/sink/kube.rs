@@ -1,0 +1,578 @@
+//! The `kube` sink: applies bundles through the Kubernetes API with server-side apply
+//! (field manager `drover`), so the agent can order, prune, wait for health and see drift.
+//!
+//! * **Order**: Namespaces and CustomResourceDefinitions first; each CRD must report
+//!   `Established` before the objects of the bundle are applied, then discovery is asked
+//!   again so the new kinds resolve.
+//! * **Inventory** (ApplySet, KEP-3659): each bundle has a parent ConfigMap
+//!   `drover-applyset-<bundle>` in the agent's namespace, labelled
+//!   `applyset.kubernetes.io/id=<id>`, annotated with the group-kinds and namespaces it
+//!   contains; every applied object carries `applyset.kubernetes.io/part-of=<id>`. An object
+//!   of the inventory no longer in the bundle is deleted, unless it is annotated
+//!   `drover.dev/prune: disabled`. Only objects carrying this bundle's part-of label are
+//!   ever deleted.
+//! * **Health**: Deployments, StatefulSets and DaemonSets rolled out, Jobs complete, objects
+//!   with a `Ready` condition true; anything else is healthy once it exists.
+//! * **Drift**: every cycle re-applies; an object whose `generation` (or, for kinds without
+//!   one, `resourceVersion`) moved since drover last applied it had drifted and is counted.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kube::api::{Api, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
+use kube::discovery::{ApiCapabilities, ApiResource, Scope};
+use serde_json::{json, Value};
+use sha2::Digest as _;
+
+use crate::error::{Error, Result};
+use crate::format::BundleName;
+
+/// Field manager of every apply.
+pub const FIELD_MANAGER: &str = "drover";
+/// Annotation that keeps an object when it leaves its bundle.
+pub const PRUNE_ANNOTATION: &str = "drover.dev/prune";
+/// Label naming the ApplySet an object belongs to.
+pub const PART_OF_LABEL: &str = "applyset.kubernetes.io/part-of";
+/// Label of an ApplySet parent.
+pub const ID_LABEL: &str = "applyset.kubernetes.io/id";
+/// Annotation of a parent listing the group-kinds of its members.
+pub const GROUP_KINDS_ANNOTATION: &str = "applyset.kubernetes.io/contains-group-kinds";
+/// Annotation of a parent listing namespaces of its members besides its own.
+pub const NAMESPACES_ANNOTATION: &str = "applyset.kubernetes.io/additional-namespaces";
+/// Annotation of a parent naming the tool that manages it.
+pub const TOOLING_ANNOTATION: &str = "applyset.kubernetes.io/tooling";
+/// Default namespace of the agent (ApplySet parents, status ConfigMap).
+pub const DEFAULT_NAMESPACE: &str = "drover-system";
+/// How long a CRD may take to become Established.
+const CRD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where the kube sink connects and keeps its bookkeeping.
+#[derive(Debug, Clone)]
+pub struct KubeOptions {
+    /// A kubeconfig file; without it, in-cluster configuration or `$KUBECONFIG`.
+    pub kubeconfig: Option<PathBuf>,
+    /// The agent's namespace (ApplySet parents, status ConfigMap).
+    pub namespace: String,
+}
+
+/// A connection to one cluster's API server.
+#[derive(Clone)]
+pub struct KubeSink {
+    client: kube::Client,
+    namespace: String,
+}
+
+impl std::fmt::Debug for KubeSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeSink").field("namespace", &self.namespace).finish()
+    }
+}
+
+/// One object to apply.
+#[derive(Debug, Clone)]
+struct Object {
+    gvk: GroupVersionKind,
+    name: String,
+    namespace: Option<String>,
+    body: Value,
+}
+
+/// The result of applying one bundle.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Applied {
+    /// Objects applied.
+    pub objects: usize,
+    /// Objects that had drifted from what drover applied last time (and were restored).
+    pub drifted: usize,
+    /// Objects deleted because they left the bundle.
+    pub pruned: usize,
+    /// `generation`/`resourceVersion` of each object after the apply, to detect drift next time.
+    pub marks: BTreeMap<String, String>,
+    /// `None` when every object is healthy, else the first object that is not and why.
+    pub unhealthy: Option<String>,
+}
+
+fn kube_err(what: impl Into<String>, e: impl std::fmt::Display) -> Error {
+    Error::Fetch {
+        url: what.into(),
+        message: e.to_string(),
+    }
+}
+
+impl KubeSink {
+    /// Connects with `opts`.
+    pub async fn connect(opts: &KubeOptions) -> Result<Self> {
+        let config = match &opts.kubeconfig {
+            Some(path) => {
+                let file = kube::config::Kubeconfig::read_from(path)
+                    .map_err(|e| Error::Config(format!("kubeconfig {}: {e}", path.display())))?;
+                kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                    .await
+                    .map_err(|e| Error::Config(format!("kubeconfig {}: {e}", path.display())))?
+            }
+            None => kube::Config::infer()
+                .await
+                .map_err(|e| Error::Config(format!("no in-cluster configuration or KUBECONFIG: {e}")))?,
+        };
+        let client = kube::Client::try_from(config).map_err(|e| Error::Config(format!("Kubernetes client: {e}")))?;
+        Ok(KubeSink {
+            client,
+            namespace: opts.namespace.clone(),
+        })
+    }
+
+    /// The ApplySet id of `bundle`: `applyset-<base64url(sha256(name.namespace.kind.group))>-v1`
+    /// of its parent ConfigMap, as KEP-3659 defines it.
+    pub fn applyset_id(&self, bundle: &BundleName) -> String {
+        let parent = format!("{}.{}.ConfigMap.", parent_name(bundle), self.namespace);
+        let hash = sha2::Sha256::digest(parent.as_bytes());
+        use ct_codecs::Encoder;
+        let b64 = ct_codecs::Base64UrlSafeNoPadding::encode_to_string(hash).expect("base64 of 32 bytes");
+        format!("applyset-{b64}-v1")
+    }
+
+    async fn resolve(&self, gvk: &GroupVersionKind) -> Result<(ApiResource, ApiCapabilities)> {
+        kube::discovery::pinned_kind(&self.client, gvk).await.map_err(|e| {
+            kube_err(
+                format!("{}/{} {}", gvk.group, gvk.version, gvk.kind),
+                format!("unknown kind: {e}"),
+            )
+        })
+    }
+
+    fn api(&self, ar: &ApiResource, caps: &ApiCapabilities, namespace: Option<&str>) -> Api<DynamicObject> {
+        match (&caps.scope, namespace) {
+            (Scope::Namespaced, Some(ns)) => Api::namespaced_with(self.client.clone(), ns, ar),
+            (Scope::Namespaced, None) => Api::default_namespaced_with(self.client.clone(), ar),
+            (Scope::Cluster, _) => Api::all_with(self.client.clone(), ar),
+        }
+    }
+
+    /// Applies the rendered `documents` of `bundle`, prunes what left it, and evaluates
+    /// health. `previous` holds the drift marks of the last apply.
+    pub async fn apply(
+        &self,
+        bundle: &BundleName,
+        documents: &[String],
+        force: bool,
+        previous: &BTreeMap<String, String>,
+    ) -> Result<Applied> {
+        let what = format!("bundle {bundle}");
+        let mut objects = documents
+            .iter()
+            .map(|d| parse_object(d, &what))
+            .collect::<Result<Vec<_>>>()?;
+        // Namespaces, then CRDs, then the rest, keeping the bundle's order within each.
+        objects.sort_by_key(|o| match (o.gvk.group.as_str(), o.gvk.kind.as_str()) {
+            ("", "Namespace") => 0,
+            ("apiextensions.k8s.io", "CustomResourceDefinition") => 1,
+            _ => 2,
+        });
+        let id = self.applyset_id(bundle);
+        self.ensure_namespace(&self.namespace).await?;
+        let mut applied = Applied::default();
+        let mut group_kinds = BTreeSet::new();
+        let mut namespaces = BTreeSet::new();
+        let mut keep = BTreeSet::new();
+        let mut crds: Vec<String> = Vec::new();
+        for (i, object) in objects.iter().enumerate() {
+            if i > 0
+                && objects[i - 1].gvk.kind == "CustomResourceDefinition"
+                && object.gvk.kind != "CustomResourceDefinition"
+            {
+                for crd in crds.drain(..) {
+                    self.wait_established(&crd).await?;
+                }
+            }
+            let (ar, caps) = self.resolve(&object.gvk).await?;
+            group_kinds.insert(group_kind(&object.gvk));
+            if let Some(ns) = &object.namespace {
+                namespaces.insert(ns.clone());
+            }
+            let mut body = object.body.clone();
+            body["metadata"]["labels"][PART_OF_LABEL] = json!(id);
+            let api = self.api(&ar, &caps, object.namespace.as_deref());
+            let mut params = PatchParams::apply(FIELD_MANAGER);
+            if force {
+                params = params.force();
+            }
+            let key = object_key(&object.gvk, object.namespace.as_deref(), &object.name);
+            let result = match api.patch(&object.name, &params, &Patch::Apply(&body)).await {
+                Err(kube::Error::Api(status))
+                    if force && status.code == 422 && status.message.contains("immutable") =>
+                {
+                    // An immutable field changed: with force, delete and create again.
+                    api.delete(&object.name, &DeleteParams::foreground())
+                        .await
+                        .map_err(|e| kube_err(&key, e))?;
+                    self.wait_gone(&api, &object.name).await?;
+                    api.patch(&object.name, &params, &Patch::Apply(&body)).await
+                }
+                other => other,
+            };
+            let result = result.map_err(|e| match e {
+                kube::Error::Api(status) if status.code == 409 => kube_err(
+                    &key,
+                    format!("conflict with another field manager: {} (drover does not take fields another manager owns unless forced)", status.message),
+                ),
+                kube::Error::Api(status) if status.code == 422 => {
+                    kube_err(&key, format!("refused: {} (an immutable field changed? force recreates)", status.message))
+                }
+                e => kube_err(&key, e),
+            })?;
+            let mark = drift_mark(&result);
+            if previous.get(&key).is_some_and(|p| *p != mark) {
+                applied.drifted += 1;
+            }
+            if object.gvk.kind == "CustomResourceDefinition" {
+                crds.push(object.name.clone());
+            }
+            applied.marks.insert(key.clone(), mark);
+            keep.insert(key);
+            applied.objects += 1;
+            if applied.unhealthy.is_none() {
+                applied.unhealthy = unhealthy(&object.gvk.kind, &result);
+            }
+        }
+        for crd in crds {
+            self.wait_established(&crd).await?;
+        }
+        let previous_kinds = self.parent_group_kinds(bundle).await?;
+        self.write_parent(bundle, &id, &group_kinds, &namespaces).await?;
+        let all_kinds: BTreeSet<String> = group_kinds.union(&previous_kinds).cloned().collect();
+        applied.pruned = self.prune(&id, &all_kinds, &keep).await?;
+        Ok(applied)
+    }
+
+    /// Deletes every object of `bundle`'s inventory (but those opted out), then its parent.
+    pub async fn remove(&self, bundle: &BundleName) -> Result<usize> {
+        let id = self.applyset_id(bundle);
+        let kinds = self.parent_group_kinds(bundle).await?;
+        let deleted = self.prune(&id, &kinds, &BTreeSet::new()).await?;
+        let parents: Api<DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            &self.namespace,
+            &ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
+        );
+        match parents.delete(&parent_name(bundle), &DeleteParams::default()).await {
+            Ok(_) => Ok(deleted),
+            Err(e) if is_not_found(&e) => Ok(deleted),
+            Err(e) => Err(kube_err(format!("ConfigMap {}", parent_name(bundle)), e)),
+        }
+    }
+
+    /// Health of the objects of `bundle` now (for bundles waiting to become ready).
+    pub async fn health(&self, bundle: &BundleName) -> Result<Option<String>> {
+        let id = self.applyset_id(bundle);
+        for gk in self.parent_group_kinds(bundle).await? {
+            for object in self.members(&id, &gk).await? {
+                let kind = gk.split('.').next().unwrap_or("");
+                if let Some(why) = unhealthy(kind, &object) {
+                    return Ok(Some(why));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Writes the status report into ConfigMap `drover-status` of the agent's namespace.
+    pub async fn write_status(&self, status_json: &str) -> Result<()> {
+        self.ensure_namespace(&self.namespace).await?;
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            &self.namespace,
+            &ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
+        );
+        let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "drover-status", "namespace": self.namespace},
+            "data": {"status.json": status_json}});
+        api.patch(
+            "drover-status",
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .map_err(|e| kube_err("ConfigMap drover-status", e))?;
+        Ok(())
+    }
+
+    /// Records a Warning Event about `bundle` (on its ApplySet parent).
+    pub async fn event(&self, bundle: &BundleName, reason: &str, message: &str) {
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            &self.namespace,
+            &ApiResource::erase::<k8s_openapi::api::core::v1::Event>(&()),
+        );
+        let now = crate::format::rfc3339(time::OffsetDateTime::now_utc());
+        let body: DynamicObject = match serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": format!("drover-{bundle}-"), "namespace": self.namespace},
+            "involvedObject": {"apiVersion": "v1", "kind": "ConfigMap", "name": parent_name(bundle), "namespace": self.namespace},
+            "reason": reason, "message": message, "type": "Warning",
+            "source": {"component": "drover-agent"},
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        })) {
+            Ok(b) => b,
+            Err(_) => return,
+        };
+        if let Err(e) = api.create(&PostParams::default(), &body).await {
+            tracing::warn!(bundle = %bundle, error = %e, "could not record an Event");
+        }
+    }
+
+    async fn ensure_namespace(&self, namespace: &str) -> Result<()> {
+        let api: Api<DynamicObject> = Api::all_with(
+            self.client.clone(),
+            &ApiResource::erase::<k8s_openapi::api::core::v1::Namespace>(&()),
+        );
+        let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
+        api.patch(namespace, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&body))
+            .await
+            .map_err(|e| kube_err(format!("Namespace {namespace}"), e))?;
+        Ok(())
+    }
+
+    async fn wait_established(&self, crd: &str) -> Result<()> {
+        let gvk = GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition");
+        let (ar, caps) = self.resolve(&gvk).await?;
+        let api = self.api(&ar, &caps, None);
+        let deadline = tokio::time::Instant::now() + CRD_TIMEOUT;
+        loop {
+            let object = api
+                .get(crd)
+                .await
+                .map_err(|e| kube_err(format!("CustomResourceDefinition {crd}"), e))?;
+            if condition_true(&object, "Established") {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(kube_err(
+                    format!("CustomResourceDefinition {crd}"),
+                    format!("not Established after {}s", CRD_TIMEOUT.as_secs()),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn wait_gone(&self, api: &Api<DynamicObject>, name: &str) -> Result<()> {
+        for _ in 0..150 {
+            match api.get_opt(name).await {
+                Ok(None) => return Ok(()),
+                Ok(Some(_)) => tokio::time::sleep(Duration::from_millis(200)).await,
+                Err(e) => return Err(kube_err(name, e)),
+            }
+        }
+        Err(kube_err(name, "still present 30s after its deletion"))
+    }
+
+    async fn parent_group_kinds(&self, bundle: &BundleName) -> Result<BTreeSet<String>> {
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            &self.namespace,
+            &ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
+        );
+        let parent = api
+            .get_opt(&parent_name(bundle))
+            .await
+            .map_err(|e| kube_err(format!("ConfigMap {}", parent_name(bundle)), e))?;
+        Ok(parent
+            .and_then(|p| p.metadata.annotations)
+            .and_then(|a| a.get(GROUP_KINDS_ANNOTATION).cloned())
+            .map(|s| s.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect())
+            .unwrap_or_default())
+    }
+
+    async fn write_parent(
+        &self,
+        bundle: &BundleName,
+        id: &str,
+        group_kinds: &BTreeSet<String>,
+        namespaces: &BTreeSet<String>,
+    ) -> Result<()> {
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            &self.namespace,
+            &ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
+        );
+        let others: Vec<&String> = namespaces.iter().filter(|n| **n != self.namespace).collect();
+        let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": parent_name(bundle), "namespace": self.namespace,
+            "labels": {ID_LABEL: id, "app.kubernetes.io/managed-by": "drover"},
+            "annotations": {
+                TOOLING_ANNOTATION: concat!("drover/", env!("CARGO_PKG_VERSION")),
+                GROUP_KINDS_ANNOTATION: group_kinds.iter().cloned().collect::<Vec<_>>().join(","),
+                NAMESPACES_ANNOTATION: others.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","),
+            }}});
+        api.patch(
+            &parent_name(bundle),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .map_err(|e| kube_err(format!("ConfigMap {}", parent_name(bundle)), e))?;
+        Ok(())
+    }
+
+    async fn members(&self, id: &str, group_kind: &str) -> Result<Vec<DynamicObject>> {
+        let (kind, group) = group_kind.split_once('.').unwrap_or((group_kind, ""));
+        let gvks = kube::discovery::group(&self.client, group)
+            .await
+            .map_err(|e| kube_err(group_kind, e))?;
+        let Some((ar, _)) = gvks.recommended_kind(kind) else {
+            return Ok(Vec::new());
+        };
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
+        let list = api
+            .list(&ListParams::default().labels(&format!("{PART_OF_LABEL}={id}")))
+            .await
+            .map_err(|e| kube_err(group_kind, e))?;
+        Ok(list.items)
+    }
+
+    /// Deletes members of ApplySet `id` of `group_kinds` whose key is not in `keep`.
+    async fn prune(&self, id: &str, group_kinds: &BTreeSet<String>, keep: &BTreeSet<String>) -> Result<usize> {
+        let mut deleted = 0;
+        for gk in group_kinds {
+            let (kind, group) = gk.split_once('.').unwrap_or((gk.as_str(), ""));
+            let Ok(apigroup) = kube::discovery::group(&self.client, group).await else {
+                continue; // the kind is gone (a CRD removed): nothing of it can be left
+            };
+            let Some((ar, caps)) = apigroup.recommended_kind(kind) else {
+                continue;
+            };
+            for object in self.members(id, gk).await? {
+                let ns = object.metadata.namespace.clone();
+                let name = object.metadata.name.clone().unwrap_or_default();
+                let gvk = GroupVersionKind::gvk(&ar.group, &ar.version, &ar.kind);
+                if keep.contains(&object_key(&gvk, ns.as_deref(), &name)) {
+                    continue;
+                }
+                let opted_out = object
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(PRUNE_ANNOTATION))
+                    .is_some_and(|v| v == "disabled");
+                if opted_out {
+                    tracing::info!(object = %name, kind, "left its bundle; kept (drover.dev/prune: disabled)");
+                    continue;
+                }
+                let api = self.api(&ar, &caps, ns.as_deref());
+                match api.delete(&name, &DeleteParams::background()).await {
+                    Ok(_) => {
+                        tracing::info!(object = %name, kind, "pruned");
+                        deleted += 1;
+                    }
+                    Err(e) if is_not_found(&e) => {}
+                    Err(e) => return Err(kube_err(format!("{kind} {name}"), e)),
+                }
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(status) if status.code == 404)
+}
+
+/// Name of the ApplySet parent ConfigMap of `bundle`.
+pub fn parent_name(bundle: &BundleName) -> String {
+    format!("drover-applyset-{bundle}")
+}
+
+/// `Kind.group` as ApplySet annotations write it (`Kind` alone for the core group).
+fn group_kind(gvk: &GroupVersionKind) -> String {
+    if gvk.group.is_empty() {
+        gvk.kind.clone()
+    } else {
+        format!("{}.{}", gvk.kind, gvk.group)
+    }
+}
+
+fn object_key(gvk: &GroupVersionKind, namespace: Option<&str>, name: &str) -> String {
+    format!("{}/{}/{}", group_kind(gvk), namespace.unwrap_or(""), name)
+}
+
+fn parse_object(document: &str, what: &str) -> Result<Object> {
+    let body: Value = serde_norway::from_str(document).map_err(|e| Error::invalid(what, format!("not YAML: {e}")))?;
+    let api_version = body["apiVersion"].as_str().unwrap_or_default();
+    let kind = body["kind"].as_str().unwrap_or_default().to_string();
+    let name = body["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    if api_version.is_empty() || kind.is_empty() || name.is_empty() {
+        return Err(Error::invalid(
+            what,
+            "an object without apiVersion, kind or metadata.name",
+        ));
+    }
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    Ok(Object {
+        gvk: GroupVersionKind::gvk(group, version, &kind),
+        namespace: body["metadata"]["namespace"].as_str().map(str::to_string),
+        name,
+        body,
+    })
+}
+
+/// What tells a change by someone else: `generation` when the kind has one (status
+/// updates do not move it), else `resourceVersion`.
+fn drift_mark(object: &DynamicObject) -> String {
+    match object.metadata.generation {
+        Some(g) => format!("g{g}"),
+        None => format!("rv{}", object.metadata.resource_version.clone().unwrap_or_default()),
+    }
+}
+
+fn condition_true(object: &DynamicObject, kind: &str) -> bool {
+    object.data["status"]["conditions"]
+        .as_array()
+        .is_some_and(|cs| cs.iter().any(|c| c["type"] == kind && c["status"] == "True"))
+}
+
+/// `None` when `object` of `kind` is healthy, else why not.
+fn unhealthy(kind: &str, object: &DynamicObject) -> Option<String> {
+    let name = object.metadata.name.clone().unwrap_or_default();
+    let status = &object.data["status"];
+    let spec = &object.data["spec"];
+    let n = |v: &Value| v.as_i64().unwrap_or(0);
+    let generation = object.metadata.generation.unwrap_or(0);
+    let observed = n(&status["observedGeneration"]);
+    match kind {
+        "Deployment" | "StatefulSet" => {
+            let want = spec["replicas"].as_i64().unwrap_or(1);
+            let ready = if kind == "Deployment" {
+                n(&status["availableReplicas"])
+            } else {
+                n(&status["readyReplicas"])
+            };
+            let updated = n(&status["updatedReplicas"]);
+            (observed < generation || updated < want || ready < want).then(|| {
+                format!("{kind} {name}: {ready}/{want} ready, {updated} updated (observed generation {observed} of {generation})")
+            })
+        }
+        "DaemonSet" => {
+            let want = n(&status["desiredNumberScheduled"]);
+            let ready = n(&status["numberReady"]);
+            let updated = n(&status["updatedNumberScheduled"]);
+            (observed < generation || ready < want || updated < want)
+                .then(|| format!("DaemonSet {name}: {ready}/{want} ready, {updated} updated"))
+        }
+        "Job" => {
+            if condition_true(object, "Failed") {
+                Some(format!("Job {name} failed"))
+            } else if condition_true(object, "Complete") {
+                None
+            } else {
+                Some(format!("Job {name} not complete"))
+            }
+        }
+        _ => {
+            let has_ready = status["conditions"]
+                .as_array()
+                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready"));
+            (has_ready && !condition_true(object, "Ready")).then(|| format!("{kind} {name}: Ready is not True"))
+        }
+    }
+}

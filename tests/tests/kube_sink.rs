@@ -1,0 +1,343 @@
+//! The `kube` sink against the in-repo Kubernetes API test double (tests/kube-double; no
+//! real kube-apiserver can run here), with stock kubectl as the independent reader.
+
+use std::process::{Child, Command, Stdio};
+
+use drover_e2e::{bin, require, text, Site};
+
+const LABELS: &[&str] = &["env=prod", "region=eu", "monitoring=on"];
+
+/// The API double, killed on drop, with a kubeconfig pointing at it.
+struct Api {
+    child: Child,
+    kubeconfig: String,
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Api {
+    fn start(site: &Site, auto_ready: bool) -> Api {
+        let mut cmd = Command::new(bin("kube-api-double"));
+        cmd.args(["--listen", "127.0.0.1:0"]);
+        if auto_ready {
+            cmd.arg("--auto-ready");
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn kube-api-double");
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+        let server = line
+            .trim()
+            .strip_prefix("listening on ")
+            .expect("listening line")
+            .to_string();
+        let kubeconfig = site.path("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: double\n  cluster: {{server: \"{server}\"}}\n\
+                 contexts:\n- name: double\n  context: {{cluster: double, user: nobody}}\ncurrent-context: double\n\
+                 users:\n- name: nobody\n  user: {{}}\n"
+            ),
+        )
+        .unwrap();
+        Api {
+            child,
+            kubeconfig: kubeconfig.to_str().unwrap().to_string(),
+        }
+    }
+
+    /// Runs kubectl against the double; returns stdout, failing the test on error.
+    fn kubectl(&self, args: &[&str]) -> String {
+        let out = self.kubectl_raw(args);
+        assert!(out.status.success(), "kubectl {args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn kubectl_raw(&self, args: &[&str]) -> std::process::Output {
+        Command::new(require("kubectl", "kubectl"))
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Whether `kubectl get KIND NAME -n NS` finds the object.
+    fn exists(&self, kind: &str, name: &str, namespace: &str) -> bool {
+        self.kubectl_raw(&["get", kind, name, "-n", namespace]).status.success()
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        serde_json::from_str(&self.kubectl(&all)).unwrap()
+    }
+}
+
+/// `drover-agent --once --sink kube:KUBECONFIG` for site-7 with `labels`.
+fn agent(site: &Site, api: &Api, labels: &[&str]) -> (Option<i32>, String) {
+    let sink = format!("kube:{}", api.kubeconfig);
+    let (key, state, source) = (site.p("keys/drover.pub"), site.p("state"), site.store_url());
+    let mut args = vec![
+        "--source",
+        &source,
+        "--key",
+        &key,
+        "--cluster-name",
+        "site-7",
+        "--sink",
+        &sink,
+        "--state-dir",
+        &state,
+        "--once",
+    ];
+    for l in labels {
+        args.extend(["--label", l]);
+    }
+    let out = Command::new(bin("drover-agent")).args(&args).output().unwrap();
+    (out.status.code(), text(&out))
+}
+
+fn line_of<'a>(out: &'a str, bundle: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.trim_start().starts_with(bundle))
+        .unwrap_or_else(|| panic!("no line for {bundle}: {out}"))
+}
+
+fn write(site: &Site, rel: &str, text: &str) {
+    site.write(&format!("src/bundles/{rel}"), text);
+}
+
+#[test]
+fn applies_bundles_with_applyset_labels_and_reports_ready_in_a_configmap() {
+    let site = Site::new().with_examples();
+    site.publish(&[]);
+    let api = Api::start(&site, true);
+    let (code, out) = agent(&site, &api, LABELS);
+    assert_eq!(code, Some(0), "{out}");
+    for bundle in ["base", "monitoring", "web"] {
+        assert!(line_of(&out, bundle).contains("Ready"), "{out}");
+    }
+    let deploy = api.json(&["get", "deployment", "web", "-n", "web", "--show-managed-fields"]);
+    let id = deploy["metadata"]["labels"]["applyset.kubernetes.io/part-of"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(id.starts_with("applyset-") && id.ends_with("-v1"), "{deploy:#}");
+    let managers: Vec<&str> = deploy["metadata"]["managedFields"]
+        .as_array()
+        .map(|m| m.iter().filter_map(|f| f["manager"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        managers.contains(&"drover"),
+        "server-side applied by drover: {managers:?}"
+    );
+    let parent = api.json(&["get", "configmap", "drover-applyset-web", "-n", "drover-system"]);
+    assert_eq!(parent["metadata"]["labels"]["applyset.kubernetes.io/id"], id.as_str());
+    let kinds = parent["metadata"]["annotations"]["applyset.kubernetes.io/contains-group-kinds"]
+        .as_str()
+        .unwrap();
+    assert_eq!(kinds, "Deployment.apps,Service", "{parent:#}");
+    let status = api.json(&["get", "configmap", "drover-status", "-n", "drover-system"]);
+    let report: serde_json::Value = serde_json::from_str(status["data"]["status.json"].as_str().unwrap()).unwrap();
+    assert_eq!(report["cluster"], "site-7");
+    assert!(
+        report["bundles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["state"] == "Ready"),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn objects_leaving_a_bundle_are_pruned_unless_opted_out_and_foreign_objects_survive() {
+    let site = Site::new().with_examples();
+    // The Service opts out of pruning; the monitoring ConfigMap does not.
+    let service = std::fs::read_to_string(site.path("src/bundles/web/service.yaml")).unwrap();
+    write(
+        &site,
+        "web/service.yaml",
+        &service.replace(
+            "  name: web\n",
+            "  name: web\n  annotations:\n    drover.dev/prune: disabled\n",
+        ),
+    );
+    site.publish(&[]);
+    let api = Api::start(&site, true);
+    let (code, out) = agent(&site, &api, LABELS);
+    assert_eq!(code, Some(0), "{out}");
+    // Someone else's object in the same namespace.
+    let foreign = site.path("foreign.yaml");
+    std::fs::write(
+        &foreign,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: hand-made, namespace: web}\ndata: {a: b}\n",
+    )
+    .unwrap();
+    api.kubectl(&["apply", "--server-side", "-f", foreign.to_str().unwrap()]);
+    assert!(api.exists("configmap", "cluster-identity", "monitoring"));
+
+    // Version 2: the Service and the monitoring ConfigMap leave their bundles.
+    std::fs::remove_file(site.path("src/bundles/web/service.yaml")).unwrap();
+    let node_exporter = site.path("src/bundles/monitoring/node-exporter.yaml");
+    let yaml = std::fs::read_to_string(&node_exporter).unwrap();
+    let cut = yaml
+        .find("---\napiVersion: v1\nkind: ConfigMap")
+        .expect("the ConfigMap document");
+    std::fs::write(&node_exporter, &yaml[..cut]).unwrap();
+    site.publish(&[]);
+    let (code, out) = agent(&site, &api, LABELS);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(line_of(&out, "monitoring").contains("1 pruned"), "{out}");
+    assert!(!api.exists("configmap", "cluster-identity", "monitoring"), "pruned");
+    assert!(api.exists("service", "web", "web"), "opted out: kept");
+    assert!(api.exists("deployment", "web", "web"));
+
+    // web no longer targets this cluster: its objects go, the hand-made one stays.
+    write(
+        &site,
+        "web/bundle.yaml",
+        "namespace: web\ndependsOn: [base]\ntargets:\n  - clusterName: elsewhere\n",
+    );
+    site.publish(&[]);
+    let (code, out) = agent(&site, &api, LABELS);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(line_of(&out, "web").contains("Removed"), "{out}");
+    assert!(!api.exists("deployment", "web", "web"), "removed bundle pruned");
+    assert!(
+        api.exists("configmap", "hand-made", "web"),
+        "an object drover does not own is never deleted"
+    );
+    assert!(
+        !api.exists("configmap", "drover-applyset-web", "drover-system"),
+        "inventory parent gone"
+    );
+}
+
+#[test]
+fn depends_on_waits_until_the_dependency_is_ready() {
+    let site = Site::new();
+    write(
+        &site,
+        "app/deploy.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: app, namespace: default}\nspec:\n  replicas: 1\n  \
+         selector: {matchLabels: {app: app}}\n  template:\n    metadata: {labels: {app: app}}\n    spec:\n      \
+         containers: [{name: app, image: nginx:1.27}]\n",
+    );
+    write(&site, "addon/bundle.yaml", "dependsOn: [app]\n");
+    write(
+        &site,
+        "addon/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: addon, namespace: default}\ndata: {x: y}\n",
+    );
+    site.publish(&[]);
+    let api = Api::start(&site, false);
+    let (code, out) = agent(&site, &api, &[]);
+    assert_eq!(code, Some(1), "not everything is in place yet: {out}");
+    assert!(
+        line_of(&out, "app").contains("Applying") && line_of(&out, "app").contains("0/1 ready"),
+        "{out}"
+    );
+    assert!(line_of(&out, "addon").contains("PendingDependency"), "{out}");
+    assert!(!api.exists("configmap", "addon", "default"));
+
+    // The Deployment becomes available (as its controller would report).
+    let generation = api.json(&["get", "deployment", "app", "-n", "default"])["metadata"]["generation"].clone();
+    let patch = format!(
+        r#"{{"status":{{"observedGeneration":{generation},"replicas":1,"updatedReplicas":1,"readyReplicas":1,"availableReplicas":1}}}}"#
+    );
+    api.kubectl(&[
+        "patch",
+        "deployment",
+        "app",
+        "-n",
+        "default",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &patch,
+    ]);
+    let (code, out) = agent(&site, &api, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        line_of(&out, "app").contains("Ready") && line_of(&out, "addon").contains("Ready"),
+        "{out}"
+    );
+    assert!(api.exists("configmap", "addon", "default"));
+}
+
+#[test]
+fn drift_is_restored_and_counted_and_conflicts_with_other_managers_are_reported() {
+    let site = Site::new().with_examples();
+    site.publish(&[]);
+    let api = Api::start(&site, true);
+    let (code, out) = agent(&site, &api, LABELS);
+    assert_eq!(code, Some(0), "{out}");
+
+    // Someone deletes an object: the next cycle puts it back and counts the drift.
+    api.kubectl(&["delete", "configmap", "cluster-identity", "-n", "monitoring"]);
+    let (code, out) = agent(&site, &api, LABELS);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(line_of(&out, "monitoring").contains("1 drifted"), "{out}");
+    assert!(api.exists("configmap", "cluster-identity", "monitoring"));
+    // Nothing changed since: no drift.
+    let (_, out) = agent(&site, &api, LABELS);
+    assert!(line_of(&out, "monitoring").contains("0 drifted"), "{out}");
+
+    // Another manager takes a field drover applies: reported as a conflict, not overwritten.
+    api.kubectl(&[
+        "patch",
+        "deployment",
+        "web",
+        "-n",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"replicas":7}}"#,
+    ]);
+    let (code, out) = agent(&site, &api, LABELS);
+    assert_eq!(code, Some(1), "{out}");
+    let web = line_of(&out, "web");
+    assert!(web.contains("Error") && web.contains("conflict"), "{out}");
+    let replicas = api.json(&["get", "deployment", "web", "-n", "web"])["spec"]["replicas"].clone();
+    assert_eq!(replicas, 7, "not overwritten without force");
+}
+
+#[test]
+fn crd_and_its_custom_resources_in_dependent_bundles_apply_in_one_cycle() {
+    let site = Site::new();
+    write(
+        &site,
+        "crds/widgets.yaml",
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: widgets.example.com}\n\
+         spec:\n  group: example.com\n  scope: Namespaced\n  names: {plural: widgets, singular: widget, kind: Widget}\n  \
+         versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        \
+         type: object\n        x-kubernetes-preserve-unknown-fields: true\n",
+    );
+    write(&site, "widgets/bundle.yaml", "namespace: default\ndependsOn: [crds]\n");
+    write(
+        &site,
+        "widgets/gear.yaml",
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: gear}\nspec: {teeth: 12}\n",
+    );
+    site.publish(&[]);
+    let api = Api::start(&site, true);
+    let (code, out) = agent(&site, &api, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        line_of(&out, "crds").contains("Ready") && line_of(&out, "widgets").contains("Ready"),
+        "{out}"
+    );
+    let gear = api.json(&["get", "widgets.example.com", "gear", "-n", "default"]);
+    assert_eq!(gear["spec"]["teeth"], 12, "{gear:#}");
+}
