@@ -108,7 +108,8 @@ impl Cycle<'_> {
                                 &mut rendered,
                             )?;
                             let previous_marks = marks.get(name.as_str()).cloned().unwrap_or_default();
-                            sink.apply(&name, &rendered.documents, false, &previous_marks).await
+                            sink.apply(&name, &rendered.documents, item.bundle.force, &previous_marks)
+                                .await
                         }
                         .await;
                         match outcome {

@@ -218,6 +218,7 @@ mod tests {
             depends_on: deps.iter().map(|d| BundleName::parse(d).expect("dep")).collect(),
             paused: false,
             rollout: None,
+            force: false,
             targets,
         }
     }

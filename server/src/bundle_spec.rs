@@ -5,6 +5,7 @@
 //! dependsOn: [base]           # applied only after these bundles
 //! paused: false
 //! rollout: {percent: 100}
+//! force: false                # kube sink: take fields other managers own
 //! targets:                    # first match wins; omitted = every cluster
 //!   - clusterName: site-7
 //!     variant: site-7         # sub-directory whose YAML is added to the base files
@@ -36,6 +37,9 @@ pub struct BundleSpec {
     pub paused: bool,
     /// Staged rollout.
     pub rollout: Option<Rollout>,
+    /// kube sink: take fields other managers own, recreate on immutable-field changes.
+    #[serde(default)]
+    pub force: bool,
     /// Targets; empty means one target selecting every cluster.
     #[serde(default)]
     pub targets: Vec<TargetSpec>,

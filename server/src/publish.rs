@@ -155,6 +155,7 @@ pub fn publish(opts: &PublishOptions, now: OffsetDateTime) -> Result<PublishSumm
             depends_on: spec.depends_on.clone(),
             paused: spec.paused,
             rollout: spec.rollout,
+            force: spec.force,
             targets,
         });
     }

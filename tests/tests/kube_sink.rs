@@ -311,6 +311,26 @@ fn drift_is_restored_and_counted_and_conflicts_with_other_managers_are_reported(
     assert!(web.contains("Error") && web.contains("conflict"), "{out}");
     let replicas = api.json(&["get", "deployment", "web", "-n", "web"])["spec"]["replicas"].clone();
     assert_eq!(replicas, 7, "not overwritten without force");
+
+    // With force the bundle takes the field back.
+    let spec = std::fs::read_to_string(site.path("src/bundles/web/bundle.yaml")).unwrap();
+    write(&site, "web/bundle.yaml", &format!("{spec}force: true\n"));
+    site.publish(&[]);
+    let (code, out) = agent(&site, &api, LABELS);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(line_of(&out, "web").contains("Ready"), "{out}");
+    let replicas = api.json(&["get", "deployment", "web", "-n", "web"])["spec"]["replicas"].clone();
+    assert_eq!(replicas, 5, "site-7's variant applied again with force");
+
+    // An immutable field (the selector) changes: with force, deleted and created again.
+    let variant = site.path("src/bundles/web/site-7/deployment.yaml");
+    let yaml = std::fs::read_to_string(&variant).unwrap();
+    std::fs::write(&variant, yaml.replace("app: web", "app: web2")).unwrap();
+    site.publish(&[]);
+    let (code, out) = agent(&site, &api, LABELS);
+    assert_eq!(code, Some(0), "{out}");
+    let deploy = api.json(&["get", "deployment", "web", "-n", "web"]);
+    assert_eq!(deploy["spec"]["selector"]["matchLabels"]["app"], "web2", "{deploy:#}");
 }
 
 #[test]

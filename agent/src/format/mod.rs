@@ -66,6 +66,11 @@ pub struct Bundle {
     /// Staged rollout; absent means 100 %.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<Rollout>,
+    /// kube sink: take fields other field managers own, and delete and recreate objects
+    /// whose immutable fields changed. Ignored by the dir sink; absent means false (older
+    /// agents ignore it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
     /// Ordered targets: the first that matches the cluster wins.
     pub targets: Vec<Target>,
 }

@@ -214,7 +214,7 @@ impl KubeSink {
             let result = result.map_err(|e| match e {
                 kube::Error::Api(status) if status.code == 409 => kube_err(
                     &key,
-                    format!("conflict with another field manager: {} (drover does not take fields another manager owns unless forced)", status.message),
+                    format!("conflict with another field manager: {} (set `force: true` in the bundle's bundle.yaml to take them)", status.message),
                 ),
                 kube::Error::Api(status) if status.code == 422 => {
                     kube_err(&key, format!("refused: {} (an immutable field changed? force recreates)", status.message))
