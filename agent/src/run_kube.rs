@@ -15,7 +15,7 @@ use crate::format::{BundleName, Digest};
 use crate::render::{render_bundle, Rendered};
 use crate::run::{fetch_blob, Counters};
 use crate::select::{plan, Decision};
-use crate::sink::kube::KubeSink;
+use crate::sink::kube::{KubeSink, Policy};
 use crate::sink::KubeTarget;
 use crate::source::Source;
 use crate::state::{BundleState, State, Status};
@@ -108,8 +108,11 @@ impl Cycle<'_> {
                                 &mut rendered,
                             )?;
                             let previous_marks = marks.get(name.as_str()).cloned().unwrap_or_default();
-                            sink.apply(&name, &rendered.documents, item.bundle.force, &previous_marks)
-                                .await
+                            let policy = Policy {
+                                force: item.bundle.force,
+                                keep_resources: item.bundle.keep_resources,
+                            };
+                            sink.apply(&name, &rendered.documents, policy, &previous_marks).await
                         }
                         .await;
                         match outcome {
@@ -124,7 +127,13 @@ impl Cycle<'_> {
                                 );
                                 let (status, message) = match applied.unhealthy {
                                     None => (Status::Ready, summary),
-                                    Some(why) => self.waiting_for_health(previous.as_ref(), &chosen.digest, why),
+                                    Some(why) => {
+                                        let timeout = item
+                                            .bundle
+                                            .health_timeout_seconds
+                                            .map_or(HEALTH_TIMEOUT, Duration::from_secs);
+                                        self.waiting_for_health(previous.as_ref(), &chosen.digest, why, timeout)
+                                    }
                                 };
                                 if status == Status::Error {
                                     sink.event(&name, "NotReady", &message).await;
@@ -176,16 +185,21 @@ impl Cycle<'_> {
     }
 
     /// Applying while objects are not healthy; Error once that lasted past the timeout.
-    fn waiting_for_health(&self, previous: Option<&BundleState>, digest: &Digest, why: String) -> (Status, String) {
+    fn waiting_for_health(
+        &self,
+        previous: Option<&BundleState>,
+        digest: &Digest,
+        why: String,
+        timeout: Duration,
+    ) -> (Status, String) {
         let since = previous
             .filter(|p| p.status == Status::Applying && p.digest.as_ref() == Some(digest))
             .and_then(|p| p.since.as_deref())
             .and_then(|s| OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok());
         match since {
-            Some(t) if self.now - t > HEALTH_TIMEOUT => (
-                Status::Error,
-                format!("not Ready after {}s: {why}", HEALTH_TIMEOUT.as_secs()),
-            ),
+            Some(t) if self.now - t > timeout => {
+                (Status::Error, format!("not Ready after {}s: {why}", timeout.as_secs()))
+            }
             _ => (Status::Applying, format!("applied, waiting for health: {why}")),
         }
     }

@@ -219,6 +219,8 @@ mod tests {
             paused: false,
             rollout: None,
             force: false,
+            keep_resources: false,
+            health_timeout_seconds: None,
             targets,
         }
     }

@@ -6,6 +6,8 @@
 //! paused: false
 //! rollout: {percent: 100}
 //! force: false                # kube sink: take fields other managers own
+//! keepResources: false        # kube sink: keep the objects when no longer targeted
+//! healthTimeout: 5m           # kube sink: unhealthy longer than this is an Error
 //! targets:                    # first match wins; omitted = every cluster
 //!   - clusterName: site-7
 //!     variant: site-7         # sub-directory whose YAML is added to the base files
@@ -40,9 +42,21 @@ pub struct BundleSpec {
     /// kube sink: take fields other managers own, recreate on immutable-field changes.
     #[serde(default)]
     pub force: bool,
+    /// kube sink: keep the objects when the bundle stops targeting a cluster.
+    #[serde(default)]
+    pub keep_resources: bool,
+    /// kube sink: how long objects may stay unhealthy before the bundle is an Error (e.g. 10m).
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub health_timeout: Option<std::time::Duration>,
     /// Targets; empty means one target selecting every cluster.
     #[serde(default)]
     pub targets: Vec<TargetSpec>,
+}
+
+fn duration_opt<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<std::time::Duration>, D::Error> {
+    let s: Option<String> = Option::deserialize(d)?;
+    s.map(|s| drover_agent::config::parse_duration(&s).map_err(serde::de::Error::custom))
+        .transpose()
 }
 
 /// One target of `bundle.yaml`.

@@ -156,6 +156,8 @@ pub fn publish(opts: &PublishOptions, now: OffsetDateTime) -> Result<PublishSumm
             paused: spec.paused,
             rollout: spec.rollout,
             force: spec.force,
+            keep_resources: spec.keep_resources,
+            health_timeout_seconds: spec.health_timeout.map(|d| d.as_secs()),
             targets,
         });
     }

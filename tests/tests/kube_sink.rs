@@ -361,3 +361,122 @@ fn crd_and_its_custom_resources_in_dependent_bundles_apply_in_one_cycle() {
     let gear = api.json(&["get", "widgets.example.com", "gear", "-n", "default"]);
     assert_eq!(gear["spec"]["teeth"], 12, "{gear:#}");
 }
+
+#[test]
+fn keep_resources_leaves_the_objects_when_the_bundle_goes() {
+    let site = Site::new();
+    write(&site, "keep/bundle.yaml", "keepResources: true\nhealthTimeout: 10m\n");
+    write(
+        &site,
+        "keep/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kept, namespace: default}\ndata: {x: y}\n",
+    );
+    write(
+        &site,
+        "gone/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: gone, namespace: default}\ndata: {x: y}\n",
+    );
+    site.publish(&[]);
+    let api = Api::start(&site, true);
+    let (code, out) = agent(&site, &api, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    std::fs::remove_dir_all(site.path("src/bundles/keep")).unwrap();
+    std::fs::remove_dir_all(site.path("src/bundles/gone")).unwrap();
+    write(
+        &site,
+        "other/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: other, namespace: default}\n",
+    );
+    site.publish(&[]);
+    let (code, out) = agent(&site, &api, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        line_of(&out, "keep").contains("Removed") && line_of(&out, "gone").contains("Removed"),
+        "{out}"
+    );
+    assert!(
+        api.exists("configmap", "kept", "default"),
+        "keepResources: the object stays"
+    );
+    assert!(
+        !api.exists("configmap", "gone", "default"),
+        "the other bundle's object is pruned"
+    );
+    assert!(
+        !api.exists("configmap", "drover-applyset-keep", "drover-system"),
+        "inventory forgotten"
+    );
+}
+
+#[test]
+fn agent_killed_between_applies_converges_on_the_next_run() {
+    let site = Site::new().with_examples();
+    site.publish(&[]);
+    let api = Api::start(&site, true);
+    let sink = format!("kube:{}", api.kubeconfig);
+    let (key, state, source) = (site.p("keys/drover.pub"), site.p("state"), site.store_url());
+    let mut seed: u64 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    for round in 0..8 {
+        // Alternate the monitoring image so every round has something to apply.
+        let path = site.path("src/bundles/monitoring/node-exporter.yaml");
+        let yaml = std::fs::read_to_string(&path).unwrap();
+        let next = if round % 2 == 0 {
+            yaml.replace("v1.8.2", "v1.8.3")
+        } else {
+            yaml.replace("v1.8.3", "v1.8.2")
+        };
+        std::fs::write(&path, next).unwrap();
+        site.publish(&[]);
+        let mut child = Command::new(bin("drover-agent"))
+            .args([
+                "--source",
+                &source,
+                "--key",
+                &key,
+                "--cluster-name",
+                "site-7",
+                "--sink",
+                &sink,
+            ])
+            .args([
+                "--state-dir",
+                &state,
+                "--once",
+                "--label",
+                "env=prod",
+                "--label",
+                "region=eu",
+                "--label",
+                "monitoring=on",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        std::thread::sleep(std::time::Duration::from_micros((seed >> 33) % 60_000));
+        let _ = child.kill();
+        child.wait().unwrap();
+    }
+    let (code, out) = agent(&site, &api, LABELS);
+    assert_eq!(code, Some(0), "{out}");
+    let ds = api.json(&["get", "daemonset", "node-exporter", "-n", "monitoring"]);
+    let image = ds["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        image.ends_with("v1.8.2"),
+        "the last published image (round 7 set v1.8.2): {image}"
+    );
+    assert!(api.exists("deployment", "web", "web") && api.exists("configmap", "cluster-identity", "monitoring"));
+    let (code, out) = agent(&site, &api, LABELS);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        line_of(&out, "monitoring").contains("0 drifted"),
+        "stable after convergence: {out}"
+    );
+}

@@ -71,6 +71,14 @@ pub struct Bundle {
     /// agents ignore it).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub force: bool,
+    /// kube sink: when the bundle stops targeting the cluster (or leaves the index), keep
+    /// its objects and only forget them (drop the inventory). Ignored by the dir sink.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_resources: bool,
+    /// kube sink: how long the bundle's objects may stay unhealthy before it is an Error,
+    /// in seconds (absent: 300).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_timeout_seconds: Option<u64>,
     /// Ordered targets: the first that matches the cluster wins.
     pub targets: Vec<Target>,
 }

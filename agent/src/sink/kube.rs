@@ -42,6 +42,8 @@ pub const GROUP_KINDS_ANNOTATION: &str = "applyset.kubernetes.io/contains-group-
 pub const NAMESPACES_ANNOTATION: &str = "applyset.kubernetes.io/additional-namespaces";
 /// Annotation of a parent naming the tool that manages it.
 pub const TOOLING_ANNOTATION: &str = "applyset.kubernetes.io/tooling";
+/// Annotation of a parent: keep the members when the bundle is removed.
+pub const KEEP_ANNOTATION: &str = "drover.dev/keep-resources";
 /// Default namespace of the agent (ApplySet parents, status ConfigMap).
 pub const DEFAULT_NAMESPACE: &str = "drover-system";
 /// How long a CRD may take to become Established.
@@ -76,6 +78,15 @@ struct Object {
     name: String,
     namespace: Option<String>,
     body: Value,
+}
+
+/// How a bundle wants to be applied (from its index entry).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Policy {
+    /// Take fields other managers own; recreate on immutable-field changes.
+    pub force: bool,
+    /// Keep the objects when the bundle is removed.
+    pub keep_resources: bool,
 }
 
 /// The result of applying one bundle.
@@ -155,9 +166,10 @@ impl KubeSink {
         &self,
         bundle: &BundleName,
         documents: &[String],
-        force: bool,
+        policy: Policy,
         previous: &BTreeMap<String, String>,
     ) -> Result<Applied> {
+        let force = policy.force;
         let what = format!("bundle {bundle}");
         let mut objects = documents
             .iter()
@@ -239,17 +251,23 @@ impl KubeSink {
             self.wait_established(&crd).await?;
         }
         let previous_kinds = self.parent_group_kinds(bundle).await?;
-        self.write_parent(bundle, &id, &group_kinds, &namespaces).await?;
+        self.write_parent(bundle, &id, &group_kinds, &namespaces, policy.keep_resources)
+            .await?;
         let all_kinds: BTreeSet<String> = group_kinds.union(&previous_kinds).cloned().collect();
         applied.pruned = self.prune(&id, &all_kinds, &keep).await?;
         Ok(applied)
     }
 
     /// Deletes every object of `bundle`'s inventory (but those opted out), then its parent.
+    /// A bundle applied with `keepResources` keeps its objects: only the parent goes.
     pub async fn remove(&self, bundle: &BundleName) -> Result<usize> {
         let id = self.applyset_id(bundle);
-        let kinds = self.parent_group_kinds(bundle).await?;
-        let deleted = self.prune(&id, &kinds, &BTreeSet::new()).await?;
+        let (kinds, keep) = self.parent_info(bundle).await?;
+        let deleted = if keep {
+            0
+        } else {
+            self.prune(&id, &kinds, &BTreeSet::new()).await?
+        };
         let parents: Api<DynamicObject> = Api::namespaced_with(
             self.client.clone(),
             &self.namespace,
@@ -368,6 +386,11 @@ impl KubeSink {
     }
 
     async fn parent_group_kinds(&self, bundle: &BundleName) -> Result<BTreeSet<String>> {
+        Ok(self.parent_info(bundle).await?.0)
+    }
+
+    /// The parent's group-kinds and whether it asks to keep its members.
+    async fn parent_info(&self, bundle: &BundleName) -> Result<(BTreeSet<String>, bool)> {
         let api: Api<DynamicObject> = Api::namespaced_with(
             self.client.clone(),
             &self.namespace,
@@ -377,11 +400,12 @@ impl KubeSink {
             .get_opt(&parent_name(bundle))
             .await
             .map_err(|e| kube_err(format!("ConfigMap {}", parent_name(bundle)), e))?;
-        Ok(parent
-            .and_then(|p| p.metadata.annotations)
-            .and_then(|a| a.get(GROUP_KINDS_ANNOTATION).cloned())
+        let annotations = parent.and_then(|p| p.metadata.annotations).unwrap_or_default();
+        let kinds = annotations
+            .get(GROUP_KINDS_ANNOTATION)
             .map(|s| s.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect())
-            .unwrap_or_default())
+            .unwrap_or_default();
+        Ok((kinds, annotations.get(KEEP_ANNOTATION).is_some_and(|v| v == "true")))
     }
 
     async fn write_parent(
@@ -390,6 +414,7 @@ impl KubeSink {
         id: &str,
         group_kinds: &BTreeSet<String>,
         namespaces: &BTreeSet<String>,
+        keep_resources: bool,
     ) -> Result<()> {
         let api: Api<DynamicObject> = Api::namespaced_with(
             self.client.clone(),
@@ -404,6 +429,7 @@ impl KubeSink {
                 TOOLING_ANNOTATION: concat!("drover/", env!("CARGO_PKG_VERSION")),
                 GROUP_KINDS_ANNOTATION: group_kinds.iter().cloned().collect::<Vec<_>>().join(","),
                 NAMESPACES_ANNOTATION: others.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","),
+                KEEP_ANNOTATION: keep_resources.to_string(),
             }}});
         api.patch(
             &parent_name(bundle),
