@@ -187,6 +187,8 @@ fn objects_leaving_a_bundle_are_pruned_unless_opted_out_and_foreign_objects_surv
     api.kubectl(&["apply", "--server-side", "-f", foreign.to_str().unwrap()]);
     assert!(api.exists("configmap", "cluster-identity", "monitoring"));
 
+    let web_version = api.json(&["get", "deployment", "web", "-n", "web"])["metadata"]["resourceVersion"].clone();
+
     // Version 2: the Service and the monitoring ConfigMap leave their bundles.
     std::fs::remove_file(site.path("src/bundles/web/service.yaml")).unwrap();
     let node_exporter = site.path("src/bundles/monitoring/node-exporter.yaml");
@@ -202,6 +204,8 @@ fn objects_leaving_a_bundle_are_pruned_unless_opted_out_and_foreign_objects_surv
     assert!(!api.exists("configmap", "cluster-identity", "monitoring"), "pruned");
     assert!(api.exists("service", "web", "web"), "opted out: kept");
     assert!(api.exists("deployment", "web", "web"));
+    let after = api.json(&["get", "deployment", "web", "-n", "web"])["metadata"]["resourceVersion"].clone();
+    assert_eq!(after, web_version, "an object the change did not touch is not written");
 
     // web no longer targets this cluster: its objects go, the hand-made one stays.
     write(
@@ -311,6 +315,11 @@ fn drift_is_restored_and_counted_and_conflicts_with_other_managers_are_reported(
     assert!(web.contains("Error") && web.contains("conflict"), "{out}");
     let replicas = api.json(&["get", "deployment", "web", "-n", "web"])["spec"]["replicas"].clone();
     assert_eq!(replicas, 7, "not overwritten without force");
+    let events = api.kubectl(&["get", "events", "-n", "drover-system", "-o", "json"]);
+    assert!(
+        events.contains("ApplyFailed") && events.contains("conflict"),
+        "a Warning Event: {events}"
+    );
 
     // With force the bundle takes the field back.
     let spec = std::fs::read_to_string(site.path("src/bundles/web/bundle.yaml")).unwrap();
