@@ -117,26 +117,13 @@ pub async fn run_cycle(cfg: &AgentConfig, now: OffsetDateTime, counters: &Counte
         let kept = |status: Status, message: String| BundleState::keeping(previous.as_ref(), status, message);
         let has_applied = previous.as_ref().is_some_and(|p| p.digest.is_some());
         let result = match item.decision {
-            Decision::Invalid(problem) => kept(Status::Error, problem),
             Decision::NotTargeted if has_applied || previous.as_ref().is_some_and(|p| p.file_sha256.is_some()) => {
                 remove(sink, name, "no target matches this cluster", previous.as_ref())
             }
-            Decision::NotTargeted => kept(Status::NotTargeted, "no target matches this cluster".into()),
-            Decision::Paused { would_get } => kept(
-                Status::Paused,
-                format!("paused in the index (targets select {})", would_get.digest.short()),
-            ),
-            Decision::OutsideRollout {
-                bucket,
-                percent,
-                would_get,
-            } => kept(
-                Status::OutsideRollout,
-                format!(
-                    "rollout bucket {bucket} is outside the {percent}% wave for {}",
-                    would_get.digest.short()
-                ),
-            ),
+            decision @ (Decision::Invalid(_)
+            | Decision::NotTargeted
+            | Decision::Paused { .. }
+            | Decision::OutsideRollout { .. }) => no_change(decision, previous.as_ref()),
             Decision::Deploy(chosen) => {
                 let waiting: Vec<&str> = item
                     .bundle
@@ -253,6 +240,32 @@ pub(crate) fn finish(cfg: &AgentConfig, f: Finish<'_>, now: OffsetDateTime) -> R
         state_written,
         state,
     })
+}
+
+/// The result of a decision that changes nothing in the sink: the bundle is invalid,
+/// not targeted (and holds nothing), paused, or outside the rollout wave. Whatever was
+/// applied stays. Shared by every sink.
+pub(crate) fn no_change(decision: Decision, previous: Option<&BundleState>) -> BundleState {
+    let (status, message) = match decision {
+        Decision::Invalid(problem) => (Status::Error, problem),
+        Decision::Paused { would_get } => (
+            Status::Paused,
+            format!("paused in the index (targets select {})", would_get.digest.short()),
+        ),
+        Decision::OutsideRollout {
+            bucket,
+            percent,
+            would_get,
+        } => (
+            Status::OutsideRollout,
+            format!(
+                "rollout bucket {bucket} is outside the {percent}% wave for {}",
+                would_get.digest.short()
+            ),
+        ),
+        Decision::NotTargeted | Decision::Deploy(_) => (Status::NotTargeted, "no target matches this cluster".into()),
+    };
+    BundleState::keeping(previous, status, message)
 }
 
 /// One line per bundle whose outcome changed: the decisions an operator looks for.

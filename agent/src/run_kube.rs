@@ -13,7 +13,7 @@ use crate::config::AgentConfig;
 use crate::error::Result;
 use crate::format::{BundleName, Digest};
 use crate::render::{render_bundle, Rendered};
-use crate::run::{fetch_blob, Counters};
+use crate::run::{fetch_blob, no_change, Counters};
 use crate::select::{plan, Decision};
 use crate::sink::kube::{KubeSink, Policy};
 use crate::sink::KubeTarget;
@@ -52,7 +52,6 @@ impl Cycle<'_> {
             let previous = state.bundles.get(&name).cloned();
             let kept = |status: Status, message: String| BundleState::keeping(previous.as_ref(), status, message);
             let result = match item.decision {
-                Decision::Invalid(problem) => kept(Status::Error, problem),
                 Decision::NotTargeted if previous.as_ref().is_some_and(BundleState::may_have_objects) => {
                     self.remove(
                         sink,
@@ -63,22 +62,10 @@ impl Cycle<'_> {
                     )
                     .await
                 }
-                Decision::NotTargeted => kept(Status::NotTargeted, "no target matches this cluster".into()),
-                Decision::Paused { would_get } => kept(
-                    Status::Paused,
-                    format!("paused in the index (targets select {})", would_get.digest.short()),
-                ),
-                Decision::OutsideRollout {
-                    bucket,
-                    percent,
-                    would_get,
-                } => kept(
-                    Status::OutsideRollout,
-                    format!(
-                        "rollout bucket {bucket} is outside the {percent}% wave for {}",
-                        would_get.digest.short()
-                    ),
-                ),
+                decision @ (Decision::Invalid(_)
+                | Decision::NotTargeted
+                | Decision::Paused { .. }
+                | Decision::OutsideRollout { .. }) => no_change(decision, previous.as_ref()),
                 Decision::Deploy(chosen) => {
                     let waiting: Vec<&str> = item
                         .bundle
