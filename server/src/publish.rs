@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use drover_agent::format::{
-    Bundle, Digest, Index, LabelSelector, Target, API_VERSION, BLOB_DIR, INDEX_FILE, INDEX_KIND, SIGNATURE_FILE,
+    Bundle, Digest, Index, LabelSelector, Target, API_VERSION, BLOB_DIR, INDEX_FILE, INDEX_KIND,
 };
 use drover_agent::fsutil;
 use time::OffsetDateTime;
@@ -54,30 +54,6 @@ pub struct PublishSummary {
     pub blobs_written: Vec<Digest>,
     /// Blobs referenced that were already in the store.
     pub blobs_reused: usize,
-}
-
-/// Makes sure a new index.json's mtime is at least one whole second after the previous
-/// one's. Web servers derive `ETag` and `Last-Modified` from the mtime in whole seconds and
-/// the size (nginx: `"<mtime hex>-<size hex>"`); two publishes within one second giving
-/// indexes of equal size would otherwise share validators, and agents polling with
-/// If-None-Match would be told "304 Not Modified" about the new version.
-fn advance_mtime(path: &Path, previous: Option<std::time::SystemTime>) -> Result<()> {
-    let Some(previous) = previous else {
-        return Ok(());
-    };
-    let secs = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let now = std::fs::metadata(path)
-        .and_then(|m| m.modified())
-        .map_err(|e| Error::from(drover_agent::Error::io(path, e)))?;
-    if secs(now) > secs(previous) {
-        return Ok(());
-    }
-    let later = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs(previous) + 1);
-    std::fs::File::options()
-        .append(true)
-        .open(path)
-        .and_then(|f| f.set_modified(later))
-        .map_err(|e| Error::from(drover_agent::Error::io(path, e)))
 }
 
 /// A target as `bundle.yaml` asks for it: selector, cluster name, variant directory.
@@ -188,11 +164,9 @@ pub fn publish(opts: &PublishOptions, now: OffsetDateTime) -> Result<PublishSumm
         path: opts.key.clone(),
         message: format!("signing failed: {e}"),
     })?;
-    let index_path = opts.store.join(INDEX_FILE);
-    let previous_mtime = std::fs::metadata(&index_path).and_then(|m| m.modified()).ok();
-    fsutil::write_atomic(&index_path, &bytes)?;
-    advance_mtime(&index_path, previous_mtime)?;
-    fsutil::write_atomic(&opts.store.join(SIGNATURE_FILE), signature.into_string().as_bytes())?;
+    // Both files complete on disk before either is renamed, and index.json's mtime moved
+    // past the previous one's second (web servers' ETags), as drover sync writes them.
+    crate::sync::replace_index_files(&opts.store, &bytes, signature.into_string().as_bytes())?;
     Ok(PublishSummary {
         version,
         expires,

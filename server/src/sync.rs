@@ -500,7 +500,7 @@ fn sha256_file(path: &Path) -> Result<Digest> {
 /// already right. Both new files are complete and flushed before either is renamed into
 /// place, so the window in which a reader can pair the new index with the old signature
 /// is two renames long.
-fn replace_index_files(root: &Path, index: &[u8], signature: &[u8]) -> Result<()> {
+pub(crate) fn replace_index_files(root: &Path, index: &[u8], signature: &[u8]) -> Result<()> {
     let index_path = root.join(INDEX_FILE);
     let signature_path = root.join(SIGNATURE_FILE);
     let write_index = std::fs::read(&index_path).ok().as_deref() != Some(index);
