@@ -41,7 +41,7 @@ impl Cycle<'_> {
     pub(crate) async fn run(
         &self,
         target: &KubeTarget,
-        state: State,
+        mut state: State,
     ) -> Result<(State, Vec<(BundleName, BundleState)>)> {
         let sink = target.sink().await?;
         let mut marks = load_marks(self.cfg);
@@ -94,7 +94,28 @@ impl Cycle<'_> {
                                 &self.cfg.render_limits,
                                 &mut rendered,
                             )?;
-                            let previous_marks = marks.get(name.as_str()).cloned().unwrap_or_default();
+                            // Drift is a change by someone else: a new digest changes the
+                            // objects on purpose, so its first apply counts none.
+                            let same_digest = previous.as_ref().and_then(|p| p.digest.as_ref()) == Some(&chosen.digest);
+                            let previous_marks = if same_digest {
+                                marks.get(name.as_str()).cloned().unwrap_or_default()
+                            } else {
+                                BTreeMap::new()
+                            };
+                            if !same_digest {
+                                // Recorded before the API is touched: a crash mid-apply still
+                                // leaves the agent knowing these objects may exist.
+                                let intent = BundleState {
+                                    status: Status::Applying,
+                                    message: format!("applying {}", chosen.digest.short()),
+                                    digest: Some(chosen.digest.clone()),
+                                    file_sha256: None,
+                                    inputs: None,
+                                    since: None,
+                                };
+                                state.bundles.insert(name.clone(), intent);
+                                state.save(&self.cfg.state_dir)?;
+                            }
                             let policy = Policy {
                                 force: item.bundle.force,
                                 keep_resources: item.bundle.keep_resources,
@@ -147,7 +168,11 @@ impl Cycle<'_> {
                     }
                 }
             };
-            if result.status == Status::Ready {
+            // A bundle frozen (paused, outside the wave) at a digest that was Ready stays Ready
+            // for its dependents, as the dir sink counts a frozen bundle as in place.
+            let frozen_ready = matches!(result.status, Status::Paused | Status::OutsideRollout)
+                && previous.as_ref().is_some_and(|p| p.status == Status::Ready);
+            if result.status == Status::Ready || frozen_ready {
                 ready.insert(name.clone());
             }
             results.push((name, result));
@@ -179,6 +204,13 @@ impl Cycle<'_> {
         why: String,
         timeout: Duration,
     ) -> (Status, String) {
+        if let Some(p) = previous.filter(|p| {
+            p.status == Status::Error && p.digest.as_ref() == Some(digest) && p.message.starts_with("not Ready after")
+        }) {
+            // Timed out before and still not healthy: stays an Error (no flapping back).
+            let head = p.message.split(": ").next().unwrap_or("not Ready");
+            return (Status::Error, format!("{head}: {why}"));
+        }
         let since = previous
             .filter(|p| p.status == Status::Applying && p.digest.as_ref() == Some(digest))
             .and_then(|p| p.since.as_deref())

@@ -489,3 +489,21 @@ fn agent_killed_between_applies_converges_on_the_next_run() {
         "stable after convergence: {out}"
     );
 }
+
+#[test]
+fn objects_without_a_namespace_land_in_the_default_one_and_are_not_pruned() {
+    let site = Site::new();
+    write(
+        &site,
+        "plain/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: plain}\ndata: {x: y}\n",
+    );
+    site.publish(&[]);
+    let api = Api::start(&site, true);
+    for run in 0..2 {
+        let (code, out) = agent(&site, &api, &[]);
+        assert_eq!(code, Some(0), "run {run}: {out}");
+        assert!(line_of(&out, "plain").contains("0 pruned"), "run {run}: {out}");
+        assert!(api.exists("configmap", "plain", "default"), "run {run}: still there");
+    }
+}

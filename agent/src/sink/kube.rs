@@ -184,7 +184,13 @@ impl KubeSink {
         let id = self.applyset_id(bundle);
         self.ensure_namespace(&self.namespace).await?;
         let mut applied = Applied::default();
-        let mut group_kinds = BTreeSet::new();
+        // The parent lists every kind the bundle holds now or held before, before any
+        // object is applied: a crash or a failed prune never leaves members it forgot.
+        let group_kinds: BTreeSet<String> = objects.iter().map(|o| group_kind(&o.gvk)).collect();
+        let previous_kinds = self.parent_group_kinds(bundle).await?;
+        let all_kinds: BTreeSet<String> = group_kinds.union(&previous_kinds).cloned().collect();
+        self.write_parent(bundle, &id, &all_kinds, &BTreeSet::new(), policy.keep_resources)
+            .await?;
         let mut namespaces = BTreeSet::new();
         let mut keep = BTreeSet::new();
         let mut crds: Vec<String> = Vec::new();
@@ -198,10 +204,6 @@ impl KubeSink {
                 }
             }
             let (ar, caps) = self.resolve(&object.gvk).await?;
-            group_kinds.insert(group_kind(&object.gvk));
-            if let Some(ns) = &object.namespace {
-                namespaces.insert(ns.clone());
-            }
             let mut body = object.body.clone();
             body["metadata"]["labels"][PART_OF_LABEL] = json!(id);
             let api = self.api(&ar, &caps, object.namespace.as_deref());
@@ -233,6 +235,12 @@ impl KubeSink {
                 }
                 e => kube_err(&key, e),
             })?;
+            // The key as the server names the object (a namespaced object given no
+            // namespace lands in the default one), so pruning recognises it.
+            let key = object_key(&object.gvk, result.metadata.namespace.as_deref(), &object.name);
+            if let Some(ns) = &result.metadata.namespace {
+                namespaces.insert(ns.clone());
+            }
             let mark = drift_mark(&result);
             if previous.get(&key).is_some_and(|p| *p != mark) {
                 applied.drifted += 1;
@@ -250,11 +258,13 @@ impl KubeSink {
         for crd in crds {
             self.wait_established(&crd).await?;
         }
-        let previous_kinds = self.parent_group_kinds(bundle).await?;
-        self.write_parent(bundle, &id, &group_kinds, &namespaces, policy.keep_resources)
-            .await?;
-        let all_kinds: BTreeSet<String> = group_kinds.union(&previous_kinds).cloned().collect();
         applied.pruned = self.prune(&id, &all_kinds, &keep).await?;
+        if all_kinds != group_kinds || !namespaces.is_empty() {
+            // Pruned: the parent may now list only what the bundle holds (KEP-3659 asks for
+            // a superset of the members until then), and the namespaces it uses.
+            self.write_parent(bundle, &id, &group_kinds, &namespaces, policy.keep_resources)
+                .await?;
+        }
         Ok(applied)
     }
 
@@ -278,20 +288,6 @@ impl KubeSink {
             Err(e) if is_not_found(&e) => Ok(deleted),
             Err(e) => Err(kube_err(format!("ConfigMap {}", parent_name(bundle)), e)),
         }
-    }
-
-    /// Health of the objects of `bundle` now (for bundles waiting to become ready).
-    pub async fn health(&self, bundle: &BundleName) -> Result<Option<String>> {
-        let id = self.applyset_id(bundle);
-        for gk in self.parent_group_kinds(bundle).await? {
-            for object in self.members(&id, &gk).await? {
-                let kind = gk.split('.').next().unwrap_or("");
-                if let Some(why) = unhealthy(kind, &object) {
-                    return Ok(Some(why));
-                }
-            }
-        }
-        Ok(None)
     }
 
     /// Writes the status report into ConfigMap `drover-status` of the agent's namespace.
@@ -462,8 +458,11 @@ impl KubeSink {
         let mut deleted = 0;
         for gk in group_kinds {
             let (kind, group) = gk.split_once('.').unwrap_or((gk.as_str(), ""));
-            let Ok(apigroup) = kube::discovery::group(&self.client, group).await else {
-                continue; // the kind is gone (a CRD removed): nothing of it can be left
+            let apigroup = match kube::discovery::group(&self.client, group).await {
+                Ok(g) => g,
+                // The group is gone (its CRD was removed): nothing of it can be left.
+                Err(kube::Error::Discovery(_)) => continue,
+                Err(e) => return Err(kube_err(gk.as_str(), e)),
             };
             let Some((ar, caps)) = apigroup.recommended_kind(kind) else {
                 continue;
@@ -531,6 +530,12 @@ fn parse_object(document: &str, what: &str) -> Result<Object> {
         return Err(Error::invalid(
             what,
             "an object without apiVersion, kind or metadata.name",
+        ));
+    }
+    if !(body["metadata"]["labels"].is_null() || body["metadata"]["labels"].is_object()) {
+        return Err(Error::invalid(
+            what,
+            format!("{kind} {name}: metadata.labels is not a mapping"),
         ));
     }
     let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
