@@ -77,7 +77,7 @@ echo "--- POST /sync (only the changed bundle's blob is downloaded):"
 http POST "$port" /sync; echo
 grep -n "image:" "$demo/clusters/site-7/manifests/drover-monitoring.yaml"
 echo "--- /metrics (excerpt):"
-http GET "$port" /metrics | grep -E '^drover_(polls_total|index_version|stale|fetched_bytes_total) '
+http GET "$port" /metrics | grep -E '^drover_(polls_total[{]|index_version |stale |fetched_bytes_total )'
 echo "--- status.json, what the agent reports about this cluster:"
 sed -n '1,16p' "$demo/clusters/site-7/state/status.json"
 
