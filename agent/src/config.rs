@@ -121,6 +121,9 @@ pub struct Flags {
     /// oci:// sources: talk plain HTTP to the registry (a registry without TLS on a trusted network).
     #[arg(long)]
     pub insecure_registry: bool,
+    /// https:// sources and the report URL: extra CA certificates (PEM bundle) to trust besides the built-in roots.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The YAML `--config` file.
@@ -152,6 +155,7 @@ struct FileConfig {
     report_interval: Option<String>,
     #[serde(default)]
     registry: FileRegistry,
+    ca_file: Option<PathBuf>,
 }
 
 /// The `registry:` section of the config file (for oci:// sources).
@@ -277,6 +281,21 @@ impl AgentConfig {
                 file.blob_timeout,
                 defaults.blob_timeout,
             )?,
+            extra_roots: match flags.ca_file.or(file.ca_file) {
+                Some(path) => {
+                    let pem = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+                    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                        .map_err(|e| Error::Config(format!("caFile {}: not a PEM CA bundle: {e}", path.display())))?;
+                    if certs.is_empty() {
+                        return Err(Error::Config(format!(
+                            "caFile {}: no certificate in it",
+                            path.display()
+                        )));
+                    }
+                    certs
+                }
+                None => Vec::new(),
+            },
         };
         let password_file = flags.registry_password_file.or(file.registry.password_file);
         let password = match &password_file {

@@ -28,11 +28,15 @@ impl Reporter {
             .map_err(|()| Error::Config(format!("reportUrl {}: cannot hold a path", cfg.url)))?
             .pop_if_empty()
             .push(&format!("{cluster}.json"));
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .user_agent(concat!("drover-agent/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(limits.connect_timeout)
             .read_timeout(limits.read_timeout)
-            .timeout(limits.request_timeout)
+            .timeout(limits.request_timeout);
+        for cert in &limits.extra_roots {
+            builder = builder.add_root_certificate(cert.clone());
+        }
+        let client = builder
             .build()
             .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
         Ok(Reporter {

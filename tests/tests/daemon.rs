@@ -574,3 +574,30 @@ fn failed_report_never_fails_the_cycle() {
     assert!(out.contains("status report not sent"), "{out}");
     assert_eq!(site.manifests().len(), 3, "{out}");
 }
+
+#[test]
+fn https_source_with_a_private_ca_needs_ca_file_and_nothing_changes_without_it() {
+    let site = Site::new().with_examples();
+    site.publish(&[]);
+    let pki = site.path("pki");
+    drover_e2e::test_pki(&pki);
+    let tls_port = free_port();
+    let tls = format!(
+        "    listen 127.0.0.1:{tls_port} ssl;\n    ssl_certificate {p}/server.pem;\n    ssl_certificate_key {p}/server.key;",
+        p = pki.display()
+    );
+    let _nginx = nginx_on(site.dir.path(), &site.path("nginx"), free_port(), &tls);
+    let url = format!("https://127.0.0.1:{tls_port}/store/");
+
+    // The private CA is not among the built-in roots: refused, nothing written.
+    let (code, out) = once(&site, &[&url], &[]);
+    assert_eq!(code, Some(3), "{out}");
+    assert!(out.to_lowercase().contains("certificate"), "{out}");
+    assert!(site.manifests().is_empty(), "{out}");
+
+    // Trusted with --ca-file: applied over TLS.
+    let ca = pki.join("ca.pem");
+    let (code, out) = once(&site, &[&url], &["--ca-file", ca.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(site.manifests().len(), 3, "{out}");
+}

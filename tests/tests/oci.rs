@@ -398,69 +398,11 @@ fn registry_to_registry_sync_mounts_within_a_registry_and_copies_across() {
     );
 }
 
-/// Runs openssl with `args` in `dir`.
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new(require("openssl", "openssl"))
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
-}
-
 #[test]
 fn tls_registry_with_a_private_ca_and_client_certificates() {
     let site = published();
     let pki = site.path("pki");
-    std::fs::create_dir_all(&pki).unwrap();
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-    let mut ca = vec![
-        "req",
-        "-x509",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=drover test CA",
-    ];
-    ca.extend(ec);
-    openssl(&pki, &ca);
-    for (name, cn) in [("server", "127.0.0.1"), ("client", "drover-sync")] {
-        let (key_file, csr, subj) = (format!("{name}.key"), format!("{name}.csr"), format!("/CN={cn}"));
-        let mut req = vec!["req", "-keyout", &key_file, "-out", &csr, "-subj", &subj];
-        req.extend(ec);
-        openssl(&pki, &req);
-        std::fs::write(pki.join(format!("{name}.ext")), "subjectAltName=IP:127.0.0.1\n").unwrap();
-        openssl(
-            &pki,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{name}.csr"),
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &format!("{name}.pem"),
-                "-days",
-                "2",
-                "-extfile",
-                &format!("{name}.ext"),
-            ],
-        );
-    }
-    let client = [
-        std::fs::read(pki.join("client.pem")).unwrap(),
-        std::fs::read(pki.join("client.key")).unwrap(),
-    ]
-    .concat();
-    std::fs::write(pki.join("client-bundle.pem"), client).unwrap();
+    drover_e2e::test_pki(&pki);
     let tls = format!(
         "  tls:\n    certificate: {p}/server.pem\n    key: {p}/server.key\n    clientcas:\n      - {p}/ca.pem\n",
         p = pki.display()

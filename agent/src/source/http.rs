@@ -42,10 +42,14 @@ impl HttpSource {
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
         }
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .user_agent(concat!("drover-agent/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(limits.connect_timeout)
-            .read_timeout(limits.read_timeout)
+            .read_timeout(limits.read_timeout);
+        for cert in &limits.extra_roots {
+            builder = builder.add_root_certificate(cert.clone());
+        }
+        let client = builder
             .build()
             .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
         Ok(HttpSource {

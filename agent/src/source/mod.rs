@@ -52,6 +52,10 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Whole-request timeout for one blob (HTTP).
     pub blob_timeout: Duration,
+    /// CA certificates trusted for `https://` sources and the report URL in addition to the
+    /// built-in Mozilla roots (a site's private CA). Not a limit, but a setting every HTTP
+    /// client of the agent shares.
+    pub extra_roots: Vec<reqwest::Certificate>,
 }
 
 impl Default for Limits {
@@ -63,6 +67,7 @@ impl Default for Limits {
             read_timeout: DEFAULT_READ_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             blob_timeout: DEFAULT_BLOB_TIMEOUT,
+            extra_roots: Vec::new(),
         }
     }
 }
