@@ -185,10 +185,11 @@ impl Agent {
         if let Err(e) = status.write(&self.cfg.state_dir) {
             tracing::error!(error = %e, "cannot write status.json");
         }
-        *self.shared.status.lock().unwrap_or_else(|p| p.into_inner()) = status.to_json();
+        let json = status.to_json();
+        *self.shared.status.lock().unwrap_or_else(|p| p.into_inner()) = json.clone();
         if let crate::sink::Sink::Kube(target) = &self.cfg.sink {
             // The same report in the cluster, for kubectl users (ConfigMap drover-status).
-            let json = String::from_utf8_lossy(&status.to_json()).into_owned();
+            let json = String::from_utf8_lossy(&json).into_owned();
             match target.sink().await {
                 Ok(sink) => {
                     if let Err(e) = sink.write_status(&json).await {

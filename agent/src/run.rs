@@ -115,9 +115,8 @@ pub async fn run_cycle(cfg: &AgentConfig, now: OffsetDateTime, counters: &Counte
         let name = &item.bundle.name;
         let previous = state.bundles.get(name).cloned();
         let kept = |status: Status, message: String| BundleState::keeping(previous.as_ref(), status, message);
-        let has_applied = previous.as_ref().is_some_and(|p| p.digest.is_some());
         let result = match item.decision {
-            Decision::NotTargeted if has_applied || previous.as_ref().is_some_and(|p| p.file_sha256.is_some()) => {
+            Decision::NotTargeted if previous.as_ref().is_some_and(BundleState::may_have_objects) => {
                 remove(sink, name, "no target matches this cluster", previous.as_ref())
             }
             decision @ (Decision::Invalid(_)
@@ -125,13 +124,7 @@ pub async fn run_cycle(cfg: &AgentConfig, now: OffsetDateTime, counters: &Counte
             | Decision::Paused { .. }
             | Decision::OutsideRollout { .. }) => no_change(decision, previous.as_ref()),
             Decision::Deploy(chosen) => {
-                let waiting: Vec<&str> = item
-                    .bundle
-                    .depends_on
-                    .iter()
-                    .filter(|d| !in_place.contains(*d))
-                    .map(BundleName::as_str)
-                    .collect();
+                let waiting = waiting_for(&item.bundle.depends_on, &in_place);
                 if waiting.is_empty() {
                     let namespace = item.bundle.namespace.as_deref();
                     let target = Target {
@@ -240,6 +233,15 @@ pub(crate) fn finish(cfg: &AgentConfig, f: Finish<'_>, now: OffsetDateTime) -> R
         state_written,
         state,
     })
+}
+
+/// The dependencies in `depends_on` not yet in `done`, by name.
+pub(crate) fn waiting_for<'a>(depends_on: &'a [BundleName], done: &BTreeSet<BundleName>) -> Vec<&'a str> {
+    depends_on
+        .iter()
+        .filter(|d| !done.contains(*d))
+        .map(BundleName::as_str)
+        .collect()
 }
 
 /// The result of a decision that changes nothing in the sink: the bundle is invalid,

@@ -13,7 +13,7 @@ use crate::config::AgentConfig;
 use crate::error::Result;
 use crate::format::{BundleName, Digest};
 use crate::render::{render_bundle, Rendered};
-use crate::run::{fetch_blob, no_change, Counters};
+use crate::run::{fetch_blob, no_change, waiting_for, Counters};
 use crate::select::{plan, Decision};
 use crate::sink::kube::{KubeSink, Policy};
 use crate::sink::KubeTarget;
@@ -67,13 +67,7 @@ impl Cycle<'_> {
                 | Decision::Paused { .. }
                 | Decision::OutsideRollout { .. }) => no_change(decision, previous.as_ref()),
                 Decision::Deploy(chosen) => {
-                    let waiting: Vec<&str> = item
-                        .bundle
-                        .depends_on
-                        .iter()
-                        .filter(|d| !ready.contains(*d))
-                        .map(BundleName::as_str)
-                        .collect();
+                    let waiting = waiting_for(&item.bundle.depends_on, &ready);
                     if !waiting.is_empty() {
                         kept(
                             Status::PendingDependency,
