@@ -124,6 +124,13 @@ pub struct Flags {
     /// https:// sources and the report URL: extra CA certificates (PEM bundle) to trust besides the built-in roots.
     #[arg(long, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
+    /// Least privilege: apply objects only in this namespace. Repeat for several. A bundle
+    /// with any object elsewhere (or cluster-scoped, unless --allow-cluster-scoped) is refused whole.
+    #[arg(long = "allow-namespace", value_name = "NAMESPACE")]
+    pub allow_namespaces: Vec<String>,
+    /// With --allow-namespace: also allow cluster-scoped objects (ClusterRoles, CRDs, Namespaces, …).
+    #[arg(long)]
+    pub allow_cluster_scoped: bool,
 }
 
 /// The YAML `--config` file.
@@ -156,6 +163,9 @@ struct FileConfig {
     #[serde(default)]
     registry: FileRegistry,
     ca_file: Option<PathBuf>,
+    #[serde(default)]
+    allow_namespaces: Vec<String>,
+    allow_cluster_scoped: Option<bool>,
 }
 
 /// The `registry:` section of the config file (for oci:// sources).
@@ -215,6 +225,8 @@ pub struct AgentConfig {
     pub source_limits: source::Limits,
     /// Limits applied while rendering bundles.
     pub render_limits: crate::render::Limits,
+    /// The namespace allow-list; `None` when every namespace is allowed.
+    pub allow: Option<crate::allow::AllowList>,
 }
 
 impl AgentConfig {
@@ -367,6 +379,20 @@ impl AgentConfig {
             }
             None => None,
         };
+        let allow_namespaces = pick(flags.allow_namespaces, file.allow_namespaces);
+        let allow_cluster_scoped = flags.allow_cluster_scoped || file.allow_cluster_scoped.unwrap_or(false);
+        let allow = if allow_namespaces.is_empty() {
+            if allow_cluster_scoped {
+                return Err(Error::Config(
+                    "allowClusterScoped only makes sense with allowNamespaces (--allow-namespace); \
+                     without an allow-list everything is allowed"
+                        .into(),
+                ));
+            }
+            None
+        } else {
+            Some(crate::allow::AllowList::new(allow_namespaces, allow_cluster_scoped)?)
+        };
         Ok(AgentConfig {
             sources,
             keys: TrustedKeys::load(&key_paths)?,
@@ -384,6 +410,7 @@ impl AgentConfig {
             registry,
             source_limits,
             render_limits: crate::render::Limits::default(),
+            allow,
         })
     }
 }
@@ -557,6 +584,13 @@ mod tests {
         assert_eq!(cfg.source_limits.max_index_bytes, 1 << 20);
         assert_eq!(cfg.source_limits.read_timeout, Duration::from_secs(5));
         assert_eq!(cfg.cache_bytes, 64 << 20);
+        assert!(cfg.allow.is_none(), "no allow-list unless one is given");
+
+        let cfg = load("allowNamespaces: [shop, web]\nallowClusterScoped: true\n").expect("allow-list");
+        assert_eq!(
+            cfg.allow.expect("allow-list").describe(),
+            "namespaces shop, web; cluster-scoped objects allowed"
+        );
 
         for (bad, needle) in [
             ("intervalJitter: 80\n", "intervalJitter"),
@@ -565,6 +599,8 @@ mod tests {
             ("maxIndexSize: lots\n", "maxIndexSize"),
             ("interval: 0s\n", "interval"),
             ("logFormat: xml\n", "logFormat"),
+            ("allowClusterScoped: true\n", "allowClusterScoped"),
+            ("allowNamespaces: [\"Kube_System\"]\n", "allowNamespaces"),
         ] {
             let err = load(bad).expect_err(bad).to_string();
             assert!(err.contains(needle), "{bad}: {err}");

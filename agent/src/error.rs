@@ -94,6 +94,16 @@ pub enum Error {
         /// What was expected and what was found.
         message: String,
     },
+    /// Objects of a bundle fall outside the agent's namespace allow-list.
+    #[error("{what}: refused by the namespace allow-list ({allowed}); nothing of this bundle was applied: {objects}")]
+    NotAllowed {
+        /// The bundle.
+        what: String,
+        /// What the allow-list allows.
+        allowed: String,
+        /// The refused objects (kind, name, namespace).
+        objects: String,
+    },
     /// The configuration is not usable.
     #[error("configuration: {0}")]
     Config(String),

@@ -15,11 +15,13 @@
 //! * [`select`] decides, for this cluster, which digest of which bundle applies and why.
 //! * [`render`] reads a verified bundle tarball safely and substitutes `${cluster.*}`.
 //! * [`sink`] hands rendered manifests to the cluster (the k3s auto-deploy directory).
+//! * [`allow`] is the optional namespace allow-list (least privilege).
 //! * [`state`] remembers what was applied, written atomically.
 //!
 //! The publisher (`drover` binary, server crate) reuses [`format`], [`verify`] and [`select`].
 #![deny(missing_docs)]
 
+pub mod allow;
 pub mod config;
 pub mod daemon;
 pub mod error;

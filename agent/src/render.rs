@@ -29,6 +29,7 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_norway::{Mapping, Value};
 
+use crate::allow::{AllowList, Placement};
 use crate::error::{Error, Result};
 use crate::select::Cluster;
 use documents::{Documents, SplitError};
@@ -111,15 +112,22 @@ pub struct ManifestFile {
 /// errors; `namespace` is the bundle's default namespace. On error, `out` holds a part of
 /// the bundle and must be discarded. A hand-made tarball whose manifests are not in path
 /// order is first copied to a temporary file in the blob's directory.
+///
+/// With an `allow` list, every object is checked against it once its namespace is known
+/// (kinds in [`CLUSTER_SCOPED`] or defined cluster-scoped by a CRD of the bundle, and
+/// objects left without a namespace, count as cluster-scoped); if any is refused, the
+/// whole bundle is an [`Error::NotAllowed`] naming each refused object.
 pub fn render_bundle(
     blob: &Path,
     what: &str,
     namespace: Option<&str>,
     cluster: &Cluster,
     limits: &Limits,
+    allow: Option<&AllowList>,
     out: &mut dyn ObjectWriter,
 ) -> Result<u64> {
     let mut renderer = Renderer::new(what, namespace, cluster, limits);
+    renderer.allow = allow;
     let mut spool: Option<Spool> = None;
     loop {
         let mut visit = |m: Manifest<'_>| renderer.render_file(m, out);
@@ -128,7 +136,12 @@ pub fn render_bundle(
             Some(spool) => spool.visit(what, &mut visit),
         };
         match walked {
-            Ok(()) if !renderer.stale => return Ok(renderer.objects),
+            Ok(()) if !renderer.stale => {
+                return match (allow, renderer.refused.is_empty()) {
+                    (Some(allow), false) => Err(allow.refused(what, &renderer.refused)),
+                    _ => Ok(renderer.objects),
+                }
+            }
             // A CRD made a kind cluster-scoped after objects of that kind got the bundle's
             // namespace: render again, knowing it from the start. Each such pass learns at
             // least one kind more, so this ends.
@@ -163,6 +176,10 @@ struct Renderer<'a> {
     /// An object of a kind later found to be cluster-scoped was given the namespace.
     stale: bool,
     objects: u64,
+    /// The operator's namespace allow-list, if any.
+    allow: Option<&'a AllowList>,
+    /// Objects of this pass the allow-list refuses.
+    refused: Vec<String>,
 }
 
 impl<'a> Renderer<'a> {
@@ -177,6 +194,8 @@ impl<'a> Renderer<'a> {
             defaulted_overflow: false,
             stale: false,
             objects: 0,
+            allow: None,
+            refused: Vec::new(),
         }
     }
 
@@ -186,6 +205,7 @@ impl<'a> Renderer<'a> {
         self.defaulted_overflow = false;
         self.stale = false;
         self.objects = 0;
+        self.refused.clear();
     }
 
     /// Substitutes, checks and writes the objects of one manifest file, a document at a time.
@@ -244,11 +264,36 @@ impl<'a> Renderer<'a> {
                 }
             }
         }
+        if let Some(allow) = self.allow {
+            if let Some(refused) = self.refusal(allow, &obj) {
+                tracing::warn!(bundle = self.what, object = %refused, "object outside the namespace allow-list");
+                self.refused.push(refused);
+            }
+        }
         let document =
             serde_norway::to_string(&obj).map_err(|e| Error::invalid(self.what, format!("cannot write YAML: {e}")))?;
         out.write_object(&document)?;
         self.objects += 1;
         Ok(())
+    }
+}
+
+impl Renderer<'_> {
+    /// Checks one object, its namespace already defaulted, against the allow-list.
+    fn refusal(&self, allow: &AllowList, obj: &Mapping) -> Option<String> {
+        let kind = str_field(obj, "kind").unwrap_or_default();
+        let metadata = obj.get("metadata").and_then(Value::as_mapping);
+        let name = metadata
+            .and_then(|m| str_field(m, "name").or_else(|| str_field(m, "generateName")))
+            .unwrap_or_default();
+        let namespace = metadata.and_then(|m| str_field(m, "namespace"));
+        let placement = match namespace {
+            Some(ns) if !self.cluster_scoped.contains(kind) => Placement::Namespaced(ns),
+            // Without an API server, a kind we cannot place is treated as cluster-scoped:
+            // the stricter reading.
+            _ => Placement::ClusterScoped,
+        };
+        allow.refusal(kind, name, placement)
     }
 }
 
@@ -540,7 +585,7 @@ fn check_object(map: &Mapping) -> Result<(), String> {
 }
 
 /// Built-in kinds that are cluster-scoped (everything else is assumed namespaced).
-const CLUSTER_SCOPED: &[&str] = &[
+pub const CLUSTER_SCOPED: &[&str] = &[
     "APIService",
     "CertificateSigningRequest",
     "ClusterRole",
@@ -775,7 +820,7 @@ mod tests {
         let path = dir.path().join("blob");
         std::fs::write(&path, blob).expect("write blob");
         let mut out = Rendered::default();
-        let objects = render_bundle(&path, "bundle web", namespace, &cluster(), limits, &mut out)?;
+        let objects = render_bundle(&path, "bundle web", namespace, &cluster(), limits, None, &mut out)?;
         assert_eq!(objects as usize, out.documents.len());
         let left: Vec<_> = std::fs::read_dir(dir.path()).expect("ls").collect();
         assert_eq!(left.len(), 1, "no spool file is left behind");
@@ -947,5 +992,64 @@ mod tests {
         let blob = builder.into_inner().expect("tar").finish().expect("gzip");
         let err = render_streaming(&blob, None, &Limits::default()).expect_err("long name");
         assert!(err.to_string().contains("path records longer than"), "{err}");
+    }
+
+    fn render_allowed(yaml: &str, namespace: Option<&str>, allow: &AllowList) -> Result<Vec<String>> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("blob");
+        std::fs::write(&path, tar_gz(&[("m.yaml", tar::EntryType::Regular, yaml.as_bytes())])).expect("write blob");
+        let mut out = Rendered::default();
+        render_bundle(&path, "bundle web", namespace, &cluster(), &Limits::default(), Some(allow), &mut out)?;
+        Ok(out.documents)
+    }
+
+    #[test]
+    fn the_allow_list_checks_the_namespace_after_the_bundle_default_is_applied() {
+        let allow = AllowList::new(["web".to_string()], false).expect("allow");
+        let yaml = "apiVersion: v1\nkind: Namespace\nmetadata: {name: web}\n---\n\
+                    apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n";
+        assert_eq!(render_allowed(yaml, Some("web"), &allow).expect("allowed").len(), 2);
+        let err = render_allowed(yaml, Some("shop"), &allow).expect_err("outside").to_string();
+        assert!(err.contains("ConfigMap a in namespace shop"), "{err}");
+    }
+
+    #[test]
+    fn the_allow_list_names_every_refused_object_and_refuses_the_whole_bundle() {
+        let allow = AllowList::new(["web".to_string()], false).expect("allow");
+        let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok}\n---\n\
+                    apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: kube-system}\n---\n\
+                    apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: admin}\n---\n\
+                    apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: ws.x.io\n\
+                    spec:\n  scope: Cluster\n  names:\n    kind: Widget\n";
+        let err = render_allowed(yaml, Some("web"), &allow).expect_err("refused");
+        assert!(matches!(err, Error::NotAllowed { .. }), "{err}");
+        let err = err.to_string();
+        for refused in [
+            "Secret s in namespace kube-system",
+            "ClusterRole admin (cluster-scoped)",
+            "CustomResourceDefinition ws.x.io (cluster-scoped)",
+        ] {
+            assert!(err.contains(refused), "{refused}: {err}");
+        }
+        assert!(!err.contains("ConfigMap ok"), "{err}");
+        let allow = AllowList::new(["web".to_string(), "kube-system".to_string()], true).expect("allow");
+        assert_eq!(render_allowed(yaml, Some("web"), &allow).expect("all allowed").len(), 4);
+    }
+
+    #[test]
+    fn the_allow_list_treats_unknown_kinds_without_namespace_as_cluster_scoped() {
+        let allow = AllowList::new(["web".to_string()], false).expect("allow");
+        // A kind defined cluster-scoped by a CRD later in the bundle, and an object with no
+        // namespace and no bundle default: both refused.
+        let yaml = "apiVersion: x.io/v1\nkind: Widget\nmetadata: {name: w}\n---\n\
+                    apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: ws.x.io\n\
+                    spec:\n  scope: Cluster\n  names:\n    kind: Widget\n";
+        let allow_cluster = AllowList::new(["web".to_string()], true).expect("allow");
+        assert_eq!(render_allowed(yaml, Some("web"), &allow_cluster).expect("allowed").len(), 2);
+        let err = render_allowed(yaml, Some("web"), &allow).expect_err("refused").to_string();
+        assert!(err.contains("Widget w (cluster-scoped)"), "{err}");
+        let lone = "apiVersion: x.io/v1\nkind: Gadget\nmetadata: {name: g}\n";
+        let err = render_allowed(lone, None, &allow).expect_err("refused").to_string();
+        assert!(err.contains("Gadget g (cluster-scoped)"), "{err}");
     }
 }

@@ -387,7 +387,15 @@ async fn apply(
         // Rendered into a temporary file beside the bundle's file: the sink shows nothing
         // of it until the commit below.
         let mut file = sink.begin(name, &chosen.digest)?;
-        let objects = render_bundle(&blob, &what, namespace, &cfg.cluster, &cfg.render_limits, &mut file)?;
+        let objects = render_bundle(
+            &blob,
+            &what,
+            namespace,
+            &cfg.cluster,
+            &cfg.render_limits,
+            cfg.allow.as_ref(),
+            &mut file,
+        )?;
         let intent = BundleState {
             status: Status::Applying,
             message: format!("writing {}", chosen.digest.short()),

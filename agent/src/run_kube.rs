@@ -86,8 +86,13 @@ impl Cycle<'_> {
                                 namespace,
                                 &self.cfg.cluster,
                                 &self.cfg.render_limits,
+                                self.cfg.allow.as_ref(),
                                 &mut rendered,
                             )?;
+                            if let Some(allow) = &self.cfg.allow {
+                                // Again with the scope the API server reports, before any write.
+                                sink.check_allowed(&what, &rendered.documents, allow).await?;
+                            }
                             // Drift is a change by someone else: a new digest changes the
                             // objects on purpose, so its first apply counts none.
                             let same_digest = previous.as_ref().and_then(|p| p.digest.as_ref()) == Some(&chosen.digest);

@@ -25,6 +25,7 @@ use kube::discovery::{ApiCapabilities, ApiResource, Scope};
 use serde_json::{json, Value};
 use sha2::Digest as _;
 
+use crate::allow::{AllowList, Placement};
 use crate::error::{Error, Result};
 use crate::format::BundleName;
 
@@ -266,6 +267,39 @@ impl KubeSink {
                 .await?;
         }
         Ok(applied)
+    }
+
+    /// Checks every object of a rendered bundle against `allow` with the scope API discovery
+    /// reports (or the bundle's own CRD says, for a kind not served yet); reads only, so
+    /// nothing is written when an object is refused. A namespaced object without a namespace
+    /// is placed where the API will put it: the client's default namespace.
+    pub async fn check_allowed(&self, what: &str, documents: &[String], allow: &AllowList) -> Result<()> {
+        let objects = documents
+            .iter()
+            .map(|d| parse_object(d, what))
+            .collect::<Result<Vec<_>>>()?;
+        let own_scopes: BTreeMap<(String, String), bool> = objects.iter().filter_map(crd_scope).collect();
+        let mut refused = Vec::new();
+        for object in &objects {
+            let own = own_scopes.get(&(object.gvk.group.clone(), object.gvk.kind.clone()));
+            let cluster_scoped = match own {
+                Some(cluster_scoped) => *cluster_scoped,
+                None => matches!(self.resolve(&object.gvk).await?.1.scope, Scope::Cluster),
+            };
+            let placement = if cluster_scoped {
+                Placement::ClusterScoped
+            } else {
+                Placement::Namespaced(object.namespace.as_deref().unwrap_or(self.client.default_namespace()))
+            };
+            if let Some(r) = allow.refusal(&object.gvk.kind, &object.name, placement) {
+                tracing::warn!(bundle = what, object = %r, "object outside the namespace allow-list");
+                refused.push(r);
+            }
+        }
+        match refused.is_empty() {
+            true => Ok(()),
+            false => Err(allow.refused(what, &refused)),
+        }
     }
 
     /// Deletes every object of `bundle`'s inventory (but those opted out), then its parent.
@@ -545,6 +579,17 @@ fn parse_object(document: &str, what: &str) -> Result<Object> {
         name,
         body,
     })
+}
+
+/// For a CustomResourceDefinition: its (group, kind) and whether it is cluster-scoped.
+fn crd_scope(object: &Object) -> Option<((String, String), bool)> {
+    if object.gvk.kind != "CustomResourceDefinition" {
+        return None;
+    }
+    let spec = &object.body["spec"];
+    let group = spec["group"].as_str()?.to_string();
+    let kind = spec["names"]["kind"].as_str()?.to_string();
+    Some(((group, kind), spec["scope"].as_str() == Some("Cluster")))
 }
 
 /// What tells a change by someone else: `generation` when the kind has one (status
