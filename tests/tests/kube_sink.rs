@@ -85,6 +85,11 @@ impl Api {
 
 /// `drover-agent --once --sink kube:KUBECONFIG` for site-7 with `labels`.
 fn agent(site: &Site, api: &Api, labels: &[&str]) -> (Option<i32>, String) {
+    agent_with(site, api, labels, &[])
+}
+
+/// [`agent`] with `extra` flags.
+fn agent_with(site: &Site, api: &Api, labels: &[&str], extra: &[&str]) -> (Option<i32>, String) {
     let sink = format!("kube:{}", api.kubeconfig);
     let (key, state, source) = (site.p("keys/drover.pub"), site.p("state"), site.store_url());
     let mut args = vec![
@@ -103,6 +108,7 @@ fn agent(site: &Site, api: &Api, labels: &[&str]) -> (Option<i32>, String) {
     for l in labels {
         args.extend(["--label", l]);
     }
+    args.extend_from_slice(extra);
     let out = Command::new(bin("drover-agent")).args(&args).output().unwrap();
     (out.status.code(), text(&out))
 }
@@ -506,4 +512,58 @@ fn objects_without_a_namespace_land_in_the_default_one_and_are_not_pruned() {
         assert!(line_of(&out, "plain").contains("0 pruned"), "run {run}: {out}");
         assert!(api.exists("configmap", "plain", "default"), "run {run}: still there");
     }
+}
+
+#[test]
+fn allow_list_refuses_a_bundle_before_any_write_using_the_scope_discovery_reports() {
+    let site = Site::new();
+    let api = Api::start(&site, true);
+    // A cluster-scoped kind the agent's built-in list does not know: only discovery tells.
+    let crd = site.path("gadgets-crd.yaml");
+    std::fs::write(
+        &crd,
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: gadgets.x.io}\n\
+         spec:\n  group: x.io\n  scope: Cluster\n  names: {kind: Gadget, plural: gadgets, singular: gadget}\n\
+         \x20 versions:\n  - name: v1\n    served: true\n    storage: true\n\
+         \x20   schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}\n",
+    )
+    .unwrap();
+    api.kubectl(&["apply", "-f", crd.to_str().unwrap()]);
+    write(
+        &site,
+        "app/objects.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: web}\n---\n\
+         apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\n",
+    );
+    write(&site, "app/bundle.yaml", "namespace: web\n");
+    // The bundle's default namespace is allowed, so rendering passes the Gadget; the check
+    // with discovery before any write refuses it, and the ConfigMap beside it is not applied.
+    write(
+        &site,
+        "gadgets/objects.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: beside}\n---\n\
+         apiVersion: x.io/v1\nkind: Gadget\nmetadata: {name: g}\n",
+    );
+    write(&site, "gadgets/bundle.yaml", "namespace: web\ndependsOn: [app]\n");
+    site.publish(&[]);
+    let allow = ["--allow-namespace", "web"];
+    let (code, out) = agent_with(&site, &api, &[], &allow);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(line_of(&out, "app").contains("Ready"), "{out}");
+    let gadgets = line_of(&out, "gadgets");
+    assert!(
+        gadgets.contains("Error") && gadgets.contains("Gadget g (cluster-scoped)"),
+        "{out}"
+    );
+    assert!(api.exists("configmap", "app", "web"));
+    assert!(!api.exists("configmap", "beside", "web"), "nothing of the refused bundle");
+    assert!(!api.kubectl_raw(&["get", "gadget", "g"]).status.success());
+    assert!(
+        !api.exists("configmap", "drover-applyset-gadgets", "drover-system"),
+        "not even its ApplySet parent"
+    );
+    // Allowed, it applies.
+    let (code, out) = agent_with(&site, &api, &[], &["--allow-namespace", "web", "--allow-cluster-scoped"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(api.kubectl_raw(&["get", "gadget", "g"]).status.success(), "{out}");
 }

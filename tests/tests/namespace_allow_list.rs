@@ -1,0 +1,138 @@
+//! The namespace allow-list with the `dir` sink: a bundle with any object outside the
+//! allowed namespaces (or cluster-scoped, unless allowed) is refused whole, every refused
+//! object is named, the bundle's previous manifests stay byte-for-byte, and the other
+//! bundles of the same index still apply.
+
+use drover_e2e::{bin, run, text, Site};
+
+const LABELS: &[&str] = &["env=prod", "region=eu", "monitoring=on"];
+
+/// `drover-agent --once` for site-1 with `extra` flags; returns (exit code, stdout+stderr).
+fn agent(site: &Site, extra: &[&str]) -> (Option<i32>, String) {
+    let (key, sink, state, source) = (
+        site.p("keys/drover.pub"),
+        format!("dir:{}", site.p("manifests")),
+        site.p("state"),
+        site.store_url(),
+    );
+    let mut args = vec![
+        "--source",
+        &source,
+        "--key",
+        &key,
+        "--cluster-name",
+        "site-1",
+        "--sink",
+        &sink,
+        "--state-dir",
+        &state,
+        "--once",
+    ];
+    for l in LABELS {
+        args.extend(["--label", l]);
+    }
+    args.extend_from_slice(extra);
+    let out = run(&bin("drover-agent"), &args);
+    (out.status.code(), text(&out))
+}
+
+/// The report line of `bundle` in the agent's output.
+fn line_of<'a>(out: &'a str, bundle: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.trim_start().strip_prefix(bundle).is_some_and(|r| r.starts_with(' ')))
+        .unwrap_or_else(|| panic!("no line for {bundle}: {out}"))
+}
+
+#[test]
+fn objects_outside_the_allowed_namespaces_refuse_the_whole_bundle_and_keep_the_previous_version() {
+    let site = Site::new().with_examples();
+    site.publish(&[]);
+    // Set through the config file: base's Namespace objects are the allowed namespaces
+    // themselves, web and monitoring stay inside them.
+    site.write("agent.yaml", "allowNamespaces: [web, monitoring]\n");
+    let config = ["--config", &site.p("agent.yaml")];
+    let (code, out) = agent(&site, &config);
+    assert_eq!(code, Some(0), "{out}");
+    let v1 = site.manifests();
+    assert_eq!(v1.len(), 3, "{out}");
+
+    // Version 2: web also reaches into kube-system and makes a cluster-wide binding.
+    site.write(
+        "src/bundles/web/escape.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: stolen, namespace: kube-system}\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: web-admin}\n\
+         roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\n\
+         subjects: [{kind: ServiceAccount, name: default, namespace: web}]\n",
+    );
+    site.write(
+        "src/bundles/monitoring/release.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: monitoring-v2}\n",
+    );
+    site.publish(&[]);
+    let (code, out) = agent(&site, &config);
+    assert_eq!(code, Some(1), "{out}");
+    let web = line_of(&out, "web");
+    assert!(web.contains("Error"), "{out}");
+    for named in [
+        "Secret stolen in namespace kube-system",
+        "ClusterRoleBinding web-admin (cluster-scoped)",
+        "namespace allow-list",
+    ] {
+        assert!(web.contains(named), "web's line names {named:?}: {out}");
+    }
+    assert!(line_of(&out, "monitoring").contains("Applied"), "{out}");
+    let now = site.manifests();
+    assert_eq!(now["drover-web.yaml"], v1["drover-web.yaml"], "web kept byte-for-byte");
+    assert_eq!(now["drover-base.yaml"], v1["drover-base.yaml"]);
+    assert!(now["drover-monitoring.yaml"].contains("monitoring-v2"), "other bundles apply");
+    assert!(!now.values().any(|m| m.contains("stolen")), "nothing of the refused bundle");
+    assert_eq!(
+        std::fs::read_dir(site.path("manifests")).unwrap().count(),
+        3,
+        "no temporary file left"
+    );
+
+    // The flags replace the file's list: with kube-system and cluster-scoped objects
+    // allowed, the same index applies.
+    let (code, out) = agent(
+        &site,
+        &[
+            "--config",
+            &site.p("agent.yaml"),
+            "--allow-namespace",
+            "web",
+            "--allow-namespace",
+            "monitoring",
+            "--allow-namespace",
+            "kube-system",
+            "--allow-cluster-scoped",
+        ],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(site.manifests()["drover-web.yaml"].contains("stolen"), "{out}");
+}
+
+#[test]
+fn objects_with_neither_namespace_nor_bundle_default_count_as_cluster_scoped() {
+    let site = Site::new();
+    site.write(
+        "src/bundles/plain/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: plain}\n",
+    );
+    site.publish(&[]);
+    let (code, out) = agent(&site, &["--allow-namespace", "default"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        line_of(&out, "plain").contains("ConfigMap plain (cluster-scoped)"),
+        "{out}"
+    );
+    assert!(site.manifests().is_empty(), "nothing written: {out}");
+}
+
+#[test]
+fn allow_cluster_scoped_without_namespaces_is_a_configuration_error() {
+    let site = Site::new();
+    let (code, out) = agent(&site, &["--allow-cluster-scoped"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("allowClusterScoped"), "{out}");
+}
