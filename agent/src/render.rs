@@ -1052,4 +1052,51 @@ mod tests {
         let err = render_allowed(lone, None, &allow).expect_err("refused").to_string();
         assert!(err.contains("Gadget g (cluster-scoped)"), "{err}");
     }
+
+    /// "Billion laughs": nine levels of aliases, each repeating the one below nine times,
+    /// expand to 9^9 (387 million) strings from a few hundred bytes.
+    fn alias_bomb() -> String {
+        let mut yaml = String::from("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: lol}\ndata:\n  a0: &a0 lol\n");
+        for level in 1..=9 {
+            let below = vec![format!("*a{}", level - 1); 9].join(", ");
+            yaml.push_str(&format!("  a{level}: &a{level} [{below}]\n"));
+        }
+        yaml
+    }
+
+    #[test]
+    fn a_yaml_alias_bomb_is_refused_by_the_parser_repetition_limit() {
+        let blob = tar_gz(&[("m.yaml", tar::EntryType::Regular, alias_bomb().as_bytes())]);
+        let err = render_streaming(&blob, None, &Limits::default()).expect_err("alias bomb");
+        let err = err.to_string();
+        assert!(err.contains("bundle web: m.yaml: document 1"), "{err}");
+        assert!(err.contains("repetition limit exceeded"), "{err}");
+        // The publisher's check refuses it the same way.
+        assert!(check_manifest(&alias_bomb(), "m.yaml").is_err());
+    }
+
+    #[test]
+    fn ordinary_anchors_and_aliases_still_render_expanded() {
+        let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, labels: &l {app: web}}\n\
+                    data: {copy: *l}\n";
+        let objects = parse_objects(yaml, "t").expect("aliases are YAML");
+        assert_eq!(objects[0]["data"]["copy"], objects[0]["metadata"]["labels"]);
+    }
+
+    #[test]
+    fn a_tarball_with_more_entries_than_the_default_limit_is_refused() {
+        // A million tiny entries would be refused the same way, after the first 100 001.
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_path("d/").expect("path");
+        h.set_size(0);
+        h.set_mode(0o755);
+        h.set_cksum();
+        let tar = h.as_bytes().repeat(DEFAULT_MAX_ENTRIES as usize + 1);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &tar).expect("gzip");
+        let blob = gz.finish().expect("gzip");
+        let err = render_streaming(&blob, None, &Limits::default()).expect_err("too many entries");
+        assert!(err.to_string().contains(&format!("more than {DEFAULT_MAX_ENTRIES} entries")), "{err}");
+    }
 }
