@@ -31,6 +31,32 @@ pub fn temp_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
         .map_err(|e| Error::io(dir, e))
 }
 
+/// Removes the temporary files [`temp_beside`] left in `dir` (a process killed between
+/// creating one and renaming it cannot remove it); returns how many went. Only one agent
+/// may write a directory, so any such file there is a leftover. A missing `dir` has none.
+pub fn remove_temp_files(dir: &Path) -> Result<usize> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(".drover-") && name.ends_with(".tmp") {
+            let path = entry.path();
+            match std::fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(path, e)),
+            }
+        }
+    }
+    Ok(removed)
+}
+
 /// Replaces `path` with `bytes` atomically like [`write_atomic`], but without forcing the
 /// bytes to disk: for derived files rewritten often (the status report), where a power cut
 /// may lose the last version but a reader must still never see half of one.
@@ -97,5 +123,19 @@ mod tests {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("f.yaml")]);
+    }
+
+    #[test]
+    fn leftover_temporary_files_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let leftover = temp_beside(&dir.path().join("f.yaml")).expect("temp");
+        let (_, leftover) = leftover.keep().expect("keep, as a killed process would");
+        for other in ["drover-web.yaml", ".hidden", "x.tmp"] {
+            std::fs::write(dir.path().join(other), b"keep").expect("write");
+        }
+        assert_eq!(remove_temp_files(dir.path()).expect("clean"), 1);
+        assert!(!leftover.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 3);
+        assert_eq!(remove_temp_files(&dir.path().join("missing")).expect("none"), 0);
     }
 }

@@ -76,6 +76,7 @@ pub async fn run_cycle(cfg: &AgentConfig, now: OffsetDateTime, counters: &Counte
     let before = state.clone();
     let (verified, winner, source_problems) = best_index(cfg, &state, now, counters).await?;
     let index = verified.index();
+    remove_leftover_temp_files(cfg);
     let index_changed = before.index.as_ref().map(|i| &i.sha256) != Some(verified.sha256());
     if index_changed {
         tracing::info!(
@@ -169,6 +170,23 @@ pub async fn run_cycle(cfg: &AgentConfig, now: OffsetDateTime, counters: &Counte
         },
         now,
     )
+}
+
+/// Removes the temporary files a killed agent left in the state directory and the
+/// manifests directory, before this cycle needs the space. Best effort: a failure is
+/// logged and the cycle goes on.
+fn remove_leftover_temp_files(cfg: &AgentConfig) {
+    let mut dirs = vec![cfg.state_dir.clone()];
+    if let Sink::Dir(sink) = &cfg.sink {
+        dirs.push(sink.dir().to_path_buf());
+    }
+    for dir in dirs {
+        match crate::fsutil::remove_temp_files(&dir) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(dir = %dir.display(), removed = n, "removed temporary files left by an interrupted run"),
+            Err(e) => tracing::warn!(error = %e, "could not remove leftover temporary files"),
+        }
+    }
 }
 
 /// What a cycle hands to [`finish`].

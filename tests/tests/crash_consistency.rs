@@ -1,0 +1,69 @@
+//! `kill -9` at random points of 200 agent runs while new versions are published: after
+//! every kill, k3s would see only whole manifests files, each exactly as some version
+//! writes it, and the state is whole; the next complete run converges to what a clean run
+//! of the last version writes and removes the temporary files the kills left.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use drover_e2e::{agent_command, agent_once, snapshot, text, Site, Versions};
+
+const CLUSTER: &str = "site-1";
+const LABELS: &[&str] = &["env=prod", "region=eu", "monitoring=on"];
+const CYCLES: usize = 200;
+const VERSIONS: usize = 5;
+/// Kills land between 0 and this many microseconds after the start: a debug agent's whole
+/// run takes a few tens of milliseconds, so most kills hit it mid-cycle and some let it end.
+const MAX_KILL_DELAY_US: u64 = 40_000;
+
+#[test]
+fn sigkill_at_random_points_across_200_runs_never_leaves_a_partial_manifest() {
+    let site = Site::new();
+    let versions = Versions::publish(&site, VERSIONS, CLUSTER, LABELS);
+    let dir = site.path("cluster");
+    let mut seed: u64 = std::env::var("DROVER_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    let first_seed = seed;
+    let (mut killed, mut finished) = (0, 0);
+    for cycle in 0..CYCLES {
+        // Versions move forward as an operator publishes: each is live for a stretch of runs.
+        let store = &versions.stores[cycle * VERSIONS / CYCLES];
+        let mut child = agent_command(&site, store, CLUSTER, LABELS, &dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        std::thread::sleep(Duration::from_micros((seed >> 33) % MAX_KILL_DELAY_US));
+        match child.try_wait().unwrap() {
+            Some(_) => finished += 1,
+            None => {
+                child.kill().unwrap();
+                killed += 1;
+            }
+        }
+        child.wait().unwrap();
+        versions.assert_consistent(
+            &dir.join("manifests"),
+            &dir.join("state"),
+            &format!("run {cycle} (DROVER_CRASH_SEED={first_seed})"),
+        );
+    }
+    assert!(killed > CYCLES / 2, "most runs were killed mid-way ({killed} killed, {finished} ended)");
+
+    let out = agent_once(&site, versions.stores.last().unwrap(), CLUSTER, LABELS, &dir);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(snapshot(&dir.join("manifests")), versions.last, "converged, no leftovers");
+    let stray: Vec<String> = snapshot(&dir.join("state"))
+        .into_keys()
+        .filter(|n| n.rsplit('/').next().is_some_and(|f| f.starts_with('.')))
+        .collect();
+    assert!(stray.is_empty(), "temporary files left in the state directory: {stray:?}");
+}
