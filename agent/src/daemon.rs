@@ -35,7 +35,8 @@ pub const READY_INTERVALS: u32 = 3;
 pub enum Outcome {
     /// A valid index was read and applied (bundles may still have failed).
     Done(CycleReport),
-    /// No source gave a valid index: nothing was changed.
+    /// No source gave a valid index: nothing was changed. Or, with
+    /// [`Error::StateNotSaved`], the cycle applied but could not record it.
     IndexFailed(Error),
 }
 
@@ -133,6 +134,11 @@ impl Agent {
                 } else {
                     Poll::Unchanged
                 }
+            }
+            Outcome::IndexFailed(e @ Error::StateNotSaved { .. }) => {
+                self.freshness.failed(now, e.to_string());
+                tracing::error!(error = %e, "cycle not recorded");
+                Poll::Error
             }
             Outcome::IndexFailed(e) => {
                 self.freshness.failed(now, e.to_string());

@@ -104,6 +104,17 @@ pub enum Error {
         /// The refused objects (kind, name, namespace).
         objects: String,
     },
+    /// The end of a cycle could not be recorded in the state directory (disk full, read-only
+    /// file system). Manifests of this cycle may already be in place; the state still says
+    /// `Applying` for them, so the next cycle completes the record.
+    #[error("{path}: the cycle's result could not be saved in the state directory ({source}); manifests may already be written, the next cycle completes the record")]
+    StateNotSaved {
+        /// The file being written.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The configuration is not usable.
     #[error("configuration: {0}")]
     Config(String),

@@ -14,7 +14,8 @@ const EXIT_OK: u8 = 0;
 const EXIT_BUNDLE_FAILED: u8 = 1;
 /// Exit code: bad flags or configuration.
 const EXIT_CONFIG: u8 = 2;
-/// Exit code: no usable index; nothing was changed.
+/// Exit code: no usable index, nothing was changed; or the state directory could not be
+/// written (then manifests of this cycle may be in place, the next cycle records them).
 const EXIT_INDEX_FAILED: u8 = 3;
 
 fn main() -> ExitCode {
@@ -119,6 +120,10 @@ fn exit_code(outcome: &Outcome) -> u8 {
             } else {
                 EXIT_BUNDLE_FAILED
             }
+        }
+        Outcome::IndexFailed(e @ drover_agent::Error::StateNotSaved { .. }) => {
+            eprintln!("drover-agent: {e}");
+            EXIT_INDEX_FAILED
         }
         Outcome::IndexFailed(e) => {
             eprintln!("drover-agent: index not applied, nothing changed: {e}");

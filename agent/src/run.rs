@@ -237,7 +237,10 @@ pub(crate) fn finish(cfg: &AgentConfig, f: Finish<'_>, now: OffsetDateTime) -> R
     state.bundles = results.iter().cloned().collect();
     let state_written = state != before;
     if state_written {
-        state.save(&cfg.state_dir)?;
+        state.save(&cfg.state_dir).map_err(|e| match e {
+            Error::Io { path, source } => Error::StateNotSaved { path, source },
+            other => other,
+        })?;
         state::prune_blob_cache(&cfg.state_dir, &state, cfg.cache_bytes)?;
     }
     Ok(CycleReport {

@@ -1,0 +1,96 @@
+//! Disk full while the agent writes its state and the manifests: a small tmpfs holds both
+//! directories and is filled to leave 0, 1, 2, … pages free before a run that applies a
+//! new version. Every run that cannot finish says "No space left on device" naming the
+//! file, leaves only whole files of the old or new version (an index-level failure leaves
+//! both directories byte-for-byte as they were), and once space frees the next run
+//! converges.
+
+use std::collections::BTreeSet;
+
+use drover_e2e::{agent_once, restore, snapshot, text, Site, Tmpfs, Versions};
+
+const CLUSTER: &str = "site-1";
+const LABELS: &[&str] = &["env=prod", "region=eu", "monitoring=on"];
+const PAGE: u64 = 4096;
+/// More pages than any run needs; the loop ends at the first level that is enough.
+const MAX_PAGES: u64 = 64;
+
+#[test]
+fn disk_full_at_any_point_keeps_whole_files_and_converges_once_space_frees() {
+    let site = Site::new();
+    let versions = Versions::publish(&site, 2, CLUSTER, LABELS);
+    let (v1, v2) = (&versions.stores[0], &versions.stores[1]);
+    let disk = Tmpfs::mount(&site.path("disk"), "2m");
+    let (manifests, state) = (disk.path.join("manifests"), disk.path.join("state"));
+    let out = agent_once(&site, v1, CLUSTER, LABELS, &disk.path);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let (sink_before, state_before) = (snapshot(&manifests), snapshot(&state));
+
+    let mut failures = Vec::new();
+    let mut failed_paths = BTreeSet::new();
+    for pages in 0..=MAX_PAGES {
+        // Back to version 1 as applied, then a disk with `pages` pages free.
+        for dir in [&manifests, &state] {
+            std::fs::remove_dir_all(dir).unwrap();
+        }
+        restore(&manifests, &sink_before);
+        restore(&state, &state_before);
+        let filler = disk.fill_leaving(pages * PAGE);
+        let out = agent_once(&site, v2, CLUSTER, LABELS, &disk.path);
+        let context = format!("{pages} pages free");
+        if out.status.code() == Some(0) {
+            assert!(snapshot(&manifests) == versions.last, "{context}: {}", text(&out));
+            assert!(!failures.is_empty(), "even a full disk did not stop the run");
+            break;
+        }
+        let said = text(&out);
+        assert!(
+            matches!(out.status.code(), Some(1 | 3)),
+            "{context}: exit 1 (bundle) or 3 (index/state): {said}"
+        );
+        assert!(said.contains("No space left on device"), "{context}: {said}");
+        for dir in ["manifests", "state"] {
+            if said.contains(&format!("/disk/{dir}")) {
+                failed_paths.insert(dir);
+            }
+        }
+        versions.assert_consistent(&manifests, &state, &context);
+        // Whatever stopped the run, the state that is there is whole and never claims a
+        // bundle file that is not in the sink (checked by the convergence below too).
+        let state_json: serde_json::Value = match std::fs::read(state.join("state.json")) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap(),
+            Err(e) => panic!("{context}: state.json lost: {e}"),
+        };
+        assert_claims_match_sink(&state_json, &manifests, &context);
+        failures.push((pages, out.status.code()));
+
+        // Space frees: the next run converges to version 2.
+        std::fs::remove_file(filler).unwrap();
+        let out = agent_once(&site, v2, CLUSTER, LABELS, &disk.path);
+        assert_eq!(out.status.code(), Some(0), "{context}, then space freed: {}", text(&out));
+        assert!(snapshot(&manifests) == versions.last, "{context}, then space freed");
+    }
+    eprintln!("failures (pages free, exit code): {failures:?}; failed writing in {failed_paths:?}");
+    assert!(
+        failed_paths.contains("manifests") && failed_paths.contains("state"),
+        "the disk filled up both while writing manifests and while writing state: {failed_paths:?}"
+    );
+}
+
+/// Every bundle the state records as Applied names the sha256 of the file in the sink.
+fn assert_claims_match_sink(state: &serde_json::Value, manifests: &std::path::Path, context: &str) {
+    use sha2::Digest as _;
+    for (name, bundle) in state["bundles"].as_object().unwrap() {
+        if bundle["status"] != "Applied" {
+            continue;
+        }
+        let file = manifests.join(format!("drover-{name}.yaml"));
+        let bytes = std::fs::read(&file).unwrap_or_else(|e| panic!("{context}: {}: {e}", file.display()));
+        let hex: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            bundle["fileSha256"].as_str().map(|s| s.trim_start_matches("sha256:")),
+            Some(hex.as_str()),
+            "{context}: state claims {name} Applied with another file: {state:#}"
+        );
+    }
+}
