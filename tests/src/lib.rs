@@ -499,6 +499,9 @@ pub enum Behaviour {
     Trickle,
     /// Read the request and never answer.
     Silent,
+    /// Send the headers (with the full Content-Length) and half the body, then drop the
+    /// connection: the client sees the body end early, as when a link or proxy resets.
+    Reset,
 }
 
 /// A deliberately bad HTTP server serving a store directory: each request's path is
@@ -550,6 +553,16 @@ fn serve_faulty(stream: TcpStream, root: &Path, rule: fn(&str) -> Behaviour, see
         match (rule(&path), body) {
             (Behaviour::Silent, _) => {
                 std::thread::sleep(Duration::from_secs(3600));
+                return;
+            }
+            (Behaviour::Reset, body) => {
+                let body = body.unwrap_or_else(|_| vec![b'x'; 1 << 20]);
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                let _ = out
+                    .write_all(head.as_bytes())
+                    .and_then(|()| out.write_all(&body[..body.len() / 2]))
+                    .and_then(|()| out.flush());
+                let _ = out.shutdown(std::net::Shutdown::Both);
                 return;
             }
             (Behaviour::Trickle, body) => {
