@@ -297,6 +297,52 @@ fn blob_with_hard_link_fails_only_that_bundle() {
 }
 
 #[test]
+fn blob_with_device_node_fails_only_that_bundle() {
+    let up = Upgrade::new(LABELS);
+    replace_web_blob(
+        &up.site,
+        &tar_gz(&[
+            ("deployment.yaml", tar::EntryType::Regular, GOOD),
+            ("dev/sda", tar::EntryType::Block, b""),
+        ]),
+    );
+    up.assert_web_failed(LABELS, &["bundle web", "dev/sda", "Block", "only regular files and directories"]);
+}
+
+#[test]
+fn blob_with_yaml_that_is_not_a_kubernetes_object_fails_only_that_bundle() {
+    let up = Upgrade::new(LABELS);
+    let reg = tar::EntryType::Regular;
+    replace_web_blob(
+        &up.site,
+        &tar_gz(&[
+            ("deployment.yaml", reg, GOOD),
+            ("values.yaml", reg, b"replicas: 3\nimage: nginx\n"),
+        ]),
+    );
+    up.assert_web_failed(
+        LABELS,
+        &["bundle web", "values.yaml", "document 1", "missing string field \"apiVersion\""],
+    );
+}
+
+#[test]
+fn blob_with_yaml_alias_bomb_fails_only_that_bundle() {
+    // "Billion laughs": 9 levels of 9 aliases each would expand to 9^9 strings.
+    let mut bomb = String::from("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: lol}\ndata:\n  a0: &a0 lol\n");
+    for level in 1..=9 {
+        let below = vec![format!("*a{}", level - 1); 9].join(", ");
+        bomb.push_str(&format!("  a{level}: &a{level} [{below}]\n"));
+    }
+    let up = Upgrade::new(LABELS);
+    replace_web_blob(
+        &up.site,
+        &tar_gz(&[("deployment.yaml", tar::EntryType::Regular, bomb.as_bytes())]),
+    );
+    up.assert_web_failed(LABELS, &["bundle web", "deployment.yaml", "repetition limit exceeded"]);
+}
+
+#[test]
 fn blob_with_malformed_yaml_fails_only_that_bundle() {
     let up = Upgrade::new(LABELS);
     let reg = tar::EntryType::Regular;
