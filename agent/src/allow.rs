@@ -3,6 +3,11 @@
 //! unless cluster-scoped objects are allowed too. A Namespace object named on the list is
 //! allowed (a bundle may create the namespace it is allowed to fill).
 //!
+//! Some namespaced objects act cluster-wide: a k3s `HelmChart` (helm.cattle.io) makes the
+//! helm-controller install a chart with its own cluster-admin rights, into any namespace,
+//! cluster-scoped objects included; a k3s `Addon` (k3s.cattle.io) applies a manifest file
+//! the same way. They count as cluster-scoped.
+//!
 //! Refusal is per bundle: one object outside the list makes the whole bundle an Error and
 //! none of it is applied, so a cluster never runs half a bundle; the version applied
 //! before stays. Every refused object is named (kind, name, namespace) in the error.
@@ -14,6 +19,9 @@
 use std::collections::BTreeSet;
 
 use crate::error::{Error, Result};
+
+/// Namespaced kinds (group, kind) whose controller writes anywhere in the cluster.
+pub const CLUSTER_WIDE_KINDS: &[(&str, &str)] = &[("helm.cattle.io", "HelmChart"), ("k3s.cattle.io", "Addon")];
 
 /// Most refused objects named in one error; the rest are counted.
 pub const MAX_NAMED_REFUSALS: usize = 20;
@@ -54,8 +62,16 @@ impl AllowList {
         })
     }
 
-    /// `None` when the object may be applied, else a description of the refused object.
-    pub fn refusal(&self, kind: &str, name: &str, placement: Placement<'_>) -> Option<String> {
+    /// `None` when the object (of API `group` and `kind`) may be applied, else a
+    /// description of the refused object.
+    pub fn refusal(&self, group: &str, kind: &str, name: &str, placement: Placement<'_>) -> Option<String> {
+        if CLUSTER_WIDE_KINDS.contains(&(group, kind)) && !self.cluster_scoped {
+            let ns = match placement {
+                Placement::Namespaced(ns) => format!(" in namespace {ns}"),
+                Placement::ClusterScoped => String::new(),
+            };
+            return Some(format!("{kind} {name}{ns} (its controller writes cluster-wide)"));
+        }
         match placement {
             Placement::Namespaced(ns) if self.namespaces.contains(ns) => None,
             Placement::Namespaced(ns) => Some(format!("{kind} {name} in namespace {ns}")),
@@ -115,9 +131,9 @@ mod tests {
     #[test]
     fn objects_in_listed_namespaces_pass_others_are_named() {
         let allow = shop(false);
-        assert_eq!(allow.refusal("Deployment", "pos", Placement::Namespaced("shop")), None);
+        assert_eq!(allow.refusal("", "Deployment", "pos", Placement::Namespaced("shop")), None);
         assert_eq!(
-            allow.refusal("Secret", "token", Placement::Namespaced("kube-system")).as_deref(),
+            allow.refusal("", "Secret", "token", Placement::Namespaced("kube-system")).as_deref(),
             Some("Secret token in namespace kube-system")
         );
     }
@@ -126,12 +142,30 @@ mod tests {
     fn cluster_scoped_objects_need_the_opt_in_except_a_listed_namespace_itself() {
         let allow = shop(false);
         assert_eq!(
-            allow.refusal("ClusterRole", "admin", Placement::ClusterScoped).as_deref(),
+            allow.refusal("", "ClusterRole", "admin", Placement::ClusterScoped).as_deref(),
             Some("ClusterRole admin (cluster-scoped)")
         );
-        assert_eq!(allow.refusal("Namespace", "shop", Placement::ClusterScoped), None);
-        assert!(allow.refusal("Namespace", "kube-system", Placement::ClusterScoped).is_some());
-        assert_eq!(shop(true).refusal("ClusterRole", "admin", Placement::ClusterScoped), None);
+        assert_eq!(allow.refusal("", "Namespace", "shop", Placement::ClusterScoped), None);
+        assert!(allow.refusal("", "Namespace", "kube-system", Placement::ClusterScoped).is_some());
+        assert_eq!(shop(true).refusal("", "ClusterRole", "admin", Placement::ClusterScoped), None);
+    }
+
+    #[test]
+    fn helm_charts_and_addons_count_as_cluster_scoped_wherever_they_sit() {
+        let allow = shop(false);
+        assert_eq!(
+            allow
+                .refusal("helm.cattle.io", "HelmChart", "grafana", Placement::Namespaced("shop"))
+                .as_deref(),
+            Some("HelmChart grafana in namespace shop (its controller writes cluster-wide)")
+        );
+        assert!(allow.refusal("k3s.cattle.io", "Addon", "a", Placement::Namespaced("shop")).is_some());
+        assert_eq!(
+            shop(true).refusal("helm.cattle.io", "HelmChart", "grafana", Placement::Namespaced("shop")),
+            None
+        );
+        // Only those groups: another CRD of the same kind name is an ordinary object.
+        assert_eq!(allow.refusal("example.com", "HelmChart", "x", Placement::Namespaced("shop")), None);
     }
 
     #[test]

@@ -293,7 +293,10 @@ impl Renderer<'_> {
             // the stricter reading.
             _ => Placement::ClusterScoped,
         };
-        allow.refusal(kind, name, placement)
+        let group = str_field(obj, "apiVersion")
+            .and_then(|v| v.split_once('/'))
+            .map_or("", |(group, _)| group);
+        allow.refusal(group, kind, name, placement)
     }
 }
 

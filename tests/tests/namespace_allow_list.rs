@@ -56,13 +56,16 @@ fn objects_outside_the_allowed_namespaces_refuse_the_whole_bundle_and_keep_the_p
     let v1 = site.manifests();
     assert_eq!(v1.len(), 3, "{out}");
 
-    // Version 2: web also reaches into kube-system and makes a cluster-wide binding.
+    // Version 2: web also reaches into kube-system, makes a cluster-wide binding, and has
+    // a HelmChart in its own namespace (the helm-controller would install it anywhere).
     site.write(
         "src/bundles/web/escape.yaml",
         "apiVersion: v1\nkind: Secret\nmetadata: {name: stolen, namespace: kube-system}\n---\n\
          apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: web-admin}\n\
          roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\n\
-         subjects: [{kind: ServiceAccount, name: default, namespace: web}]\n",
+         subjects: [{kind: ServiceAccount, name: default, namespace: web}]\n---\n\
+         apiVersion: helm.cattle.io/v1\nkind: HelmChart\nmetadata: {name: anything}\n\
+         spec: {chart: anything, targetNamespace: kube-system}\n",
     );
     site.write(
         "src/bundles/monitoring/release.yaml",
@@ -76,6 +79,7 @@ fn objects_outside_the_allowed_namespaces_refuse_the_whole_bundle_and_keep_the_p
     for named in [
         "Secret stolen in namespace kube-system",
         "ClusterRoleBinding web-admin (cluster-scoped)",
+        "HelmChart anything in namespace web (its controller writes cluster-wide)",
         "namespace allow-list",
     ] {
         assert!(web.contains(named), "web's line names {named:?}: {out}");

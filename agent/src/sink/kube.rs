@@ -291,7 +291,7 @@ impl KubeSink {
             } else {
                 Placement::Namespaced(object.namespace.as_deref().unwrap_or(self.client.default_namespace()))
             };
-            if let Some(r) = allow.refusal(&object.gvk.kind, &object.name, placement) {
+            if let Some(r) = allow.refusal(&object.gvk.group, &object.gvk.kind, &object.name, placement) {
                 tracing::warn!(bundle = what, object = %r, "object outside the namespace allow-list");
                 refused.push(r);
             }
