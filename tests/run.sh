@@ -3,7 +3,8 @@
 # real binaries against real nginx, minisign, curl, docker-registry (the CNCF distribution
 # registry), skopeo, htpasswd (apache2-utils), rsync and openssl. Installs those from Debian when
 # they are missing (needs root or sudo). A test whose component is still missing fails
-# with a message naming the package; nothing is skipped.
+# with a message naming the package; nothing is skipped. Two tests need root: disk_full.rs
+# mounts a small tmpfs, network_failures.rs runs the agent in its own network namespace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,8 @@ have skopeo || need+=(skopeo)
 have htpasswd || need+=(apache2-utils)
 have rsync || need+=(rsync)
 have openssl || need+=(openssl)
+have unshare || need+=(util-linux)
+have mount || need+=(mount)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "tests/run.sh: installing ${need[*]} from Debian" >&2
   sudo=""
