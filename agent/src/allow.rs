@@ -115,7 +115,8 @@ impl AllowList {
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -131,9 +132,14 @@ mod tests {
     #[test]
     fn objects_in_listed_namespaces_pass_others_are_named() {
         let allow = shop(false);
-        assert_eq!(allow.refusal("", "Deployment", "pos", Placement::Namespaced("shop")), None);
         assert_eq!(
-            allow.refusal("", "Secret", "token", Placement::Namespaced("kube-system")).as_deref(),
+            allow.refusal("", "Deployment", "pos", Placement::Namespaced("shop")),
+            None
+        );
+        assert_eq!(
+            allow
+                .refusal("", "Secret", "token", Placement::Namespaced("kube-system"))
+                .as_deref(),
             Some("Secret token in namespace kube-system")
         );
     }
@@ -142,12 +148,19 @@ mod tests {
     fn cluster_scoped_objects_need_the_opt_in_except_a_listed_namespace_itself() {
         let allow = shop(false);
         assert_eq!(
-            allow.refusal("", "ClusterRole", "admin", Placement::ClusterScoped).as_deref(),
+            allow
+                .refusal("", "ClusterRole", "admin", Placement::ClusterScoped)
+                .as_deref(),
             Some("ClusterRole admin (cluster-scoped)")
         );
         assert_eq!(allow.refusal("", "Namespace", "shop", Placement::ClusterScoped), None);
-        assert!(allow.refusal("", "Namespace", "kube-system", Placement::ClusterScoped).is_some());
-        assert_eq!(shop(true).refusal("", "ClusterRole", "admin", Placement::ClusterScoped), None);
+        assert!(allow
+            .refusal("", "Namespace", "kube-system", Placement::ClusterScoped)
+            .is_some());
+        assert_eq!(
+            shop(true).refusal("", "ClusterRole", "admin", Placement::ClusterScoped),
+            None
+        );
     }
 
     #[test]
@@ -159,13 +172,18 @@ mod tests {
                 .as_deref(),
             Some("HelmChart grafana in namespace shop (its controller writes cluster-wide)")
         );
-        assert!(allow.refusal("k3s.cattle.io", "Addon", "a", Placement::Namespaced("shop")).is_some());
+        assert!(allow
+            .refusal("k3s.cattle.io", "Addon", "a", Placement::Namespaced("shop"))
+            .is_some());
         assert_eq!(
             shop(true).refusal("helm.cattle.io", "HelmChart", "grafana", Placement::Namespaced("shop")),
             None
         );
         // Only those groups: another CRD of the same kind name is an ordinary object.
-        assert_eq!(allow.refusal("example.com", "HelmChart", "x", Placement::Namespaced("shop")), None);
+        assert_eq!(
+            allow.refusal("example.com", "HelmChart", "x", Placement::Namespaced("shop")),
+            None
+        );
     }
 
     #[test]
@@ -173,15 +191,23 @@ mod tests {
         let allow = shop(false);
         let refused: Vec<String> = (0..25).map(|i| format!("Secret s{i} in namespace x")).collect();
         let err = allow.refused("bundle web", &refused).to_string();
-        assert!(err.contains("bundle web") && err.contains("namespaces shop, web"), "{err}");
-        assert!(err.contains("Secret s19 in namespace x") && !err.contains("s20 "), "{err}");
+        assert!(
+            err.contains("bundle web") && err.contains("namespaces shop, web"),
+            "{err}"
+        );
+        assert!(
+            err.contains("Secret s19 in namespace x") && !err.contains("s20 "),
+            "{err}"
+        );
         assert!(err.contains("and 5 more"), "{err}");
     }
 
     #[test]
     fn rejects_an_empty_list_and_names_that_are_not_namespaces() {
         assert!(AllowList::new(Vec::<String>::new(), false).is_err());
-        let err = AllowList::new(["Shop_1".to_string()], false).expect_err("bad name").to_string();
+        let err = AllowList::new(["Shop_1".to_string()], false)
+            .expect_err("bad name")
+            .to_string();
         assert!(err.contains("\"Shop_1\""), "{err}");
     }
 }

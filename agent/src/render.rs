@@ -1002,7 +1002,15 @@ mod tests {
         let path = dir.path().join("blob");
         std::fs::write(&path, tar_gz(&[("m.yaml", tar::EntryType::Regular, yaml.as_bytes())])).expect("write blob");
         let mut out = Rendered::default();
-        render_bundle(&path, "bundle web", namespace, &cluster(), &Limits::default(), Some(allow), &mut out)?;
+        render_bundle(
+            &path,
+            "bundle web",
+            namespace,
+            &cluster(),
+            &Limits::default(),
+            Some(allow),
+            &mut out,
+        )?;
         Ok(out.documents)
     }
 
@@ -1012,7 +1020,9 @@ mod tests {
         let yaml = "apiVersion: v1\nkind: Namespace\nmetadata: {name: web}\n---\n\
                     apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n";
         assert_eq!(render_allowed(yaml, Some("web"), &allow).expect("allowed").len(), 2);
-        let err = render_allowed(yaml, Some("shop"), &allow).expect_err("outside").to_string();
+        let err = render_allowed(yaml, Some("shop"), &allow)
+            .expect_err("outside")
+            .to_string();
         assert!(err.contains("ConfigMap a in namespace shop"), "{err}");
     }
 
@@ -1048,8 +1058,15 @@ mod tests {
                     apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: ws.x.io\n\
                     spec:\n  scope: Cluster\n  names:\n    kind: Widget\n";
         let allow_cluster = AllowList::new(["web".to_string()], true).expect("allow");
-        assert_eq!(render_allowed(yaml, Some("web"), &allow_cluster).expect("allowed").len(), 2);
-        let err = render_allowed(yaml, Some("web"), &allow).expect_err("refused").to_string();
+        assert_eq!(
+            render_allowed(yaml, Some("web"), &allow_cluster)
+                .expect("allowed")
+                .len(),
+            2
+        );
+        let err = render_allowed(yaml, Some("web"), &allow)
+            .expect_err("refused")
+            .to_string();
         assert!(err.contains("Widget w (cluster-scoped)"), "{err}");
         let lone = "apiVersion: x.io/v1\nkind: Gadget\nmetadata: {name: g}\n";
         let err = render_allowed(lone, None, &allow).expect_err("refused").to_string();
@@ -1100,6 +1117,10 @@ mod tests {
         std::io::Write::write_all(&mut gz, &tar).expect("gzip");
         let blob = gz.finish().expect("gzip");
         let err = render_streaming(&blob, None, &Limits::default()).expect_err("too many entries");
-        assert!(err.to_string().contains(&format!("more than {DEFAULT_MAX_ENTRIES} entries")), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("more than {DEFAULT_MAX_ENTRIES} entries")),
+            "{err}"
+        );
     }
 }

@@ -183,7 +183,9 @@ fn remove_leftover_temp_files(cfg: &AgentConfig) {
     for dir in dirs {
         match crate::fsutil::remove_temp_files(&dir) {
             Ok(0) => {}
-            Ok(n) => tracing::info!(dir = %dir.display(), removed = n, "removed temporary files left by an interrupted run"),
+            Ok(n) => {
+                tracing::info!(dir = %dir.display(), removed = n, "removed temporary files left by an interrupted run")
+            }
             Err(e) => tracing::warn!(error = %e, "could not remove leftover temporary files"),
         }
     }

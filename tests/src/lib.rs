@@ -790,7 +790,9 @@ impl Versions {
             } else if site.path("src/bundles/monitoring").exists() {
                 site.write(
                     "src/bundles/monitoring/release.yaml",
-                    &format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: mon-release}}\ndata: {{v: \"{v}\"}}\n"),
+                    &format!(
+                        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: mon-release}}\ndata: {{v: \"{v}\"}}\n"
+                    ),
                 );
             }
             site.publish(&[]);
@@ -843,12 +845,19 @@ pub fn agent_once(site: &Site, source: &str, cluster: &str, labels: &[&str], dir
 /// The command of [`agent_once`], to spawn (and kill) it.
 pub fn agent_command(site: &Site, source: &str, cluster: &str, labels: &[&str], dir: &Path) -> Command {
     let mut cmd = Command::new(bin("drover-agent"));
-    cmd.args(["--source", source, "--key", &site.p("keys/drover.pub"), "--cluster-name", cluster])
-        .arg("--sink")
-        .arg(format!("dir:{}", dir.join("manifests").display()))
-        .arg("--state-dir")
-        .arg(dir.join("state"))
-        .args(["--once", "--listen", "off"]);
+    cmd.args([
+        "--source",
+        source,
+        "--key",
+        &site.p("keys/drover.pub"),
+        "--cluster-name",
+        cluster,
+    ])
+    .arg("--sink")
+    .arg(format!("dir:{}", dir.join("manifests").display()))
+    .arg("--state-dir")
+    .arg(dir.join("state"))
+    .args(["--once", "--listen", "off"]);
     for l in labels {
         cmd.args(["--label", l]);
     }
@@ -877,7 +886,9 @@ impl Tmpfs {
             "this test fills a small tmpfs and must run as root to mount it (mount -t tmpfs): {}",
             text(&out)
         );
-        Tmpfs { path: path.to_path_buf() }
+        Tmpfs {
+            path: path.to_path_buf(),
+        }
     }
 
     /// Fills the file system with a file `.filler` until exactly `free` bytes (a multiple of

@@ -306,7 +306,10 @@ fn blob_with_device_node_fails_only_that_bundle() {
             ("dev/sda", tar::EntryType::Block, b""),
         ]),
     );
-    up.assert_web_failed(LABELS, &["bundle web", "dev/sda", "Block", "only regular files and directories"]);
+    up.assert_web_failed(
+        LABELS,
+        &["bundle web", "dev/sda", "Block", "only regular files and directories"],
+    );
 }
 
 #[test]
@@ -322,7 +325,12 @@ fn blob_with_yaml_that_is_not_a_kubernetes_object_fails_only_that_bundle() {
     );
     up.assert_web_failed(
         LABELS,
-        &["bundle web", "values.yaml", "document 1", "missing string field \"apiVersion\""],
+        &[
+            "bundle web",
+            "values.yaml",
+            "document 1",
+            "missing string field \"apiVersion\"",
+        ],
     );
 }
 

@@ -56,14 +56,24 @@ fn sigkill_at_random_points_across_200_runs_never_leaves_a_partial_manifest() {
             &format!("run {cycle} (DROVER_CRASH_SEED={first_seed})"),
         );
     }
-    assert!(killed > CYCLES / 2, "most runs were killed mid-way ({killed} killed, {finished} ended)");
+    assert!(
+        killed > CYCLES / 2,
+        "most runs were killed mid-way ({killed} killed, {finished} ended)"
+    );
 
     let out = agent_once(&site, versions.stores.last().unwrap(), CLUSTER, LABELS, &dir);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_eq!(snapshot(&dir.join("manifests")), versions.last, "converged, no leftovers");
+    assert_eq!(
+        snapshot(&dir.join("manifests")),
+        versions.last,
+        "converged, no leftovers"
+    );
     let stray: Vec<String> = snapshot(&dir.join("state"))
         .into_keys()
         .filter(|n| n.rsplit('/').next().is_some_and(|f| f.starts_with('.')))
         .collect();
-    assert!(stray.is_empty(), "temporary files left in the state directory: {stray:?}");
+    assert!(
+        stray.is_empty(),
+        "temporary files left in the state directory: {stray:?}"
+    );
 }

@@ -67,7 +67,12 @@ fn disk_full_at_any_point_keeps_whole_files_and_converges_once_space_frees() {
         // Space frees: the next run converges to version 2.
         std::fs::remove_file(filler).unwrap();
         let out = agent_once(&site, v2, CLUSTER, LABELS, &disk.path);
-        assert_eq!(out.status.code(), Some(0), "{context}, then space freed: {}", text(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{context}, then space freed: {}",
+            text(&out)
+        );
         assert!(snapshot(&manifests) == versions.last, "{context}, then space freed");
     }
     eprintln!("failures (pages free, exit code): {failures:?}; failed writing in {failed_paths:?}");
@@ -86,7 +91,10 @@ fn assert_claims_match_sink(state: &serde_json::Value, manifests: &std::path::Pa
         }
         let file = manifests.join(format!("drover-{name}.yaml"));
         let bytes = std::fs::read(&file).unwrap_or_else(|e| panic!("{context}: {}: {e}", file.display()));
-        let hex: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        let hex: String = sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         assert_eq!(
             bundle["fileSha256"].as_str().map(|s| s.trim_start_matches("sha256:")),
             Some(hex.as_str()),

@@ -556,14 +556,22 @@ fn allow_list_refuses_a_bundle_before_any_write_using_the_scope_discovery_report
         "{out}"
     );
     assert!(api.exists("configmap", "app", "web"));
-    assert!(!api.exists("configmap", "beside", "web"), "nothing of the refused bundle");
+    assert!(
+        !api.exists("configmap", "beside", "web"),
+        "nothing of the refused bundle"
+    );
     assert!(!api.kubectl_raw(&["get", "gadget", "g"]).status.success());
     assert!(
         !api.exists("configmap", "drover-applyset-gadgets", "drover-system"),
         "not even its ApplySet parent"
     );
     // Allowed, it applies.
-    let (code, out) = agent_with(&site, &api, &[], &["--allow-namespace", "web", "--allow-cluster-scoped"]);
+    let (code, out) = agent_with(
+        &site,
+        &api,
+        &[],
+        &["--allow-namespace", "web", "--allow-cluster-scoped"],
+    );
     assert_eq!(code, Some(0), "{out}");
     assert!(api.kubectl_raw(&["get", "gadget", "g"]).status.success(), "{out}");
 }

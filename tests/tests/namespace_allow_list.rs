@@ -88,8 +88,14 @@ fn objects_outside_the_allowed_namespaces_refuse_the_whole_bundle_and_keep_the_p
     let now = site.manifests();
     assert_eq!(now["drover-web.yaml"], v1["drover-web.yaml"], "web kept byte-for-byte");
     assert_eq!(now["drover-base.yaml"], v1["drover-base.yaml"]);
-    assert!(now["drover-monitoring.yaml"].contains("monitoring-v2"), "other bundles apply");
-    assert!(!now.values().any(|m| m.contains("stolen")), "nothing of the refused bundle");
+    assert!(
+        now["drover-monitoring.yaml"].contains("monitoring-v2"),
+        "other bundles apply"
+    );
+    assert!(
+        !now.values().any(|m| m.contains("stolen")),
+        "nothing of the refused bundle"
+    );
     assert_eq!(
         std::fs::read_dir(site.path("manifests")).unwrap().count(),
         3,

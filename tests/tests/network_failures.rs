@@ -78,7 +78,10 @@ fn connection_cut_mid_blob_fails_those_bundles_and_keeps_what_was_applied() {
             .lines()
             .find(|l| l.trim_start().starts_with(bundle))
             .unwrap_or_else(|| panic!("no line for {bundle}: {said}"));
-        assert!(line.contains("Error") && line.contains(&format!("{}blobs/sha256/", cut.url)), "{said}");
+        assert!(
+            line.contains("Error") && line.contains(&format!("{}blobs/sha256/", cut.url)),
+            "{said}"
+        );
     }
     assert!(
         cut.requests().iter().any(|p| p.contains("/blobs/")),
@@ -89,7 +92,10 @@ fn connection_cut_mid_blob_fails_those_bundles_and_keeps_what_was_applied() {
     // The blob cache holds only whole, verified blobs: no half-received one.
     for (name, bytes) in snapshot(&site.path("state/blobs")) {
         use sha2::Digest as _;
-        let hex: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        let hex: String = sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         assert_eq!(name, hex, "cache entry {name} is a whole blob");
     }
     // The same store, whole: converges.
@@ -122,7 +128,10 @@ fn unresolvable_store_host_is_a_clear_error_and_a_mirror_still_serves() {
     let out = run(&[UNRESOLVABLE]);
     let said = text(&out);
     assert_eq!(out.status.code(), Some(3), "{said}");
-    assert!(said.contains(&format!("{UNRESOLVABLE}index.json")), "names the URL: {said}");
+    assert!(
+        said.contains(&format!("{UNRESOLVABLE}index.json")),
+        "names the URL: {said}"
+    );
     assert!(said.contains("dns error"), "says the name did not resolve: {said}");
     assert!(site.sink_and_state() == before, "nothing changed: {said}");
 
