@@ -839,25 +839,22 @@ impl Versions {
 /// `drover-agent --once` of `site`'s key for `cluster` with `labels`, reading `source` and
 /// writing `dir/manifests` and `dir/state`.
 pub fn agent_once(site: &Site, source: &str, cluster: &str, labels: &[&str], dir: &Path) -> Output {
-    agent_command(site, source, cluster, labels, dir).output().unwrap()
+    agent_command(site, &[source], cluster, labels, dir).output().unwrap()
 }
 
-/// The command of [`agent_once`], to spawn (and kill) it.
-pub fn agent_command(site: &Site, source: &str, cluster: &str, labels: &[&str], dir: &Path) -> Command {
+/// The command of [`agent_once`] reading `sources`, to add flags to, spawn or kill. `dir` may
+/// be the site's own root (its `manifests/` and `state/`, as [`Site::agent`] uses).
+pub fn agent_command(site: &Site, sources: &[&str], cluster: &str, labels: &[&str], dir: &Path) -> Command {
     let mut cmd = Command::new(bin("drover-agent"));
-    cmd.args([
-        "--source",
-        source,
-        "--key",
-        &site.p("keys/drover.pub"),
-        "--cluster-name",
-        cluster,
-    ])
-    .arg("--sink")
-    .arg(format!("dir:{}", dir.join("manifests").display()))
-    .arg("--state-dir")
-    .arg(dir.join("state"))
-    .args(["--once", "--listen", "off"]);
+    for source in sources {
+        cmd.args(["--source", source]);
+    }
+    cmd.args(["--key", &site.p("keys/drover.pub"), "--cluster-name", cluster])
+        .arg("--sink")
+        .arg(format!("dir:{}", dir.join("manifests").display()))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .args(["--once", "--listen", "off"]);
     for l in labels {
         cmd.args(["--label", l]);
     }
@@ -926,4 +923,10 @@ pub fn restore(dir: &Path, files: &BTreeMap<String, Vec<u8>>) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, bytes).unwrap();
     }
+}
+
+/// Lower-case hex sha256 of `bytes` (as blob file names and digests carry it).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -5,8 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use drover_e2e::{drover_serve, minisign_sign, text, Site};
-use sha2::{Digest as _, Sha256};
+use drover_e2e::{drover_serve, minisign_sign, sha256_hex, text, Site};
 
 const CLUSTER: &str = "site-1";
 const LABELS: &[&str] = &["env=prod", "region=eu", "monitoring=on"];
@@ -105,9 +104,11 @@ impl Upgrade {
         // no bytes that failed verification.
         let cached = drover_e2e::snapshot(&site.path("state/blobs"));
         for (name, bytes) in &cached {
-            use sha2::Digest as _;
-            let hex: String = sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
-            assert_eq!(name, &hex, "cache entry {name} holds exactly the blob it names");
+            assert_eq!(
+                name,
+                &sha256_hex(bytes),
+                "cache entry {name} holds exactly the blob it names"
+            );
         }
         for b in state["bundles"].as_object().unwrap().values() {
             if let Some(d) = b["digest"].as_str() {
@@ -134,10 +135,6 @@ fn bundle_line(out: &std::process::Output, name: &str) -> (String, String) {
 /// The store's index.json, parsed.
 fn index_json(site: &Site) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(site.path("store/index.json")).unwrap()).unwrap()
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A tar.gz with raw header names (so `..` and absolute paths can be written, as an

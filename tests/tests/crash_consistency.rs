@@ -35,7 +35,7 @@ fn sigkill_at_random_points_across_200_runs_never_leaves_a_partial_manifest() {
     for cycle in 0..CYCLES {
         // Versions move forward as an operator publishes: each is live for a stretch of runs.
         let store = &versions.stores[cycle * VERSIONS / CYCLES];
-        let mut child = agent_command(&site, store, CLUSTER, LABELS, &dir)
+        let mut child = agent_command(&site, &[store], CLUSTER, LABELS, &dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

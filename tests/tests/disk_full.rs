@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use drover_e2e::{agent_once, restore, snapshot, text, Site, Tmpfs, Versions};
+use drover_e2e::{agent_once, restore, sha256_hex, snapshot, text, Site, Tmpfs, Versions};
 
 const CLUSTER: &str = "site-1";
 const LABELS: &[&str] = &["env=prod", "region=eu", "monitoring=on"];
@@ -84,17 +84,13 @@ fn disk_full_at_any_point_keeps_whole_files_and_converges_once_space_frees() {
 
 /// Every bundle the state records as Applied names the sha256 of the file in the sink.
 fn assert_claims_match_sink(state: &serde_json::Value, manifests: &std::path::Path, context: &str) {
-    use sha2::Digest as _;
     for (name, bundle) in state["bundles"].as_object().unwrap() {
         if bundle["status"] != "Applied" {
             continue;
         }
         let file = manifests.join(format!("drover-{name}.yaml"));
         let bytes = std::fs::read(&file).unwrap_or_else(|e| panic!("{context}: {}: {e}", file.display()));
-        let hex: String = sha2::Sha256::digest(&bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let hex = sha256_hex(&bytes);
         assert_eq!(
             bundle["fileSha256"].as_str().map(|s| s.trim_start_matches("sha256:")),
             Some(hex.as_str()),

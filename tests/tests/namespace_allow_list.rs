@@ -3,36 +3,16 @@
 //! object is named, the bundle's previous manifests stay byte-for-byte, and the other
 //! bundles of the same index still apply.
 
-use drover_e2e::{bin, run, text, Site};
+use drover_e2e::{agent_command, text, Site};
 
 const LABELS: &[&str] = &["env=prod", "region=eu", "monitoring=on"];
 
 /// `drover-agent --once` for site-1 with `extra` flags; returns (exit code, stdout+stderr).
 fn agent(site: &Site, extra: &[&str]) -> (Option<i32>, String) {
-    let (key, sink, state, source) = (
-        site.p("keys/drover.pub"),
-        format!("dir:{}", site.p("manifests")),
-        site.p("state"),
-        site.store_url(),
-    );
-    let mut args = vec![
-        "--source",
-        &source,
-        "--key",
-        &key,
-        "--cluster-name",
-        "site-1",
-        "--sink",
-        &sink,
-        "--state-dir",
-        &state,
-        "--once",
-    ];
-    for l in LABELS {
-        args.extend(["--label", l]);
-    }
-    args.extend_from_slice(extra);
-    let out = run(&bin("drover-agent"), &args);
+    let out = agent_command(site, &[&site.store_url()], "site-1", LABELS, site.dir.path())
+        .args(extra)
+        .output()
+        .unwrap();
     (out.status.code(), text(&out))
 }
 

@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use drover_e2e::{bin, require, snapshot, text, Behaviour, FaultyServer, Site};
+use drover_e2e::{agent_command, require, sha256_hex, snapshot, text, Behaviour, FaultyServer, Site};
 
 const CLUSTER: &str = "site-1";
 const LABELS: &[&str] = &["env=prod", "region=eu", "monitoring=on"];
@@ -29,34 +29,6 @@ fn upgraded_site() -> Site {
     );
     site.publish(&[]);
     site
-}
-
-/// The agent's `--once` arguments for `site` reading `sources`.
-fn agent_args(site: &Site, sources: &[&str]) -> Vec<String> {
-    let mut args = Vec::new();
-    for s in sources {
-        args.extend(["--source".to_string(), s.to_string()]);
-    }
-    args.extend(
-        [
-            "--key",
-            &site.p("keys/drover.pub"),
-            "--cluster-name",
-            CLUSTER,
-            "--sink",
-            &format!("dir:{}", site.p("manifests")),
-            "--state-dir",
-            &site.p("state"),
-            "--once",
-            "--listen",
-            "off",
-        ]
-        .map(String::from),
-    );
-    for l in LABELS {
-        args.extend(["--label".to_string(), l.to_string()]);
-    }
-    args
 }
 
 #[test]
@@ -91,12 +63,7 @@ fn connection_cut_mid_blob_fails_those_bundles_and_keeps_what_was_applied() {
     assert!(sink_after == sink_before, "manifests unchanged byte-for-byte: {said}");
     // The blob cache holds only whole, verified blobs: no half-received one.
     for (name, bytes) in snapshot(&site.path("state/blobs")) {
-        use sha2::Digest as _;
-        let hex: String = sha2::Sha256::digest(&bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        assert_eq!(name, hex, "cache entry {name} is a whole blob");
+        assert_eq!(name, sha256_hex(&bytes), "cache entry {name} is a whole blob");
     }
     // The same store, whole: converges.
     let out = site.agent(&site.store_url(), CLUSTER, LABELS);
@@ -111,10 +78,11 @@ fn unresolvable_store_host_is_a_clear_error_and_a_mirror_still_serves() {
     // lookup fails there without a packet reaching any resolver.
     let unshare = require("unshare", "util-linux");
     let run = |sources: &[&str]| {
+        let agent = agent_command(&site, sources, CLUSTER, LABELS, site.dir.path());
         let out = Command::new(&unshare)
             .arg("--net")
-            .arg(bin("drover-agent"))
-            .args(agent_args(&site, sources))
+            .arg(agent.get_program())
+            .args(agent.get_args())
             .output()
             .unwrap();
         assert!(
