@@ -278,13 +278,18 @@ impl KubeSink {
             .iter()
             .map(|d| parse_object(d, what))
             .collect::<Result<Vec<_>>>()?;
-        let own_scopes: BTreeMap<(String, String), bool> = objects.iter().filter_map(crd_scope).collect();
+        // Scope per (group, kind): the bundle's own CRDs first, then discovery, asked once.
+        let mut scopes: BTreeMap<(String, String), bool> = objects.iter().filter_map(crd_scope).collect();
         let mut refused = Vec::new();
         for object in &objects {
-            let own = own_scopes.get(&(object.gvk.group.clone(), object.gvk.kind.clone()));
-            let cluster_scoped = match own {
+            let key = (object.gvk.group.clone(), object.gvk.kind.clone());
+            let cluster_scoped = match scopes.get(&key) {
                 Some(cluster_scoped) => *cluster_scoped,
-                None => matches!(self.resolve(&object.gvk).await?.1.scope, Scope::Cluster),
+                None => {
+                    let cluster_scoped = matches!(self.resolve(&object.gvk).await?.1.scope, Scope::Cluster);
+                    scopes.insert(key, cluster_scoped);
+                    cluster_scoped
+                }
             };
             let placement = if cluster_scoped {
                 Placement::ClusterScoped
