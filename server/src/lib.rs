@@ -3,6 +3,8 @@
 //! * [`keygen`] makes a minisign key pair;
 //! * [`publish`] turns `bundles/<name>/` directories into reproducible, content-addressed
 //!   bundle blobs and a signed channel index, writing blobs first and the index last;
+//! * [`kustomize`] and [`helm`] turn kustomizations and Helm charts into what a bundle
+//!   holds: rendered YAML, and a k3s `HelmChart` object;
 //! * [`store`] reads and checks an existing store (`drover verify`, `drover targets`)
 //!   with the agent's own source, verify and select code;
 //! * [`fleet_status`] aggregates the agents' status reports into a fleet view
@@ -17,7 +19,9 @@
 pub mod bundle_spec;
 pub mod error;
 pub mod fleet_status;
+pub mod helm;
 pub mod keygen;
+pub mod kustomize;
 pub mod manifest_check;
 pub mod oci_push;
 pub mod pack;

@@ -10,8 +10,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use drover::fleet_status;
-use drover::publish::{PublishOptions, DEFAULT_EXPIRES_IN};
-use drover_agent::config::{parse_duration, parse_label};
+use drover::publish::{PublishOptions, DEFAULT_EXPIRES_IN, DEFAULT_MAX_BUNDLE_SIZE};
+use drover_agent::config::{parse_duration, parse_label, parse_size};
 use drover_agent::format::rfc3339;
 use drover_agent::select::Cluster;
 use time::OffsetDateTime;
@@ -100,6 +100,12 @@ enum Command {
         /// How long agents accept this index (e.g. 30d, 12h). Re-publish before it runs out.
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         expires_in: Option<Duration>,
+        /// Largest bundle blob accepted (compressed), e.g. 32MiB (default), 500KiB, 1048576.
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        max_bundle_size: Option<u64>,
+        /// Build and check every bundle and print what would be published; write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Check a store's signature, expiry and every referenced blob.
     Verify {
@@ -226,6 +232,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             key,
             channel,
             expires_in,
+            max_bundle_size,
+            dry_run,
         } => {
             let opts = PublishOptions {
                 src,
@@ -233,8 +241,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 key,
                 channel: channel.clone(),
                 expires_in: expires_in.unwrap_or(DEFAULT_EXPIRES_IN),
+                max_bundle_size: max_bundle_size.unwrap_or(DEFAULT_MAX_BUNDLE_SIZE),
+                dry_run,
             };
             let s = drover::publish::publish(&opts, now)?;
+            if dry_run {
+                print!("{}", s.describe());
+                println!(
+                    "dry run: would publish channel {channel} version {} to {} ({} bundles; {} new blobs); nothing written",
+                    s.version,
+                    store.display(),
+                    s.bundles,
+                    s.blobs_written.len()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
                 "published channel {channel} version {} to {} ({} bundles; {} new blobs, {} unchanged; expires {})",
                 s.version,

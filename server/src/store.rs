@@ -108,7 +108,8 @@ pub fn explain_targets(index: &VerifiedIndex, cluster: &Cluster) -> Vec<String> 
         .collect()
 }
 
-fn describe_target(t: &drover_agent::format::Target) -> String {
+/// How a target selects clusters: `clusterName=… clusterSelector=…`.
+pub fn describe_target(t: &drover_agent::format::Target) -> String {
     let mut parts = Vec::new();
     if let Some(name) = &t.cluster_name {
         parts.push(format!("clusterName={name}"));
