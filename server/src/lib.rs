@@ -7,6 +7,7 @@
 //!   holds: rendered YAML, and a k3s `HelmChart` object;
 //! * [`store`] reads and checks an existing store (`drover verify`, `drover targets`)
 //!   with the agent's own source, verify and select code;
+//! * [`diff`] compares two stores' indexes per bundle and target (`drover diff`);
 //! * [`fleet_status`] aggregates the agents' status reports into a fleet view
 //!   (`drover status`);
 //! * [`sync`] copies a store between directories, `http(s)://` (read only) and other
@@ -17,6 +18,7 @@
 #![deny(missing_docs)]
 
 pub mod bundle_spec;
+pub mod diff;
 pub mod error;
 pub mod fleet_status;
 pub mod helm;

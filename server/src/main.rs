@@ -167,6 +167,14 @@ enum Command {
         #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
         labels: Vec<(String, String)>,
     },
+    /// What changes between two stores (e.g. the published one and a new one): per bundle,
+    /// the settings and the targets whose blob changes. Indexes are read, not verified.
+    Diff {
+        /// The store before: directory, or http(s):// / file:// / oci:// URL.
+        store_a: String,
+        /// The store after.
+        store_b: String,
+    },
     /// Fleet view from the agents' status reports: clusters per bundle, digest and state,
     /// stale clusters, bundle errors. Exit 0: all well; 1: something needs attention; 3: no
     /// view (source unreadable or empty).
@@ -365,6 +373,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for line in drover::store::explain_targets(&verified, &cluster) {
                 println!("  {line}");
             }
+        }
+        Command::Diff { store_a, store_b } => {
+            let (a, b) = (drover::store::open(&store_a)?, drover::store::open(&store_b)?);
+            let rt = runtime()?;
+            let a = rt.block_on(drover::diff::read_index(&a))?;
+            let b = rt.block_on(drover::diff::read_index(&b))?;
+            println!(
+                "{store_a} (version {}) -> {store_b} (version {}):",
+                a.version, b.version
+            );
+            print!("{}", drover::diff::diff(&a, &b).render());
         }
         Command::Status {
             source,
