@@ -269,7 +269,9 @@ pub fn publish(opts: &PublishOptions, now: OffsetDateTime) -> Result<PublishSumm
                 previous: None,
                 do_not_deploy,
             };
-            target.previous = old.and_then(|old| previous_blob(old, &target));
+            // Only a rollout in progress needs it: at 100 % every cluster is in the wave.
+            let rolling_out = spec.rollout.is_some_and(|r| r.percent < 100);
+            target.previous = old.filter(|_| rolling_out).and_then(|old| previous_blob(old, &target));
             targets.push(target);
         }
         bundles.push(Bundle {
@@ -348,7 +350,8 @@ fn plain_files(source: &BundleSource, variant: Option<&PathBuf>, ids: &BTreeMap<
         .collect()
 }
 
-/// The blob clusters outside the rollout wave get for `new`, from the same target (same
+/// The blob clusters outside the rollout wave get for `new` (while its bundle rolls out,
+/// below 100 %), from the same target (same
 /// selector and name) of the bundle in the previous index: while a change rolls out, the
 /// blob the whole fleet had before it. Re-publishing the same blob (raising the percent)
 /// keeps the previous blob; a new blob after a complete rollout (100 %, not paused) makes
