@@ -1,8 +1,9 @@
 //! `bundles/<name>/bundle.yaml`: how a bundle source directory is published.
 //!
 //! A bundle directory is one of three kinds, told apart by what it holds:
-//! * a Helm chart (`Chart.yaml`): packaged into a chart archive and published as a k3s
-//!   `HelmChart` object ([`crate::helm`]); `values` (bundle and target) become its values;
+//! * a Helm chart (`Chart.yaml`, or `chart:` naming one in a chart repository): packaged
+//!   into a chart archive and published as a k3s `HelmChart` object ([`crate::helm`]);
+//!   `values` (bundle and target) become its values;
 //! * a kustomization (`kustomization.yaml` at the top, or any target with an `overlay`):
 //!   rendered with `kubectl kustomize` ([`crate::kustomize`]);
 //! * plain YAML files (anything else), with optional per-target `variant` directories.
@@ -16,6 +17,7 @@
 //! keepResources: false        # kube sink: keep the objects when no longer targeted
 //! healthTimeout: 5m           # kube sink: unhealthy longer than this is an Error
 //! values: {replicas: 2}       # Helm chart bundles: values for every target
+//! chart: {repo: https://charts.example.com, name: web, version: 1.2.3}  # pulled at publish
 //! targets:                    # first match wins; omitted = every cluster
 //!   - clusterName: site-7
 //!     variant: site-7         # plain bundles: sub-directory whose YAML is added to the base files
@@ -63,6 +65,9 @@ pub struct BundleSpec {
     /// Helm chart bundles: chart values for every target.
     #[serde(default)]
     pub values: serde_norway::Mapping,
+    /// A chart pulled from a Helm chart repository at publish time, instead of a chart in
+    /// the bundle directory.
+    pub chart: Option<crate::helm::ChartRef>,
     /// Targets; empty means one target selecting every cluster.
     #[serde(default)]
     pub targets: Vec<TargetSpec>,
@@ -159,7 +164,15 @@ impl BundleSource {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BundleSpec::default(),
             Err(e) => return Err(drover_agent::Error::io(&spec_path, e).into()),
         };
-        let kind = if dir.join(CHART_FILE).is_file() {
+        let kind = if let Some(chart) = &spec.chart {
+            if dir.join(CHART_FILE).is_file() {
+                return Err(Error::source(
+                    &spec_path,
+                    format!("chart: this directory is a chart already ({CHART_FILE}); use one or the other"),
+                ));
+            }
+            SourceKind::Helm(crate::helm::Chart::pull(chart).map_err(|m| Error::source(&spec_path, m))?)
+        } else if dir.join(CHART_FILE).is_file() {
             SourceKind::Helm(crate::helm::Chart::read(dir)?)
         } else if KUSTOMIZATION_FILES.iter().any(|f| dir.join(f).is_file())
             || spec.targets.iter().any(|t| t.overlay.is_some())

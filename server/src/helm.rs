@@ -23,6 +23,22 @@ pub const HELM_CHART_API_VERSION: &str = "helm.cattle.io/v1";
 pub const HELM_CHART_NAMESPACE: &str = "kube-system";
 /// Where the chart's objects go when the bundle sets no `namespace`.
 pub const DEFAULT_TARGET_NAMESPACE: &str = "default";
+/// Largest chart repository `index.yaml` read.
+pub const MAX_REPO_INDEX_BYTES: u64 = 32 << 20;
+/// Largest chart archive pulled from a repository.
+pub const MAX_CHART_ARCHIVE_BYTES: u64 = 32 << 20;
+
+/// `chart:` in bundle.yaml: a chart in a Helm chart repository, pulled at publish time.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChartRef {
+    /// Repository URL: the directory holding `index.yaml` (`http://` or `https://`).
+    pub repo: String,
+    /// Chart name in the repository.
+    pub name: String,
+    /// Exact chart version.
+    pub version: String,
+}
 
 /// A chart directory, packaged.
 #[derive(Debug)]
@@ -82,6 +98,18 @@ impl Chart {
         })
     }
 
+    /// Pulls `chart` from its repository: `index.yaml`, then the archive its entry names,
+    /// checked against the entry's sha256 `digest` when the index has one, and checked to
+    /// hold `<name>/Chart.yaml`. The archive is used as it was published, byte for byte.
+    /// Errors name the URL.
+    pub fn pull(chart: &ChartRef) -> std::result::Result<Chart, String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+        rt.block_on(pull(chart))
+    }
+
     /// The `HelmChart` object (YAML) that installs this chart as release `release` into
     /// `target_namespace` with `values`. `${cluster.*}` placeholders in values stay as
     /// written: the agent substitutes them.
@@ -107,6 +135,91 @@ impl Chart {
         object.insert("spec".into(), Value::Mapping(spec));
         serde_norway::to_string(&object).expect("a mapping of strings serialises")
     }
+}
+
+async fn pull(chart: &ChartRef) -> std::result::Result<Chart, String> {
+    #[derive(Deserialize)]
+    struct RepoIndex {
+        #[serde(default)]
+        entries: BTreeMap<String, Vec<Entry>>,
+    }
+    #[derive(Deserialize)]
+    struct Entry {
+        version: String,
+        #[serde(default)]
+        urls: Vec<String>,
+        digest: Option<String>,
+    }
+    let mut base = reqwest::Url::parse(&chart.repo).map_err(|e| format!("chart.repo {:?}: {e}", chart.repo))?;
+    if !matches!(base.scheme(), "http" | "https") {
+        return Err(format!(
+            "chart.repo {}: only http:// and https:// repositories",
+            chart.repo
+        ));
+    }
+    if !base.path().ends_with('/') {
+        base.set_path(&format!("{}/", base.path()));
+    }
+    let client = reqwest::Client::builder()
+        .user_agent(concat!("drover/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(crate::fleet_status::HTTP_CONNECT_TIMEOUT)
+        .timeout(crate::fleet_status::HTTP_REQUEST_TIMEOUT)
+        .build()
+        .map_err(|e| format!("HTTP client: {e}"))?;
+    let index_url = base.join("index.yaml").map_err(|e| format!("{base}: {e}"))?;
+    let bytes = crate::fleet_status::fetch(&client, &index_url, MAX_REPO_INDEX_BYTES)
+        .await
+        .map_err(|e| format!("{index_url}: {e}"))?;
+    let index: RepoIndex =
+        serde_norway::from_slice(&bytes).map_err(|e| format!("{index_url}: not a chart repository index: {e}"))?;
+    let entry = index
+        .entries
+        .get(&chart.name)
+        .and_then(|versions| versions.iter().find(|e| e.version == chart.version))
+        .ok_or_else(|| format!("{index_url}: no chart {:?} version {:?}", chart.name, chart.version))?;
+    let url = entry
+        .urls
+        .first()
+        .ok_or_else(|| format!("{index_url}: chart {} {} lists no urls", chart.name, chart.version))?;
+    let url = base.join(url).map_err(|e| format!("{index_url}: url {url:?}: {e}"))?;
+    let archive = crate::fleet_status::fetch(&client, &url, MAX_CHART_ARCHIVE_BYTES)
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    if let Some(expected) = &entry.digest {
+        let found = drover_agent::format::Digest::of(&archive);
+        if !found.hex().eq_ignore_ascii_case(expected.trim_start_matches("sha256:")) {
+            return Err(format!(
+                "{url}: sha256 is {}, the repository index says {expected}",
+                found.hex()
+            ));
+        }
+    }
+    if !archive_has_chart(&archive, &chart.name) {
+        return Err(format!("{url}: not a chart archive with {}/{CHART_FILE}", chart.name));
+    }
+    Ok(Chart {
+        name: chart.name.clone(),
+        version: chart.version.clone(),
+        archive,
+    })
+}
+
+/// True when `archive` is a gzip-compressed tar holding `<name>/Chart.yaml`.
+fn archive_has_chart(archive: &[u8], name: &str) -> bool {
+    let wanted = format!("{name}/{CHART_FILE}");
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(archive));
+    let Ok(entries) = tar.entries() else {
+        return false;
+    };
+    for entry in entries {
+        let Ok(entry) = entry else {
+            return false;
+        };
+        if entry.path().is_ok_and(|p| p.to_string_lossy() == wanted) {
+            return true;
+        }
+    }
+    false
 }
 
 /// Merges `over` into `base`: mappings merge key by key, recursively; anything else in

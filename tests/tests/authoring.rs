@@ -2,13 +2,14 @@
 //! docs/authoring.md, published as they are), values substituted by the agent, staged
 //! rollouts that give clusters outside the wave the previous blob, paused bundles, and
 //! what publishing refuses (dependency cycles, duplicate objects, bad names, oversized
-//! bundles, a missing kubectl).
+//! bundles, a missing kubectl). A chart pulled from a chart repository is served by real
+//! nginx from a repository made by hand with `tar`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use drover_e2e::{bin, copy_dir, drover, repo_root, require, run, snapshot, text, Site};
+use drover_e2e::{bin, copy_dir, drover, nginx, repo_root, require, run, snapshot, text, Site};
 
 /// A site whose source is the authoring examples (examples/authoring/bundles).
 fn authoring_site() -> Site {
@@ -124,24 +125,8 @@ fn helm_chart_becomes_a_helm_chart_object_whose_archive_lists_the_chart() {
     assert!(!object.contains("${cluster"), "no variable left:\n{object}");
 
     // chartContent is a chart archive as `helm package` lays it out.
-    let content = object
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("chartContent: "))
-        .expect("chartContent line");
     let archive = site.path("hello.tgz");
-    let decoded = Command::new(require("base64", "coreutils"))
-        .arg("-d")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child.stdin.take().expect("stdin").write_all(content.as_bytes())?;
-            child.wait_with_output()
-        })
-        .expect("base64 -d");
-    assert!(decoded.status.success(), "chartContent is base64");
-    std::fs::write(&archive, &decoded.stdout).expect("write archive");
+    std::fs::write(&archive, chart_content(object)).expect("write archive");
     let listing = run(&require("tar", "tar"), &["tzf", archive.to_str().expect("utf-8")]);
     assert!(listing.status.success(), "{}", text(&listing));
     let entries: Vec<String> = String::from_utf8_lossy(&listing.stdout)
@@ -209,6 +194,97 @@ fn unknown_variable_in_values_is_an_error_for_that_bundle_only() {
         !written.contains_key("drover-hello.yaml"),
         "never an empty string in place of the label"
     );
+}
+
+/// The decoded `spec.chartContent` of a HelmChart object (with coreutils' `base64 -d`).
+fn chart_content(object: &str) -> Vec<u8> {
+    let content = object
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("chartContent: "))
+        .expect("chartContent line");
+    let decoded = Command::new(require("base64", "coreutils"))
+        .arg("-d")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().expect("stdin").write_all(content.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("base64 -d");
+    assert!(decoded.status.success(), "chartContent is base64");
+    decoded.stdout
+}
+
+#[test]
+fn chart_from_a_repository_is_pulled_at_publish_and_checked_against_its_digest() {
+    use sha2::Digest as _;
+    let site = Site::new();
+    // A chart repository by hand: a chart packaged with tar, and index.yaml naming it.
+    site.write("chart/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 1.2.3\n");
+    site.write(
+        "chart/web/templates/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\n",
+    );
+    std::fs::create_dir_all(site.path("repo/charts")).expect("mkdir");
+    let tgz = site.p("repo/charts/web-1.2.3.tgz");
+    let out = run(&require("tar", "tar"), &["czf", &tgz, "-C", &site.p("chart"), "web"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let archive = std::fs::read(&tgz).expect("archive");
+    let index = |digest: &str| {
+        format!(
+            "apiVersion: v1\nentries:\n  web:\n  - name: web\n    version: 1.2.3\n    digest: {digest}\n    urls: [charts/web-1.2.3.tgz]\n  - name: web\n    version: 1.0.0\n    urls: [charts/web-1.0.0.tgz]\n"
+        )
+    };
+    site.write(
+        "repo/index.yaml",
+        &index(&format!("{:x}", sha2::Sha256::digest(&archive))),
+    );
+    let server = nginx(&site.path("repo"), &site.path("nginx"));
+    site.write(
+        "src/bundles/web/bundle.yaml",
+        &format!("namespace: web\nchart: {{repo: '{}/', name: web, version: 1.2.3}}\nvalues: {{site: '${{cluster.name}}'}}\n", server.url.trim_end_matches('/')),
+    );
+    site.publish(&[]);
+    let m = apply(&site, "c", "site-4", &[]);
+    let object = &m["drover-web.yaml"];
+    assert!(
+        object.contains("site: site-4") && object.contains("version: 1.2.3"),
+        "{object}"
+    );
+    assert_eq!(
+        chart_content(object),
+        archive,
+        "the repository's archive, byte for byte"
+    );
+
+    // An archive that does not match the index's digest is refused, naming its URL.
+    site.write("repo/index.yaml", &index(&"0".repeat(64)));
+    let err = publish_fails_keeping(&site);
+    assert!(err.contains("charts/web-1.2.3.tgz") && err.contains("sha256"), "{err}");
+    // A version the repository does not have.
+    site.write("repo/index.yaml", &index("").replace("    digest: \n", ""));
+    site.write(
+        "src/bundles/web/bundle.yaml",
+        &format!("chart: {{repo: '{}', name: web, version: 9.9.9}}\n", server.url),
+    );
+    let err = publish_fails_keeping(&site);
+    assert!(err.contains("index.yaml") && err.contains("9.9.9"), "{err}");
+}
+
+/// `drover publish` that must fail on a store that already has an index; returns stderr.
+fn publish_fails_keeping(site: &Site) -> String {
+    let before = std::fs::read(site.path("store/index.json")).expect("published before");
+    let (src, store, key) = (site.p("src"), site.p("store"), site.p("keys/drover.key"));
+    let out = drover(&["publish", &src, "--store", &store, "--key", &key]);
+    assert!(!out.status.success(), "publish should fail: {}", text(&out));
+    assert_eq!(
+        std::fs::read(site.path("store/index.json")).expect("index"),
+        before,
+        "index kept"
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// A bundle whose content is `value`, with `extra` settings in its bundle.yaml.
