@@ -25,28 +25,7 @@ fn authoring_site() -> Site {
 /// Runs `drover-agent --once` for `cluster` into `<dir>/manifests` and `<dir>/state`;
 /// returns the manifests written (file name → text).
 fn apply(site: &Site, dir: &str, cluster: &str, labels: &[&str]) -> BTreeMap<String, String> {
-    let (store, key) = (site.store_url(), site.p("keys/drover.pub"));
-    let (sink, state) = (
-        format!("dir:{}", site.p(&format!("{dir}/manifests"))),
-        site.p(&format!("{dir}/state")),
-    );
-    let mut args = vec![
-        "--source",
-        &store,
-        "--key",
-        &key,
-        "--cluster-name",
-        cluster,
-        "--sink",
-        &sink,
-        "--state-dir",
-        &state,
-        "--once",
-    ];
-    for l in labels {
-        args.extend(["--label", l]);
-    }
-    let out = run(&bin("drover-agent"), &args);
+    let out = site.agent_in(dir, &site.store_url(), cluster, labels);
     assert!(out.status.success(), "agent for {cluster}: {}", text(&out));
     snapshot(&site.path(&format!("{dir}/manifests")))
         .into_iter()
@@ -158,33 +137,10 @@ fn unknown_variable_in_values_is_an_error_for_that_bundle_only() {
     let site = authoring_site();
     site.publish(&[]);
     // A prod cluster without a region label: ${cluster.labels.region} cannot be filled.
-    let (store, key, sink, state) = (
-        site.store_url(),
-        site.p("keys/drover.pub"),
-        format!("dir:{}", site.p("m")),
-        site.p("st"),
-    );
-    let out = run(
-        &bin("drover-agent"),
-        &[
-            "--source",
-            &store,
-            "--key",
-            &key,
-            "--cluster-name",
-            "p-1",
-            "--label",
-            "env=prod",
-            "--sink",
-            &sink,
-            "--state-dir",
-            &state,
-            "--once",
-        ],
-    );
+    let out = site.agent_in("x", &site.store_url(), "p-1", &["env=prod"]);
     assert!(!out.status.success(), "a bundle error fails --once");
     assert!(text(&out).contains("region"), "{}", text(&out));
-    let written = snapshot(&site.path("m"));
+    let written = snapshot(&site.path("x/manifests"));
     assert!(
         written.contains_key("drover-shop.yaml"),
         "other bundles still apply: {:?}",
