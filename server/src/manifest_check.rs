@@ -114,11 +114,16 @@ const PATH_SEGMENT_NAMED_KINDS: [&str; 4] = ["Role", "ClusterRole", "RoleBinding
 
 /// Refuses what the agent would apply badly from one bundle's objects: a name that is not
 /// a DNS-1123 subdomain (a path segment for RBAC kinds), a namespace that is not a DNS-1123
-/// label, and two objects with the same identity. `objects` pairs each object with the
-/// file it comes from, which errors name.
-pub fn check_objects(objects: &[(ObjectId, &str)]) -> std::result::Result<(), String> {
-    let mut seen: std::collections::BTreeMap<&ObjectId, &str> = std::collections::BTreeMap::new();
-    for (id, file) in objects {
+/// label, and two objects with the same identity (an object without a namespace counts
+/// as in `default_namespace`, the bundle's). `objects` pairs each object with the file it
+/// comes from, which errors name.
+pub fn check_objects(
+    objects: &[(&ObjectId, &str)],
+    default_namespace: Option<&str>,
+) -> std::result::Result<(), String> {
+    type Identity<'a> = (&'a str, &'a str, Option<&'a str>, &'a str);
+    let mut seen: std::collections::HashMap<Identity<'_>, &str> = std::collections::HashMap::new();
+    for &(id, file) in objects {
         if let Some(name) = &id.name {
             let valid = if PATH_SEGMENT_NAMED_KINDS.contains(&id.kind.as_str()) {
                 is_path_segment_name(name)
@@ -139,8 +144,10 @@ pub fn check_objects(objects: &[(ObjectId, &str)]) -> std::result::Result<(), St
                 ));
             }
         }
-        if id.name.is_some() {
-            if let Some(first) = seen.insert(id, file) {
+        if let Some(name) = &id.name {
+            let namespace = id.namespace.as_deref().or(default_namespace);
+            let identity = (id.group.as_str(), id.kind.as_str(), namespace, name.as_str());
+            if let Some(first) = seen.insert(identity, file) {
                 return Err(format!(
                     "{file}: {id} is also defined in {first}: an object may appear once per bundle"
                 ));
@@ -534,31 +541,27 @@ mod tests {
 
     #[test]
     fn rejects_duplicate_objects_naming_both_files() {
-        let objects = [
-            (id("ConfigMap", None, "a"), "one.yaml"),
-            (id("ConfigMap", None, "a"), "two.yaml"),
-        ];
-        let err = check_objects(&objects).expect_err("duplicate");
+        let (a, a_in_x) = (id("ConfigMap", None, "a"), id("ConfigMap", Some("x"), "a"));
+        let err = check_objects(&[(&a, "one.yaml"), (&a, "two.yaml")], None).expect_err("duplicate");
         assert!(
             err.contains("two.yaml") && err.contains("one.yaml") && err.contains("ConfigMap a"),
             "{err}"
         );
-        let distinct = [
-            (id("ConfigMap", None, "a"), "one.yaml"),
-            (id("ConfigMap", Some("x"), "a"), "two.yaml"),
-        ];
-        check_objects(&distinct).expect("another namespace is another object");
+        check_objects(&[(&a, "one.yaml"), (&a_in_x, "two.yaml")], None).expect("another namespace is another object");
+        let err = check_objects(&[(&a, "one.yaml"), (&a_in_x, "two.yaml")], Some("x")).expect_err("same namespace");
+        assert!(err.contains("ConfigMap x/a"), "{err}");
     }
 
     #[test]
     fn rejects_names_that_are_not_rfc_1123() {
+        let one = |id: ObjectId| check_objects(&[(&id, "f.yaml")], None);
         for bad in ["Web", "web_1", "-web", "web.", &"a".repeat(254)] {
-            let err = check_objects(&[(id("ConfigMap", None, bad), "f.yaml")]).expect_err(bad);
+            let err = one(id("ConfigMap", None, bad)).expect_err(bad);
             assert!(err.contains("f.yaml") && err.contains("RFC 1123"), "{err}");
         }
-        check_objects(&[(id("ConfigMap", None, "web-1.example"), "f.yaml")]).expect("subdomain");
-        check_objects(&[(id("ClusterRole", None, "system:web"), "f.yaml")]).expect("RBAC names are path segments");
-        let err = check_objects(&[(id("ConfigMap", Some("Web"), "a"), "f.yaml")]).expect_err("namespace");
+        one(id("ConfigMap", None, "web-1.example")).expect("subdomain");
+        one(id("ClusterRole", None, "system:web")).expect("RBAC names are path segments");
+        let err = one(id("ConfigMap", Some("Web"), "a")).expect_err("namespace");
         assert!(err.contains("namespace"), "{err}");
     }
 

@@ -8,6 +8,7 @@
 //! Between 2 and 3 a reader may see the new index with the old signature; it fails
 //! verification and keeps its current state until the next poll.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -178,7 +179,7 @@ pub fn publish(opts: &PublishOptions, now: OffsetDateTime) -> Result<PublishSumm
         .map(|(s, r)| Job::Render(&sources[*s], r));
     let jobs: Vec<Job<'_>> = renders.chain(checks).collect();
     let mut ids_of_file: BTreeMap<PathBuf, Vec<ObjectId>> = BTreeMap::new();
-    let mut rendered: Vec<Files> = Vec::new();
+    let mut rendered: Vec<Files<'_>> = Vec::new();
     for (job, done) in jobs.iter().zip(parallel::map(&jobs, Job::run)) {
         match (job, done?) {
             (Job::Check(path, _), Done::Checked(ids)) => {
@@ -189,7 +190,7 @@ pub fn publish(opts: &PublishOptions, now: OffsetDateTime) -> Result<PublishSumm
         }
     }
     let mut rendered = rendered.into_iter();
-    let file_sets: Vec<Files> = recipes
+    let file_sets: Vec<Files<'_>> = recipes
         .iter()
         .map(|(s, recipe)| {
             let source = &sources[*s];
@@ -198,18 +199,11 @@ pub fn publish(opts: &PublishOptions, now: OffsetDateTime) -> Result<PublishSumm
                 Recipe::Plain(variant) => plain_files(source, *variant, &ids_of_file),
                 Recipe::Kustomize(_) | Recipe::Helm(_) => rendered.next().expect("one rendering per such recipe"),
             };
-            let namespace = source.spec.namespace.as_deref();
-            let objects: Vec<(ObjectId, &str)> = files
+            let objects: Vec<(&ObjectId, &str)> = files
                 .iter()
-                .flat_map(|(path, (_, ids))| {
-                    ids.iter().map(move |id| {
-                        let mut id = id.clone();
-                        id.namespace = id.namespace.or(namespace.map(str::to_string));
-                        (id, path.as_str())
-                    })
-                })
+                .flat_map(|(path, (_, ids))| ids.iter().map(move |id| (id, path.as_str())))
                 .collect();
-            check_objects(&objects).map_err(|m| Error::source(&source.dir, m))?;
+            check_objects(&objects, source.spec.namespace.as_deref()).map_err(|m| Error::source(&source.dir, m))?;
             Ok(files)
         })
         .collect::<Result<_>>()?;
@@ -330,11 +324,16 @@ pub fn publish(opts: &PublishOptions, now: OffsetDateTime) -> Result<PublishSumm
     Ok(summary)
 }
 
-/// The files of one blob: relative path → bytes and the identities of its objects.
-type Files = BTreeMap<String, (Vec<u8>, Vec<ObjectId>)>;
+/// The files of one blob: relative path → bytes and the identities of its objects
+/// (borrowed from the bundle source for plain bundles, which are most of the bytes).
+type Files<'a> = BTreeMap<String, (Cow<'a, [u8]>, Cow<'a, [ObjectId]>)>;
 
 /// The file set of a plain bundle for `variant`, with the identities its check found.
-fn plain_files(source: &BundleSource, variant: Option<&PathBuf>, ids: &BTreeMap<PathBuf, Vec<ObjectId>>) -> Files {
+fn plain_files<'a>(
+    source: &'a BundleSource,
+    variant: Option<&PathBuf>,
+    ids: &'a BTreeMap<PathBuf, Vec<ObjectId>>,
+) -> Files<'a> {
     source
         .files_for(variant)
         .into_iter()
@@ -344,8 +343,10 @@ fn plain_files(source: &BundleSource, variant: Option<&PathBuf>, ids: &BTreeMap<
                 Some(v) if in_variant => source.dir.join(v).join(rel),
                 _ => source.dir.join(rel),
             };
-            let found = ids.get(&origin).cloned().unwrap_or_default();
-            (rel.to_string(), (bytes.to_vec(), found))
+            let found = ids
+                .get(&origin)
+                .map_or(Cow::Owned(Vec::new()), |ids| Cow::Borrowed(&ids[..]));
+            (rel.to_string(), (Cow::Borrowed(bytes), found))
         })
         .collect()
 }
@@ -388,7 +389,7 @@ enum Job<'a> {
 /// The result of a [`Job`].
 enum Done {
     /// The rendered files, checked.
-    Rendered(Files),
+    Rendered(Files<'static>),
     /// The identities of the objects of a checked file.
     Checked(Vec<ObjectId>),
 }
@@ -408,7 +409,7 @@ pub const KUSTOMIZE_OUTPUT: &str = "kustomize.yaml";
 pub const HELM_CHART_OUTPUT: &str = "helmchart.yaml";
 
 /// Renders a kustomize or Helm recipe into one checked file.
-fn render(source: &BundleSource, recipe: &Recipe<'_>) -> Result<Files> {
+fn render(source: &BundleSource, recipe: &Recipe<'_>) -> Result<Files<'static>> {
     let (name, bytes, origin) = match (recipe, &source.kind) {
         (Recipe::Kustomize(dir), _) => (KUSTOMIZE_OUTPUT, crate::kustomize::render(dir)?, dir.clone()),
         (Recipe::Helm(values), SourceKind::Helm(chart)) => {
@@ -424,7 +425,7 @@ fn render(source: &BundleSource, recipe: &Recipe<'_>) -> Result<Files> {
     };
     let what = format!("{} (rendered {name})", origin.display());
     let ids = check_manifest_file(Path::new(&what), &bytes)?;
-    Ok([(name.to_string(), (bytes, ids))].into())
+    Ok([(name.to_string(), (Cow::Owned(bytes), Cow::Owned(ids)))].into())
 }
 
 /// Writes `blob` into `blob_dir` unless it is there already (or `dry_run`); returns its

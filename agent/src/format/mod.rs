@@ -245,6 +245,31 @@ mod tests {
     }
 
     #[test]
+    fn previous_blobs_are_part_of_the_store_and_do_not_deploy_parses() {
+        let zeros = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+        let twos = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+        let text = EXAMPLE.replacen(
+            r#""size":1234}"#,
+            &format!(r#""size":1234,"previous":{{"digest":"{twos}","size":5}},"doNotDeploy":true}}"#),
+            1,
+        );
+        let index: Index = serde_json::from_str(&text).expect("parses");
+        index.validate("x").expect("valid");
+        let target = &index.bundles[0].targets[0];
+        assert!(target.do_not_deploy);
+        let blobs: Vec<String> = index.blobs().iter().map(|(d, _)| d.to_string()).collect();
+        assert!(
+            blobs.contains(&twos.to_string()) && blobs.contains(&zeros.to_string()),
+            "{blobs:?}"
+        );
+        // Written back, absent fields stay absent: an index without them is byte-identical
+        // to what older publishers wrote.
+        let plain: Index = serde_json::from_str(EXAMPLE).expect("parses");
+        let json = serde_json::to_string(&plain).expect("serialises");
+        assert!(!json.contains("previous") && !json.contains("doNotDeploy"), "{json}");
+    }
+
+    #[test]
     fn rejects_duplicate_bundle_names() {
         let mut index: Index = serde_json::from_str(EXAMPLE).expect("example parses");
         index.bundles.push(index.bundles[0].clone());
