@@ -36,6 +36,21 @@ pub struct Chosen {
     pub outside_wave: Option<Wave>,
 }
 
+impl Chosen {
+    /// `""`, or for a previous blob given outside the rollout wave, a note saying so (for
+    /// status messages).
+    pub fn wave_note(&self) -> String {
+        self.outside_wave.as_ref().map_or_else(String::new, |w| {
+            format!(
+                "; previous blob: bucket {} is outside the {}% wave for {}",
+                w.bucket,
+                w.percent,
+                w.wave_digest.short()
+            )
+        })
+    }
+}
+
 /// Why a cluster got a target's previous blob: its rollout bucket is outside the wave.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Wave {
