@@ -260,6 +260,7 @@ mod tests {
             digest: digest(n),
             size: 1,
             previous: None,
+            variant: None,
             do_not_deploy: false,
         }
     }

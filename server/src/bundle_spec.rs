@@ -101,6 +101,17 @@ pub struct TargetSpec {
     pub do_not_deploy: bool,
 }
 
+impl TargetSpec {
+    /// What the index's informational `variant` says: `variant DIR` or `overlay DIR`.
+    pub fn variant_name(&self) -> Option<String> {
+        match (&self.variant, &self.overlay) {
+            (Some(v), _) => Some(format!("variant {}", v.display())),
+            (None, Some(o)) => Some(format!("overlay {}", o.display())),
+            (None, None) => None,
+        }
+    }
+}
+
 /// File names that make a directory a kustomization, as kustomize looks for them.
 pub const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
 

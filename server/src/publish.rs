@@ -261,6 +261,7 @@ pub fn publish(opts: &PublishOptions, now: OffsetDateTime) -> Result<PublishSumm
                 digest,
                 size,
                 previous: None,
+                variant: tspec.and_then(TargetSpec::variant_name),
                 do_not_deploy,
             };
             // Only a rollout in progress needs it: at 100 % every cluster is in the wave.

@@ -147,5 +147,8 @@ pub fn describe_target(t: &drover_agent::format::Target) -> String {
             serde_json::to_string(sel).expect("selectors serialise: plain data")
         ));
     }
+    if let Some(variant) = &t.variant {
+        parts.push(format!("({variant})"));
+    }
     parts.join(" ")
 }

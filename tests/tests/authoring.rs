@@ -58,6 +58,23 @@ fn kustomize_overlays_become_two_variants_selected_by_labels() {
     assert_eq!(d.len(), 3, "doNotDeploy, large, small: {d:?}");
     assert_ne!(d[1], d[2], "each overlay is its own blob");
 
+    let (store, key) = (site.p("store"), site.p("keys/drover.pub"));
+    let out = drover(&[
+        "targets",
+        &store,
+        "--key",
+        &key,
+        "--cluster-name",
+        "store-1",
+        "--label",
+        "size=large",
+    ]);
+    let said = text(&out);
+    assert!(
+        said.contains("overlay overlays/large") && said.contains(&d[1]),
+        "{said}"
+    );
+
     let large = apply(&site, "big", "store-1", &["size=large"]);
     let shop = &large["drover-shop.yaml"];
     assert!(

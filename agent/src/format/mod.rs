@@ -110,6 +110,10 @@ pub struct Target {
     /// publish) or nothing is rolling out. Older agents ignore it and keep what they have.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<BlobRef>,
+    /// Informational: the variant directory or kustomize overlay the blob was built from,
+    /// for people and `drover targets`. Agents ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
     /// Matching clusters must not run the bundle (an explicit exclusion, tried in order
     /// like any target). `digest`/`size` then name the empty bundle, so agents that predate
     /// this field apply nothing.
