@@ -437,10 +437,11 @@ async fn apply(
         Ok((file_sha, objects)) => BundleState {
             status: Status::Applied,
             message: format!(
-                "{} written to {} ({objects} objects, target {})",
+                "{} written to {} ({objects} objects, target {}{})",
                 chosen.digest.short(),
                 sink.file_for(name).display(),
-                chosen.target
+                chosen.target,
+                chosen.wave_note()
             ),
             digest: Some(chosen.digest.clone()),
             file_sha256: Some(file_sha),

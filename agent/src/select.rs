@@ -31,6 +31,35 @@ pub struct Chosen {
     pub size: u64,
     /// Index of the matching target in the bundle's `targets`.
     pub target: usize,
+    /// Set when this is the target's `previous` blob, given because the cluster is
+    /// outside the rollout wave.
+    pub outside_wave: Option<Wave>,
+}
+
+impl Chosen {
+    /// `""`, or for a previous blob given outside the rollout wave, a note saying so (for
+    /// status messages).
+    pub fn wave_note(&self) -> String {
+        self.outside_wave.as_ref().map_or_else(String::new, |w| {
+            format!(
+                "; previous blob: bucket {} is outside the {}% wave for {}",
+                w.bucket,
+                w.percent,
+                w.wave_digest.short()
+            )
+        })
+    }
+}
+
+/// Why a cluster got a target's previous blob: its rollout bucket is outside the wave.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Wave {
+    /// This cluster's bucket, 0–99.
+    pub bucket: u8,
+    /// The wave's percentage.
+    pub percent: u8,
+    /// The blob clusters inside the wave get.
+    pub wave_digest: Digest,
 }
 
 /// What should happen to one bundle on this cluster.
@@ -46,7 +75,9 @@ pub enum Decision {
         /// The blob the targets select.
         would_get: Chosen,
     },
-    /// The cluster's rollout bucket is outside the current wave: keep what is applied.
+    /// The cluster's rollout bucket is outside the current wave and the target names no
+    /// previous blob: keep what is applied (outside the wave with a previous blob is a
+    /// [`Decision::Deploy`] of that blob).
     OutsideRollout {
         /// This cluster's bucket, 0–99.
         bucket: u8,
@@ -89,12 +120,30 @@ fn decide(bundle: &Bundle, cluster: &Cluster) -> Decision {
     let Some(chosen) = first_match(&bundle.targets, cluster) else {
         return Decision::NotTargeted;
     };
+    let target = &bundle.targets[chosen.target];
+    if target.do_not_deploy {
+        return Decision::NotTargeted;
+    }
     if bundle.paused {
         return Decision::Paused { would_get: chosen };
     }
     let percent = bundle.rollout.map_or(100, |r| r.percent);
     let bucket = rollout_bucket(&cluster.name, &bundle.name);
     if bucket >= percent {
+        if let Some(previous) = &target.previous {
+            // A cluster outside the wave runs what the whole fleet ran before the change,
+            // even one that has nothing applied yet (freshly installed).
+            return Decision::Deploy(Chosen {
+                digest: previous.digest.clone(),
+                size: previous.size,
+                target: chosen.target,
+                outside_wave: Some(Wave {
+                    bucket,
+                    percent,
+                    wave_digest: chosen.digest,
+                }),
+            });
+        }
         return Decision::OutsideRollout {
             bucket,
             percent,
@@ -104,7 +153,8 @@ fn decide(bundle: &Bundle, cluster: &Cluster) -> Decision {
     Decision::Deploy(chosen)
 }
 
-/// The first target matching `cluster`, if any.
+/// The first target matching `cluster`, if any (a `doNotDeploy` target included: it is
+/// the match, and [`plan`] then deploys nothing).
 pub fn first_match(targets: &[Target], cluster: &Cluster) -> Option<Chosen> {
     targets.iter().enumerate().find_map(|(i, t)| {
         let name_ok = t.cluster_name.as_deref().is_none_or(|n| n == cluster.name);
@@ -113,6 +163,7 @@ pub fn first_match(targets: &[Target], cluster: &Cluster) -> Option<Chosen> {
             digest: t.digest.clone(),
             size: t.size,
             target: i,
+            outside_wave: None,
         })
     })
 }
@@ -208,6 +259,9 @@ mod tests {
             cluster_name: name.map(str::to_string),
             digest: digest(n),
             size: 1,
+            previous: None,
+            variant: None,
+            do_not_deploy: false,
         }
     }
 
@@ -294,6 +348,72 @@ mod tests {
         ));
         b.rollout = Some(Rollout { percent: 100 });
         assert!(matches!(decide(&b, &cluster("a", &[])), Decision::Deploy(_)));
+    }
+
+    #[test]
+    fn outside_the_wave_gets_the_previous_blob_when_the_index_names_one() {
+        let mut b = bundle("web", &[], vec![target(Some("{}"), None, 1)]);
+        b.targets[0].previous = Some(crate::format::BlobRef {
+            digest: digest(9),
+            size: 7,
+        });
+        b.rollout = Some(Rollout { percent: 0 });
+        let Decision::Deploy(chosen) = decide(&b, &cluster("fresh", &[])) else {
+            panic!("outside the wave with a previous blob deploys it");
+        };
+        assert_eq!((chosen.digest, chosen.size), (digest(9), 7));
+        let wave = chosen.outside_wave.expect("marked as outside the wave");
+        assert_eq!((wave.percent, wave.wave_digest), (0, digest(1)));
+        b.rollout = Some(Rollout { percent: 100 });
+        let Decision::Deploy(chosen) = decide(&b, &cluster("fresh", &[])) else {
+            panic!("inside the wave deploys");
+        };
+        assert_eq!((chosen.digest, chosen.outside_wave), (digest(1), None));
+    }
+
+    #[test]
+    fn cluster_in_the_10_percent_wave_stays_in_at_50_and_proportions_hold() {
+        let name = BundleName::parse("web").expect("name");
+        let names: Vec<String> = (0..10_000).map(|i| format!("site-{i}")).collect();
+        let mut b = bundle("web", &[], vec![target(Some("{}"), None, 1)]);
+        let inside = |b: &Bundle| -> Vec<bool> {
+            names
+                .iter()
+                .map(|n| matches!(decide(b, &cluster(n, &[])), Decision::Deploy(c) if c.outside_wave.is_none()))
+                .collect()
+        };
+        let mut waves = Vec::new();
+        for percent in [10u8, 50, 100] {
+            b.rollout = Some(Rollout { percent });
+            let wave = inside(&b);
+            let count = wave.iter().filter(|&&x| x).count();
+            assert!(
+                count.abs_diff(100 * percent as usize) <= 200,
+                "{percent}%: {count} of 10000"
+            );
+            waves.push(wave);
+        }
+        for (i, n) in names.iter().enumerate() {
+            if waves[0][i] {
+                assert!(waves[1][i] && waves[2][i], "{n} left the wave as it grew");
+            }
+        }
+        assert_eq!(rollout_bucket("site-1", &name), rollout_bucket("site-1", &name));
+    }
+
+    #[test]
+    fn do_not_deploy_target_excludes_before_later_targets() {
+        let mut b = bundle(
+            "web",
+            &[],
+            vec![
+                target(Some(r#"{"matchLabels":{"env":"lab"}}"#), None, 1),
+                target(Some("{}"), None, 2),
+            ],
+        );
+        b.targets[0].do_not_deploy = true;
+        assert_eq!(decide(&b, &cluster("a", &[("env", "lab")])), Decision::NotTargeted);
+        assert!(matches!(decide(&b, &cluster("a", &[("env", "prod")])), Decision::Deploy(c) if c.digest == digest(2)));
     }
 
     #[test]

@@ -1,5 +1,13 @@
 //! `bundles/<name>/bundle.yaml`: how a bundle source directory is published.
 //!
+//! A bundle directory is one of three kinds, told apart by what it holds:
+//! * a Helm chart (`Chart.yaml`, or `chart:` naming one in a chart repository): packaged
+//!   into a chart archive and published as a k3s `HelmChart` object ([`crate::helm`]);
+//!   `values` (bundle and target) become its values;
+//! * a kustomization (`kustomization.yaml` at the top, or any target with an `overlay`):
+//!   rendered with `kubectl kustomize` ([`crate::kustomize`]);
+//! * plain YAML files (anything else), with optional per-target `variant` directories.
+//!
 //! ```yaml
 //! namespace: web              # default namespace for namespaced objects
 //! dependsOn: [base]           # applied only after these bundles
@@ -8,10 +16,16 @@
 //! force: false                # kube sink: take fields other managers own
 //! keepResources: false        # kube sink: keep the objects when no longer targeted
 //! healthTimeout: 5m           # kube sink: unhealthy longer than this is an Error
+//! values: {replicas: 2}       # Helm chart bundles: values for every target
+//! chart: {repo: https://charts.example.com, name: web, version: 1.2.3}  # pulled at publish
 //! targets:                    # first match wins; omitted = every cluster
 //!   - clusterName: site-7
-//!     variant: site-7         # sub-directory whose YAML is added to the base files
+//!     variant: site-7         # plain bundles: sub-directory whose YAML is added to the base files
+//!   - clusterSelector: {matchLabels: {env: lab}}
+//!     doNotDeploy: true       # explicit exclusion
 //!   - clusterSelector: {matchLabels: {env: prod}}
+//!     overlay: overlays/prod  # kustomize bundles: the overlay directory to render
+//!     values: {replicas: 5}   # Helm chart bundles: merged over the bundle's values
 //! ```
 
 use std::collections::BTreeMap;
@@ -48,6 +62,12 @@ pub struct BundleSpec {
     /// kube sink: how long objects may stay unhealthy before the bundle is an Error (e.g. 10m).
     #[serde(default, deserialize_with = "duration_opt")]
     pub health_timeout: Option<std::time::Duration>,
+    /// Helm chart bundles: chart values for every target.
+    #[serde(default)]
+    pub values: serde_norway::Mapping,
+    /// A chart pulled from a Helm chart repository at publish time, instead of a chart in
+    /// the bundle directory.
+    pub chart: Option<crate::helm::ChartRef>,
     /// Targets; empty means one target selecting every cluster.
     #[serde(default)]
     pub targets: Vec<TargetSpec>,
@@ -70,6 +90,57 @@ pub struct TargetSpec {
     /// Sub-directory of the bundle whose YAML files are added to (or replace, by relative
     /// path) the base files for this target.
     pub variant: Option<PathBuf>,
+    /// Kustomize bundles: the overlay directory (with its own kustomization) to render
+    /// for this target instead of the bundle directory.
+    pub overlay: Option<PathBuf>,
+    /// Helm chart bundles: values merged over the bundle's `values` for this target.
+    #[serde(default)]
+    pub values: serde_norway::Mapping,
+    /// Matching clusters must not run the bundle.
+    #[serde(default)]
+    pub do_not_deploy: bool,
+}
+
+impl TargetSpec {
+    /// What the index's informational `variant` says: `variant DIR` or `overlay DIR`.
+    pub fn variant_name(&self) -> Option<String> {
+        match (&self.variant, &self.overlay) {
+            (Some(v), _) => Some(format!("variant {}", v.display())),
+            (None, Some(o)) => Some(format!("overlay {}", o.display())),
+            (None, None) => None,
+        }
+    }
+}
+
+/// File names that make a directory a kustomization, as kustomize looks for them.
+pub const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
+
+/// Name of the file that makes a bundle directory a Helm chart.
+pub const CHART_FILE: &str = "Chart.yaml";
+
+/// What a bundle directory is, and what publishing it needs.
+#[derive(Debug)]
+pub enum SourceKind {
+    /// Plain YAML files (base and variants).
+    Plain,
+    /// A kustomization, rendered per overlay with `kubectl kustomize`.
+    Kustomize,
+    /// A Helm chart, packaged once.
+    Helm(crate::helm::Chart),
+}
+
+/// How one target's blob is made. Equal recipes make equal blobs, so each distinct one
+/// is built once.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recipe<'a> {
+    /// `doNotDeploy`: the empty bundle.
+    Nothing,
+    /// Plain files: the base plus this variant directory, if any.
+    Plain(Option<&'a PathBuf>),
+    /// `kubectl kustomize` of this directory (the bundle's, or an overlay).
+    Kustomize(PathBuf),
+    /// The chart as a `HelmChart` object with these merged values.
+    Helm(serde_norway::Mapping),
 }
 
 /// A bundle source directory, read. Its settings are checked; its manifests are checked by
@@ -86,6 +157,8 @@ pub struct BundleSource {
     pub base: BTreeMap<String, Vec<u8>>,
     /// Variant manifests by variant directory.
     pub variants: BTreeMap<PathBuf, BTreeMap<String, Vec<u8>>>,
+    /// What kind of bundle this is.
+    pub kind: SourceKind,
 }
 
 impl BundleSource {
@@ -102,8 +175,56 @@ impl BundleSource {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BundleSpec::default(),
             Err(e) => return Err(drover_agent::Error::io(&spec_path, e).into()),
         };
+        let kind = if let Some(chart) = &spec.chart {
+            if dir.join(CHART_FILE).is_file() {
+                return Err(Error::source(
+                    &spec_path,
+                    format!("chart: this directory is a chart already ({CHART_FILE}); use one or the other"),
+                ));
+            }
+            SourceKind::Helm(crate::helm::Chart::pull(chart).map_err(|m| Error::source(&spec_path, m))?)
+        } else if dir.join(CHART_FILE).is_file() {
+            SourceKind::Helm(crate::helm::Chart::read(dir)?)
+        } else if KUSTOMIZATION_FILES.iter().any(|f| dir.join(f).is_file())
+            || spec.targets.iter().any(|t| t.overlay.is_some())
+        {
+            SourceKind::Kustomize
+        } else {
+            SourceKind::Plain
+        };
+        let helm = matches!(kind, SourceKind::Helm(_));
+        if !helm && !spec.values.is_empty() {
+            return Err(Error::source(
+                &spec_path,
+                "values: only Helm chart bundles (a directory with Chart.yaml) take values",
+            ));
+        }
         let mut variants = BTreeMap::new();
         for (i, target) in spec.targets.iter().enumerate() {
+            let misplaced = match (&kind, target) {
+                (SourceKind::Plain | SourceKind::Kustomize, t) if !t.values.is_empty() => {
+                    Some("values: only Helm chart bundles (a directory with Chart.yaml) take values")
+                }
+                (SourceKind::Helm(_), t) if t.overlay.is_some() => {
+                    Some("overlay: a Helm chart bundle has no overlays; use values")
+                }
+                (SourceKind::Helm(_) | SourceKind::Kustomize, t) if t.variant.is_some() => {
+                    Some("variant: only plain-YAML bundles take variant directories (kustomize: overlay; Helm: values)")
+                }
+                _ => None,
+            };
+            if let Some(problem) = misplaced {
+                return Err(Error::source(&spec_path, format!("targets[{i}].{problem}")));
+            }
+            if let Some(overlay) = &target.overlay {
+                let odir = check_subdir(dir, &spec_path, &format!("targets[{i}].overlay"), overlay)?;
+                if !KUSTOMIZATION_FILES.iter().any(|f| odir.join(f).is_file()) {
+                    return Err(Error::source(
+                        &odir,
+                        format!("targets[{i}].overlay: no kustomization.yaml in this directory"),
+                    ));
+                }
+            }
             if target.cluster_selector.is_none() && target.cluster_name.is_none() {
                 return Err(Error::source(
                     &spec_path,
@@ -118,36 +239,58 @@ impl BundleSource {
                     .map_err(|m| Error::source(&spec_path, format!("targets[{i}].clusterSelector: {m}")))?;
             }
             if let Some(variant) = &target.variant {
-                let safe = variant
-                    .components()
-                    .all(|c| matches!(c, std::path::Component::Normal(_)));
-                if !safe || variant.as_os_str().is_empty() {
-                    return Err(Error::source(
-                        &spec_path,
-                        format!("targets[{i}].variant {variant:?} must be a relative sub-directory without '..'"),
-                    ));
-                }
-                let vdir = dir.join(variant);
-                if !vdir.is_dir() {
-                    return Err(Error::source(
-                        &vdir,
-                        format!("targets[{i}].variant: directory not found"),
-                    ));
-                }
+                let vdir = check_subdir(dir, &spec_path, &format!("targets[{i}].variant"), variant)?;
                 if !variants.contains_key(variant) {
                     variants.insert(variant.clone(), collect_manifests(&vdir, &vdir, &[])?);
                 }
             }
         }
-        let variant_dirs: Vec<PathBuf> = variants.keys().map(|v| dir.join(v)).collect();
-        let base = collect_manifests(dir, dir, &variant_dirs)?;
+        let base = match kind {
+            SourceKind::Plain => {
+                let variant_dirs: Vec<PathBuf> = variants.keys().map(|v| dir.join(v)).collect();
+                collect_manifests(dir, dir, &variant_dirs)?
+            }
+            // Rendered at publish time; their files are not manifests themselves.
+            SourceKind::Kustomize | SourceKind::Helm(_) => BTreeMap::new(),
+        };
+        if matches!(kind, SourceKind::Kustomize)
+            && !KUSTOMIZATION_FILES.iter().any(|f| dir.join(f).is_file())
+            && (spec.targets.is_empty() || spec.targets.iter().any(|t| t.overlay.is_none() && !t.do_not_deploy))
+        {
+            return Err(Error::source(
+                dir,
+                "no kustomization.yaml here, so every target needs an overlay (or doNotDeploy: true)",
+            ));
+        }
         Ok(BundleSource {
             dir: dir.to_path_buf(),
             name,
             spec,
             base,
             variants,
+            kind,
         })
+    }
+
+    /// How the blob of `target` (`None`: the implicit every-cluster target) is made.
+    pub fn recipe<'a>(&'a self, target: Option<&'a TargetSpec>) -> Recipe<'a> {
+        if target.is_some_and(|t| t.do_not_deploy) {
+            return Recipe::Nothing;
+        }
+        match &self.kind {
+            SourceKind::Plain => Recipe::Plain(target.and_then(|t| t.variant.as_ref())),
+            SourceKind::Kustomize => Recipe::Kustomize(
+                self.dir
+                    .join(target.and_then(|t| t.overlay.as_deref()).unwrap_or(Path::new(""))),
+            ),
+            SourceKind::Helm(_) => {
+                let mut values = self.spec.values.clone();
+                if let Some(t) = target {
+                    crate::helm::merge_values(&mut values, &t.values);
+                }
+                Recipe::Helm(values)
+            }
+        }
     }
 
     /// Every manifest file read, base and variants: the file it came from, and its bytes.
@@ -170,10 +313,41 @@ impl BundleSource {
     }
 }
 
+/// Checks that `sub` (the `field` of `spec_path`) is a relative sub-directory of `dir`
+/// without `..`, and that it exists; returns its path.
+fn check_subdir(dir: &Path, spec_path: &Path, field: &str, sub: &Path) -> Result<PathBuf> {
+    let safe = sub.components().all(|c| matches!(c, std::path::Component::Normal(_)));
+    if !safe || sub.as_os_str().is_empty() {
+        return Err(Error::source(
+            spec_path,
+            format!("{field} {sub:?} must be a relative sub-directory without '..'"),
+        ));
+    }
+    let full = dir.join(sub);
+    if !full.is_dir() {
+        return Err(Error::source(&full, format!("{field}: directory not found")));
+    }
+    Ok(full)
+}
+
 /// Collects `.yaml`/`.yml` files under `dir` (recursively), keyed by their path relative to
 /// `root`, skipping `skip` directories and the top-level `bundle.yaml`. Symlinks are refused
 /// so a bundle is exactly what is in its directory.
 fn collect_manifests(root: &Path, dir: &Path, skip: &[PathBuf]) -> Result<BTreeMap<String, Vec<u8>>> {
+    collect_files(root, dir, skip, |rel| rel.ends_with(".yaml") || rel.ends_with(".yml"))
+}
+
+/// Every regular file under `dir` but the top-level `bundle.yaml` (a Helm chart's files).
+pub(crate) fn collect_all_files(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
+    collect_files(dir, dir, &[], |_| true)
+}
+
+fn collect_files(
+    root: &Path,
+    dir: &Path,
+    skip: &[PathBuf],
+    wanted: impl Fn(&str) -> bool,
+) -> Result<BTreeMap<String, Vec<u8>>> {
     let mut files = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(current) = stack.pop() {
@@ -199,8 +373,7 @@ fn collect_manifests(root: &Path, dir: &Path, skip: &[PathBuf]) -> Result<BTreeM
                 .expect("walked paths are under the root")
                 .to_string_lossy()
                 .replace('\\', "/");
-            let is_yaml = rel.ends_with(".yaml") || rel.ends_with(".yml");
-            if !kind.is_file() || !is_yaml || rel == BUNDLE_FILE {
+            if !kind.is_file() || !wanted(&rel) || rel == BUNDLE_FILE {
                 continue;
             }
             let bytes = std::fs::read(&path).map_err(|e| drover_agent::Error::io(&path, e))?;
@@ -211,8 +384,8 @@ fn collect_manifests(root: &Path, dir: &Path, skip: &[PathBuf]) -> Result<BTreeM
 }
 
 /// Checks one manifest file (`path` names it) as an agent will: UTF-8, YAML made of
-/// Kubernetes objects.
-pub fn check_manifest_file(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Kubernetes objects. Returns the identities of its objects.
+pub fn check_manifest_file(path: &Path, bytes: &[u8]) -> Result<Vec<crate::manifest_check::ObjectId>> {
     let text = std::str::from_utf8(bytes).map_err(|_| Error::source(path, "not UTF-8"))?;
-    crate::manifest_check::check_manifest(text, &path.display().to_string())
+    crate::manifest_check::object_ids(text, &path.display().to_string())
 }

@@ -441,7 +441,7 @@ pub async fn read_http(mut base: Url) -> Result<Reports> {
 }
 
 /// GETs `url` and returns its body, refusing more than `limit` bytes.
-async fn fetch(client: &reqwest::Client, url: &Url, limit: u64) -> Result<Vec<u8>, String> {
+pub(crate) async fn fetch(client: &reqwest::Client, url: &Url, limit: u64) -> Result<Vec<u8>, String> {
     let mut response = client.get(url.clone()).send().await.map_err(|e| describe(&e))?;
     if !response.status().is_success() {
         return Err(format!("HTTP {}", response.status()));

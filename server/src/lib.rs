@@ -3,8 +3,11 @@
 //! * [`keygen`] makes a minisign key pair;
 //! * [`publish`] turns `bundles/<name>/` directories into reproducible, content-addressed
 //!   bundle blobs and a signed channel index, writing blobs first and the index last;
+//! * [`kustomize`] and [`helm`] turn kustomizations and Helm charts into what a bundle
+//!   holds: rendered YAML, and a k3s `HelmChart` object;
 //! * [`store`] reads and checks an existing store (`drover verify`, `drover targets`)
 //!   with the agent's own source, verify and select code;
+//! * [`diff`] compares two stores' indexes per bundle and target (`drover diff`);
 //! * [`fleet_status`] aggregates the agents' status reports into a fleet view
 //!   (`drover status`);
 //! * [`sync`] copies a store between directories, `http(s)://` (read only) and other
@@ -15,9 +18,12 @@
 #![deny(missing_docs)]
 
 pub mod bundle_spec;
+pub mod diff;
 pub mod error;
 pub mod fleet_status;
+pub mod helm;
 pub mod keygen;
+pub mod kustomize;
 pub mod manifest_check;
 pub mod oci_push;
 pub mod pack;

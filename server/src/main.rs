@@ -10,8 +10,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use drover::fleet_status;
-use drover::publish::{PublishOptions, DEFAULT_EXPIRES_IN};
-use drover_agent::config::{parse_duration, parse_label};
+use drover::publish::{PublishOptions, DEFAULT_EXPIRES_IN, DEFAULT_MAX_BUNDLE_SIZE};
+use drover_agent::config::{parse_duration, parse_label, parse_size};
 use drover_agent::format::rfc3339;
 use drover_agent::select::Cluster;
 use time::OffsetDateTime;
@@ -100,6 +100,12 @@ enum Command {
         /// How long agents accept this index (e.g. 30d, 12h). Re-publish before it runs out.
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         expires_in: Option<Duration>,
+        /// Largest bundle blob accepted (compressed), e.g. 32MiB (default), 500KiB, 1048576.
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        max_bundle_size: Option<u64>,
+        /// Build and check every bundle and print what would be published; write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Check a store's signature, expiry and every referenced blob.
     Verify {
@@ -160,6 +166,14 @@ enum Command {
         /// A cluster label KEY=VALUE; repeat for several.
         #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
         labels: Vec<(String, String)>,
+    },
+    /// What changes between two stores (e.g. the published one and a new one): per bundle,
+    /// the settings and the targets whose blob changes. Indexes are read, not verified.
+    Diff {
+        /// The store before: directory, or http(s):// / file:// / oci:// URL.
+        store_a: String,
+        /// The store after.
+        store_b: String,
     },
     /// Fleet view from the agents' status reports: clusters per bundle, digest and state,
     /// stale clusters, bundle errors. Exit 0: all well; 1: something needs attention; 3: no
@@ -226,6 +240,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             key,
             channel,
             expires_in,
+            max_bundle_size,
+            dry_run,
         } => {
             let opts = PublishOptions {
                 src,
@@ -233,8 +249,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 key,
                 channel: channel.clone(),
                 expires_in: expires_in.unwrap_or(DEFAULT_EXPIRES_IN),
+                max_bundle_size: max_bundle_size.unwrap_or(DEFAULT_MAX_BUNDLE_SIZE),
+                dry_run,
             };
             let s = drover::publish::publish(&opts, now)?;
+            if dry_run {
+                print!("{}", s.describe());
+                println!(
+                    "dry run: would publish channel {channel} version {} to {} ({} bundles; {} new blobs); nothing written",
+                    s.version,
+                    store.display(),
+                    s.bundles,
+                    s.blobs_written.len()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
                 "published channel {channel} version {} to {} ({} bundles; {} new blobs, {} unchanged; expires {})",
                 s.version,
@@ -344,6 +373,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for line in drover::store::explain_targets(&verified, &cluster) {
                 println!("  {line}");
             }
+        }
+        Command::Diff { store_a, store_b } => {
+            let (a, b) = (drover::store::open(&store_a)?, drover::store::open(&store_b)?);
+            let rt = runtime()?;
+            let a = rt.block_on(drover::diff::read_index(&a))?;
+            let b = rt.block_on(drover::diff::read_index(&b))?;
+            println!(
+                "{store_a} (version {}) -> {store_b} (version {}):",
+                a.version, b.version
+            );
+            print!("{}", drover::diff::diff(&a, &b).render());
         }
         Command::Status {
             source,

@@ -8,23 +8,31 @@
 //! Between 2 and 3 a reader may see the new index with the old signature; it fails
 //! verification and keeps its current state until the next poll.
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use drover_agent::format::{
-    Bundle, Digest, Index, LabelSelector, Target, API_VERSION, BLOB_DIR, INDEX_FILE, INDEX_KIND,
+    BlobRef, Bundle, Digest, Index, LabelSelector, Target, API_VERSION, BLOB_DIR, INDEX_FILE, INDEX_KIND,
 };
 use drover_agent::fsutil;
 use time::OffsetDateTime;
 
-use crate::bundle_spec::{check_manifest_file, BundleSource};
+use crate::bundle_spec::{check_manifest_file, BundleSource, Recipe, SourceKind, TargetSpec};
 use crate::error::{Error, Result};
 use crate::keygen::load_secret_key;
+use crate::manifest_check::{check_objects, ObjectId};
 use crate::pack::pack;
 use crate::parallel;
 
 /// Default validity of a published index.
 pub const DEFAULT_EXPIRES_IN: Duration = Duration::from_secs(30 * 86_400);
+
+/// Default largest bundle blob (compressed bytes) `drover publish` accepts: 32 MiB, well
+/// under what agents unpack ([`drover_agent::render::DEFAULT_MAX_UNPACKED_BYTES`]) and
+/// large enough for a chart with its dependencies.
+pub const DEFAULT_MAX_BUNDLE_SIZE: u64 = 32 << 20;
 
 /// What to publish.
 #[derive(Debug, Clone)]
@@ -39,9 +47,13 @@ pub struct PublishOptions {
     pub channel: String,
     /// How long the index stays valid.
     pub expires_in: Duration,
+    /// Largest blob accepted, in bytes.
+    pub max_bundle_size: u64,
+    /// Build and check everything, write nothing.
+    pub dry_run: bool,
 }
 
-/// What a publish did.
+/// What a publish did (or, dry run, would do).
 #[derive(Debug, Clone)]
 pub struct PublishSummary {
     /// The new index version.
@@ -50,14 +62,62 @@ pub struct PublishSummary {
     pub expires: OffsetDateTime,
     /// Number of bundles.
     pub bundles: usize,
-    /// Blobs written by this publish.
+    /// Blobs written by this publish (dry run: that it would write).
     pub blobs_written: Vec<Digest>,
     /// Blobs referenced that were already in the store.
     pub blobs_reused: usize,
+    /// The index written (dry run: that would be written).
+    pub index: Index,
 }
 
-/// A target as `bundle.yaml` asks for it: selector, cluster name, variant directory.
-type WantedTarget<'a> = (Option<LabelSelector>, Option<String>, Option<&'a PathBuf>);
+impl PublishSummary {
+    /// One line per target: bundle, target, digest, size, whether the blob is new, and the
+    /// previous digest clusters outside the rollout wave get. What `--dry-run` prints.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        for b in &self.index.bundles {
+            let mut flags = Vec::new();
+            if b.paused {
+                flags.push("paused".to_string());
+            }
+            if let Some(r) = b.rollout {
+                flags.push(format!("rollout {}%", r.percent));
+            }
+            let flags = if flags.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", flags.join(", "))
+            };
+            out.push_str(&format!("bundle {}{flags}\n", b.name));
+            for (i, t) in b.targets.iter().enumerate() {
+                let what = crate::store::describe_target(t);
+                if t.do_not_deploy {
+                    out.push_str(&format!("  targets[{i}] {what}: doNotDeploy\n"));
+                    continue;
+                }
+                let new = if self.blobs_written.contains(&t.digest) {
+                    "new"
+                } else {
+                    "in store"
+                };
+                let previous = t
+                    .previous
+                    .as_ref()
+                    .map(|p| format!("; outside the wave: {}", p.digest))
+                    .unwrap_or_default();
+                out.push_str(&format!(
+                    "  targets[{i}] {what}: {} ({} bytes, {new}){previous}\n",
+                    t.digest, t.size
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// A target as `bundle.yaml` asks for it: selector, cluster name, its spec (`None` for the
+/// implicit every-cluster target).
+type WantedTarget<'a> = (Option<LabelSelector>, Option<String>, Option<&'a TargetSpec>);
 
 /// Builds every bundle, writes new blobs, then the signed index.
 pub fn publish(opts: &PublishOptions, now: OffsetDateTime) -> Result<PublishSummary> {
@@ -66,8 +126,7 @@ pub fn publish(opts: &PublishOptions, now: OffsetDateTime) -> Result<PublishSumm
     }
     let sk = load_secret_key(&opts.key)?;
     let sources = read_bundle_sources(&opts.src)?;
-    let blob_dir = opts.store.join(BLOB_DIR);
-    fsutil::ensure_dir(&blob_dir)?;
+    let previous_index = previous_index(&opts.store)?;
 
     let wanted: Vec<Vec<WantedTarget<'_>>> = sources
         .iter()
@@ -78,52 +137,137 @@ pub fn publish(opts: &PublishOptions, now: OffsetDateTime) -> Result<PublishSumm
             } else {
                 spec.targets
                     .iter()
-                    .map(|t| (t.cluster_selector.clone(), t.cluster_name.clone(), t.variant.as_ref()))
+                    .map(|t| (t.cluster_selector.clone(), t.cluster_name.clone(), Some(t)))
                     .collect()
             }
         })
         .collect();
-    // Checking every manifest and compressing every blob are all the work. They run as one
-    // batch on every core, blobs first (the longest jobs), each job on one thread from the
-    // same bytes, so the output does not depend on the number of cores. Nothing is written
-    // unless every manifest passed.
-    let packs = sources
+    // Each distinct recipe (bundle, variant/overlay/values) is built once.
+    let mut recipes: Vec<(usize, Recipe<'_>)> = Vec::new();
+    let target_recipe: Vec<Vec<usize>> = sources
         .iter()
         .zip(&wanted)
-        .flat_map(|(source, targets)| targets.iter().map(move |(_, _, variant)| Job::Pack(source, *variant)));
+        .enumerate()
+        .map(|(s, (source, targets))| {
+            targets
+                .iter()
+                .map(|(_, _, spec)| {
+                    let recipe = source.recipe(*spec);
+                    match recipes.iter().position(|(rs, r)| *rs == s && *r == recipe) {
+                        Some(i) => i,
+                        None => {
+                            recipes.push((s, recipe));
+                            recipes.len() - 1
+                        }
+                    }
+                })
+                .collect()
+        })
+        .collect();
+
+    // Checking every manifest file and rendering kustomizations and charts run as one
+    // batch on every core; packing every distinct file set as a second. Each job runs on
+    // one thread from the same bytes, so the output does not depend on the number of
+    // cores. Nothing is written unless everything passed.
     let checks = sources
         .iter()
         .flat_map(BundleSource::manifest_files)
         .map(|(path, bytes)| Job::Check(path, bytes));
-    let jobs: Vec<Job<'_>> = packs.chain(checks).collect();
-    let mut blobs = Vec::new();
-    for done in parallel::map(&jobs, Job::run) {
-        if let Some(blob) = done? {
-            blobs.push(blob);
+    let renders = recipes
+        .iter()
+        .filter(|(_, r)| matches!(r, Recipe::Kustomize(_) | Recipe::Helm(_)))
+        .map(|(s, r)| Job::Render(&sources[*s], r));
+    let jobs: Vec<Job<'_>> = renders.chain(checks).collect();
+    let mut ids_of_file: BTreeMap<PathBuf, Vec<ObjectId>> = BTreeMap::new();
+    let mut rendered: Vec<Files<'_>> = Vec::new();
+    for (job, done) in jobs.iter().zip(parallel::map(&jobs, Job::run)) {
+        match (job, done?) {
+            (Job::Check(path, _), Done::Checked(ids)) => {
+                ids_of_file.insert(path.clone(), ids);
+            }
+            (Job::Render(..), Done::Rendered(files)) => rendered.push(files),
+            _ => unreachable!("each job gives its kind of result"),
         }
     }
-    let mut blobs = blobs.into_iter();
-
+    let mut rendered = rendered.into_iter();
+    let file_sets: Vec<Files<'_>> = recipes
+        .iter()
+        .map(|(s, recipe)| {
+            let source = &sources[*s];
+            let files = match recipe {
+                Recipe::Nothing => Files::default(),
+                Recipe::Plain(variant) => plain_files(source, *variant, &ids_of_file),
+                Recipe::Kustomize(_) | Recipe::Helm(_) => rendered.next().expect("one rendering per such recipe"),
+            };
+            let objects: Vec<(&ObjectId, &str)> = files
+                .iter()
+                .flat_map(|(path, (_, ids))| ids.iter().map(move |id| (id, path.as_str())))
+                .collect();
+            check_objects(&objects, source.spec.namespace.as_deref()).map_err(|m| Error::source(&source.dir, m))?;
+            Ok(files)
+        })
+        .collect::<Result<_>>()?;
+    let blobs = parallel::map(&file_sets, |files| {
+        let entries: BTreeMap<&str, &[u8]> = files.iter().map(|(rel, (b, _))| (rel.as_str(), &b[..])).collect();
+        pack(&entries)
+    });
+    let blob_dir = opts.store.join(BLOB_DIR);
+    if !opts.dry_run {
+        fsutil::ensure_dir(&blob_dir)?;
+    }
+    let mut blob_refs = Vec::with_capacity(blobs.len());
     let mut written = Vec::new();
+    for ((s, recipe), blob) in recipes.iter().zip(blobs) {
+        let source = &sources[*s];
+        let blob = blob.map_err(|e| drover_agent::Error::io(&source.dir, e))?;
+        if blob.len() as u64 > opts.max_bundle_size {
+            let from = match recipe {
+                Recipe::Plain(Some(v)) => source.dir.join(v),
+                Recipe::Kustomize(dir) => dir.clone(),
+                _ => source.dir.clone(),
+            };
+            return Err(Error::source(
+                from,
+                format!(
+                    "bundle {} is {} bytes compressed, over the --max-bundle-size of {} bytes",
+                    source.name,
+                    blob.len(),
+                    opts.max_bundle_size
+                ),
+            ));
+        }
+        let (digest, size, new) = write_blob(&blob_dir, blob, opts.dry_run)?;
+        if new && !written.contains(&digest) {
+            written.push(digest.clone());
+        }
+        blob_refs.push(BlobRef { digest, size });
+    }
+
     let mut reused = 0;
     let mut bundles = Vec::new();
-    for (source, wanted) in sources.iter().zip(wanted) {
+    for ((source, wanted), recipe_of) in sources.iter().zip(wanted).zip(&target_recipe) {
         let spec = &source.spec;
+        let old = previous_index.as_ref().and_then(|i| i.bundle(&source.name));
         let mut targets = Vec::new();
-        for (cluster_selector, cluster_name, _) in wanted {
-            let blob = blobs.next().expect("one blob per target, in order");
-            let (digest, size, new) = write_blob(&blob_dir, blob)?;
-            if new {
-                written.push(digest.clone());
-            } else {
+        for ((cluster_selector, cluster_name, tspec), &r) in wanted.into_iter().zip(recipe_of) {
+            let BlobRef { digest, size } = blob_refs[r].clone();
+            if !written.contains(&digest) {
                 reused += 1;
             }
-            targets.push(Target {
+            let do_not_deploy = tspec.is_some_and(|t| t.do_not_deploy);
+            let mut target = Target {
                 cluster_selector,
                 cluster_name,
                 digest,
                 size,
-            });
+                previous: None,
+                variant: tspec.and_then(TargetSpec::variant_name),
+                do_not_deploy,
+            };
+            // Only a rollout in progress needs it: at 100 % every cluster is in the wave.
+            let rolling_out = spec.rollout.is_some_and(|r| r.percent < 100);
+            target.previous = old.filter(|_| rolling_out).and_then(|old| previous_blob(old, &target));
+            targets.push(target);
         }
         bundles.push(Bundle {
             name: source.name.clone(),
@@ -139,7 +283,7 @@ pub fn publish(opts: &PublishOptions, now: OffsetDateTime) -> Result<PublishSumm
     }
     check_dependencies(&bundles, &opts.src)?;
 
-    let version = previous_version(&opts.store)? + 1;
+    let version = previous_index.as_ref().map_or(0, |i| i.version) + 1;
     let expires = now + opts.expires_in;
     let index = Index {
         api_version: API_VERSION.into(),
@@ -150,7 +294,18 @@ pub fn publish(opts: &PublishOptions, now: OffsetDateTime) -> Result<PublishSumm
         bundles,
     };
     index.validate(&opts.src.display().to_string())?;
-    let mut bytes = serde_json::to_vec_pretty(&index).expect("index serialises: plain data");
+    let summary = PublishSummary {
+        version,
+        expires,
+        bundles: index.bundles.len(),
+        blobs_written: written,
+        blobs_reused: reused,
+        index,
+    };
+    if opts.dry_run {
+        return Ok(summary);
+    }
+    let mut bytes = serde_json::to_vec_pretty(&summary.index).expect("index serialises: plain data");
     bytes.push(b'\n');
     let comment = format!("drover index channel={} version={version}", opts.channel);
     let signature = minisign::sign(
@@ -167,42 +322,120 @@ pub fn publish(opts: &PublishOptions, now: OffsetDateTime) -> Result<PublishSumm
     // Both files complete on disk before either is renamed, and index.json's mtime moved
     // past the previous one's second (web servers' ETags), as drover sync writes them.
     crate::sync::replace_index_files(&opts.store, &bytes, signature.into_string().as_bytes())?;
-    Ok(PublishSummary {
-        version,
-        expires,
-        bundles: index.bundles.len(),
-        blobs_written: written,
-        blobs_reused: reused,
-    })
+    Ok(summary)
+}
+
+/// The files of one blob: relative path → bytes and the identities of its objects
+/// (borrowed from the bundle source for plain bundles, which are most of the bytes).
+type Files<'a> = BTreeMap<String, (Cow<'a, [u8]>, Cow<'a, [ObjectId]>)>;
+
+/// The file set of a plain bundle for `variant`, with the identities its check found.
+fn plain_files<'a>(
+    source: &'a BundleSource,
+    variant: Option<&PathBuf>,
+    ids: &'a BTreeMap<PathBuf, Vec<ObjectId>>,
+) -> Files<'a> {
+    source
+        .files_for(variant)
+        .into_iter()
+        .map(|(rel, bytes)| {
+            let in_variant = variant.is_some_and(|v| source.variants.get(v).is_some_and(|f| f.contains_key(rel)));
+            let origin = match variant {
+                Some(v) if in_variant => source.dir.join(v).join(rel),
+                _ => source.dir.join(rel),
+            };
+            let found = ids
+                .get(&origin)
+                .map_or(Cow::Owned(Vec::new()), |ids| Cow::Borrowed(&ids[..]));
+            (rel.to_string(), (Cow::Borrowed(bytes), found))
+        })
+        .collect()
+}
+
+/// The blob clusters outside the rollout wave get for `new` (while its bundle rolls out,
+/// below 100 %), from the same target (same
+/// selector and name) of the bundle in the previous index: while a change rolls out, the
+/// blob the whole fleet had before it. Re-publishing the same blob (raising the percent)
+/// keeps the previous blob; a new blob after a complete rollout (100 %, not paused) makes
+/// the old blob the previous one; a new blob in the middle of a rollout keeps the previous
+/// blob, so an abandoned canary never becomes what the rest of the fleet falls back to.
+fn previous_blob(old: &Bundle, new: &Target) -> Option<BlobRef> {
+    let same = old.targets.iter().find(|t| {
+        t.cluster_selector == new.cluster_selector && t.cluster_name == new.cluster_name && !t.do_not_deploy
+    })?;
+    if new.do_not_deploy {
+        return None;
+    }
+    let previous = if same.digest == new.digest {
+        same.previous.clone()
+    } else if !old.paused && old.rollout.is_none_or(|r| r.percent >= 100) {
+        Some(BlobRef {
+            digest: same.digest.clone(),
+            size: same.size,
+        })
+    } else {
+        same.previous.clone()
+    };
+    previous.filter(|p| p.digest != new.digest)
 }
 
 /// One piece of the work of publishing.
 enum Job<'a> {
-    /// Pack the blob of a bundle's target (its variant directory, if any).
-    Pack(&'a BundleSource, Option<&'a PathBuf>),
+    /// Render a kustomization or a chart and check what it gives.
+    Render(&'a BundleSource, &'a Recipe<'a>),
     /// Check one manifest file.
     Check(PathBuf, &'a [u8]),
 }
 
+/// The result of a [`Job`].
+enum Done {
+    /// The rendered files, checked.
+    Rendered(Files<'static>),
+    /// The identities of the objects of a checked file.
+    Checked(Vec<ObjectId>),
+}
+
 impl Job<'_> {
-    /// Runs the job; a blob for [`Job::Pack`].
-    fn run(&self) -> Result<Option<Vec<u8>>> {
+    fn run(&self) -> Result<Done> {
         match self {
-            Job::Pack(source, variant) => pack(&source.files_for(*variant))
-                .map(Some)
-                .map_err(|e| drover_agent::Error::io(&source.dir, e).into()),
-            Job::Check(path, bytes) => check_manifest_file(path, bytes).map(|()| None),
+            Job::Render(source, recipe) => render(source, recipe).map(Done::Rendered),
+            Job::Check(path, bytes) => check_manifest_file(path, bytes).map(Done::Checked),
         }
     }
 }
 
-/// Writes `blob` into `blob_dir` unless it is there already; returns its digest, its size
-/// and whether it was written.
-fn write_blob(blob_dir: &Path, blob: Vec<u8>) -> Result<(Digest, u64, bool)> {
+/// File name of the rendered output of a kustomization inside a bundle blob.
+pub const KUSTOMIZE_OUTPUT: &str = "kustomize.yaml";
+/// File name of the HelmChart object inside a Helm chart bundle's blob.
+pub const HELM_CHART_OUTPUT: &str = "helmchart.yaml";
+
+/// Renders a kustomize or Helm recipe into one checked file.
+fn render(source: &BundleSource, recipe: &Recipe<'_>) -> Result<Files<'static>> {
+    let (name, bytes, origin) = match (recipe, &source.kind) {
+        (Recipe::Kustomize(dir), _) => (KUSTOMIZE_OUTPUT, crate::kustomize::render(dir)?, dir.clone()),
+        (Recipe::Helm(values), SourceKind::Helm(chart)) => {
+            let ns = source
+                .spec
+                .namespace
+                .as_deref()
+                .unwrap_or(crate::helm::DEFAULT_TARGET_NAMESPACE);
+            let object = chart.helm_chart_object(&source.name, ns, values);
+            (HELM_CHART_OUTPUT, object.into_bytes(), source.dir.clone())
+        }
+        _ => unreachable!("only kustomize and Helm recipes are rendered"),
+    };
+    let what = format!("{} (rendered {name})", origin.display());
+    let ids = check_manifest_file(Path::new(&what), &bytes)?;
+    Ok([(name.to_string(), (Cow::Owned(bytes), Cow::Owned(ids)))].into())
+}
+
+/// Writes `blob` into `blob_dir` unless it is there already (or `dry_run`); returns its
+/// digest, its size and whether it is new.
+fn write_blob(blob_dir: &Path, blob: Vec<u8>, dry_run: bool) -> Result<(Digest, u64, bool)> {
     let digest = Digest::of(&blob);
     let path = blob_dir.join(digest.hex());
     let new = !path.exists();
-    if new {
+    if new && !dry_run {
         fsutil::write_atomic(&path, &blob)?;
     }
     Ok((digest, blob.len() as u64, new))
@@ -267,25 +500,20 @@ fn check_dependencies(bundles: &[Bundle], src: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The version of the store's current index, or 0 for a new store. The old index is read
-/// only for its number; an unreadable one is an error rather than a silent restart at 1,
+/// The store's current index, or `None` for a new store. It is the publisher's own file,
+/// read for its version (the next one is higher) and its targets' digests (the previous
+/// blobs of a rollout). An unreadable one is an error rather than a silent restart at 1,
 /// which every agent would refuse as a rollback.
-fn previous_version(store: &Path) -> Result<u64> {
-    #[derive(serde::Deserialize)]
-    struct VersionOnly {
-        version: u64,
-    }
+fn previous_index(store: &Path) -> Result<Option<Index>> {
     let path = store.join(INDEX_FILE);
     match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice::<VersionOnly>(&bytes)
-            .map(|v| v.version)
-            .map_err(|e| {
-                Error::source(
-                    &path,
-                    format!("existing index has no readable version ({e}); agents would refuse a restart at 1"),
-                )
-            }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Ok(bytes) => serde_json::from_slice::<Index>(&bytes).map(Some).map_err(|e| {
+            Error::source(
+                &path,
+                format!("existing index is not readable ({e}); agents would refuse a restart at version 1"),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(drover_agent::Error::io(&path, e).into()),
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use drover_agent::format::Digest;
 use drover_agent::render::{check_tarball, Limits as RenderLimits};
-use drover_agent::select::{plan, Cluster, Decision};
+use drover_agent::select::{first_match, plan, rollout_bucket, Cluster, Decision};
 use drover_agent::source::{Limits, Source};
 use drover_agent::verify::{verify_index, TrustedKeys, VerifiedIndex};
 use time::OffsetDateTime;
@@ -44,13 +44,18 @@ pub async fn verify_store(store: &str, keys: &[PathBuf], now: OffsetDateTime) ->
     let mut problems = Vec::new();
     let mut checked: BTreeSet<Digest> = BTreeSet::new();
     for bundle in &verified.index().bundles {
-        for (i, target) in bundle.targets.iter().enumerate() {
-            if !checked.insert(target.digest.clone()) {
+        let blobs = bundle
+            .targets
+            .iter()
+            .enumerate()
+            .flat_map(|(i, t)| t.blobs().map(move |b| (i, b)));
+        for (i, (digest, size)) in blobs {
+            if !checked.insert(digest.clone()) {
                 continue;
             }
-            let dest = scratch.path().join(target.digest.hex());
+            let dest = scratch.path().join(digest.hex());
             let at = format!("bundle {} targets[{i}]", bundle.name);
-            if let Err(e) = source.fetch_blob(&target.digest, target.size, &dest).await {
+            if let Err(e) = source.fetch_blob(digest, size, &dest).await {
                 problems.push(format!("{at}: {e}"));
                 continue;
             }
@@ -80,9 +85,31 @@ pub fn explain_targets(index: &VerifiedIndex, cluster: &Cluster) -> Vec<String> 
         .map(|item| {
             let b = item.bundle;
             let why = |t: usize| describe_target(&b.targets[t]);
+            let percent = b.rollout.map_or(100, |r| r.percent);
             let line = match &item.decision {
-                Decision::Deploy(c) => format!("deploy {} (targets[{}]: {})", c.digest, c.target, why(c.target)),
-                Decision::NotTargeted => "not deployed: no target matches".to_string(),
+                Decision::Deploy(c) => match &c.outside_wave {
+                    None if percent < 100 => format!(
+                        "deploy {} (targets[{}]: {}; in the {percent}% wave, bucket {})",
+                        c.digest,
+                        c.target,
+                        why(c.target),
+                        rollout_bucket(&cluster.name, &b.name)
+                    ),
+                    None => format!("deploy {} (targets[{}]: {})", c.digest, c.target, why(c.target)),
+                    Some(wave) => format!(
+                        "deploy previous {} (targets[{}]: {}; outside the {}% wave, bucket {}; the wave gets {})",
+                        c.digest,
+                        c.target,
+                        why(c.target),
+                        wave.percent,
+                        wave.bucket,
+                        wave.wave_digest
+                    ),
+                },
+                Decision::NotTargeted => match first_match(&b.targets, cluster) {
+                    Some(c) => format!("not deployed: targets[{}] ({}) is doNotDeploy", c.target, why(c.target)),
+                    None => "not deployed: no target matches".to_string(),
+                },
                 Decision::Paused { would_get } => format!(
                     "paused: keeps what it has (targets[{}] would give {})",
                     would_get.target, would_get.digest
@@ -92,7 +119,7 @@ pub fn explain_targets(index: &VerifiedIndex, cluster: &Cluster) -> Vec<String> 
                     percent,
                     would_get,
                 } => format!(
-                    "outside rollout: bucket {bucket} >= {percent}%, keeps what it has (wave gets {})",
+                    "outside rollout: bucket {bucket} >= {percent}%, keeps what it has, nothing if new (wave gets {}; the index names no previous blob)",
                     would_get.digest
                 ),
                 Decision::Invalid(problem) => format!("error: {problem}"),
@@ -108,7 +135,8 @@ pub fn explain_targets(index: &VerifiedIndex, cluster: &Cluster) -> Vec<String> 
         .collect()
 }
 
-fn describe_target(t: &drover_agent::format::Target) -> String {
+/// How a target selects clusters: `clusterName=… clusterSelector=…`.
+pub fn describe_target(t: &drover_agent::format::Target) -> String {
     let mut parts = Vec::new();
     if let Some(name) = &t.cluster_name {
         parts.push(format!("clusterName={name}"));
@@ -118,6 +146,9 @@ fn describe_target(t: &drover_agent::format::Target) -> String {
             "clusterSelector={}",
             serde_json::to_string(sel).expect("selectors serialise: plain data")
         ));
+    }
+    if let Some(variant) = &t.variant {
+        parts.push(format!("({variant})"));
     }
     parts.join(" ")
 }

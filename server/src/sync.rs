@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use drover_agent::format::{rfc3339, Digest, Index, BLOB_DIR, INDEX_FILE, SIGNATURE_FILE};
+use drover_agent::format::{rfc3339, Digest, Index, Target, BLOB_DIR, INDEX_FILE, SIGNATURE_FILE};
 use drover_agent::source::{RawIndex, Source, DEFAULT_MAX_INDEX_BYTES, DEFAULT_MAX_SIGNATURE_BYTES};
 use drover_agent::verify::{verify_index, TrustedKeys};
 use sha2::{Digest as _, Sha256};
@@ -801,8 +801,8 @@ pub fn check_destination_index(
 fn blob_users(index: &Index) -> BTreeMap<Digest, Vec<String>> {
     let mut users: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
     for bundle in &index.bundles {
-        for target in &bundle.targets {
-            let names = users.entry(target.digest.clone()).or_default();
+        for (digest, _) in bundle.targets.iter().flat_map(Target::blobs) {
+            let names = users.entry(digest.clone()).or_default();
             if names.last().map(String::as_str) != Some(bundle.name.as_str()) {
                 names.push(bundle.name.as_str().to_string());
             }

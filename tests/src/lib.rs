@@ -126,10 +126,17 @@ impl Site {
 
     /// Runs `drover-agent --once` for `cluster` with `labels` against `source`.
     pub fn agent(&self, source: &str, cluster: &str, labels: &[&str]) -> Output {
+        self.agent_in("", source, cluster, labels)
+    }
+
+    /// [`Site::agent`] with the manifests and state directories under `dir/`, so that
+    /// several clusters can share one site (`""`: the site's own `manifests` and `state`).
+    pub fn agent_in(&self, dir: &str, source: &str, cluster: &str, labels: &[&str]) -> Output {
+        let under = |rel: &str| self.p(&Path::new(dir).join(rel).to_string_lossy());
         let (key, sink, state) = (
             self.p("keys/drover.pub"),
-            format!("dir:{}", self.p("manifests")),
-            self.p("state"),
+            format!("dir:{}", under("manifests")),
+            under("state"),
         );
         let mut args = vec![
             "--source",

@@ -213,11 +213,13 @@ fn objects_leaving_a_bundle_are_pruned_unless_opted_out_and_foreign_objects_surv
     let after = api.json(&["get", "deployment", "web", "-n", "web"])["metadata"]["resourceVersion"].clone();
     assert_eq!(after, web_version, "an object the change did not touch is not written");
 
-    // web no longer targets this cluster: its objects go, the hand-made one stays.
+    // web no longer targets this cluster: its objects go, the hand-made one stays. (The
+    // site-7 directory stays a variant: as base files it would define the Deployment
+    // twice, which publish refuses.)
     write(
         &site,
         "web/bundle.yaml",
-        "namespace: web\ndependsOn: [base]\ntargets:\n  - clusterName: elsewhere\n",
+        "namespace: web\ndependsOn: [base]\ntargets:\n  - clusterName: elsewhere\n    variant: site-7\n",
     );
     site.publish(&[]);
     let (code, out) = agent(&site, &api, LABELS);

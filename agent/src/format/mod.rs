@@ -105,6 +105,36 @@ pub struct Target {
     pub digest: Digest,
     /// Size of that blob in bytes.
     pub size: u64,
+    /// The blob matching clusters outside the rollout wave get: what this target gave
+    /// before the change now rolling out. Absent when there is no earlier blob (first
+    /// publish) or nothing is rolling out. Older agents ignore it and keep what they have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<BlobRef>,
+    /// Informational: the variant directory or kustomize overlay the blob was built from,
+    /// for people and `drover targets`. Agents ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// Matching clusters must not run the bundle (an explicit exclusion, tried in order
+    /// like any target). `digest`/`size` then name the empty bundle, so agents that predate
+    /// this field apply nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub do_not_deploy: bool,
+}
+
+/// A blob named by digest and size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobRef {
+    /// Digest of the blob.
+    pub digest: Digest,
+    /// Size of the blob in bytes.
+    pub size: u64,
+}
+
+impl Target {
+    /// Every blob this target references: its digest, then its previous digest if any.
+    pub fn blobs(&self) -> impl Iterator<Item = (&Digest, u64)> {
+        std::iter::once((&self.digest, self.size)).chain(self.previous.iter().map(|p| (&p.digest, p.size)))
+    }
 }
 
 impl Index {
@@ -166,12 +196,13 @@ impl Index {
         self.bundles.iter().find(|b| &b.name == name)
     }
 
-    /// Every blob the index references (all targets of all bundles), each once, ordered
+    /// Every blob the index references (all targets of all bundles, previous digests
+    /// included), each once, ordered
     /// by digest: what a copy of the store must hold.
     pub fn blobs(&self) -> Vec<(Digest, u64)> {
         let mut blobs: std::collections::BTreeMap<&Digest, u64> = std::collections::BTreeMap::new();
-        for target in self.bundles.iter().flat_map(|b| &b.targets) {
-            blobs.insert(&target.digest, target.size);
+        for (digest, size) in self.bundles.iter().flat_map(|b| &b.targets).flat_map(Target::blobs) {
+            blobs.insert(digest, size);
         }
         blobs.into_iter().map(|(d, size)| (d.clone(), size)).collect()
     }
@@ -215,6 +246,31 @@ mod tests {
         index.bundles[0].targets[0].cluster_selector = None;
         let err = index.validate("x").expect_err("refused").to_string();
         assert!(err.contains("targets[0]"), "{err}");
+    }
+
+    #[test]
+    fn previous_blobs_are_part_of_the_store_and_do_not_deploy_parses() {
+        let zeros = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+        let twos = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+        let text = EXAMPLE.replacen(
+            r#""size":1234}"#,
+            &format!(r#""size":1234,"previous":{{"digest":"{twos}","size":5}},"doNotDeploy":true}}"#),
+            1,
+        );
+        let index: Index = serde_json::from_str(&text).expect("parses");
+        index.validate("x").expect("valid");
+        let target = &index.bundles[0].targets[0];
+        assert!(target.do_not_deploy);
+        let blobs: Vec<String> = index.blobs().iter().map(|(d, _)| d.to_string()).collect();
+        assert!(
+            blobs.contains(&twos.to_string()) && blobs.contains(&zeros.to_string()),
+            "{blobs:?}"
+        );
+        // Written back, absent fields stay absent: an index without them is byte-identical
+        // to what older publishers wrote.
+        let plain: Index = serde_json::from_str(EXAMPLE).expect("parses");
+        let json = serde_json::to_string(&plain).expect("serialises");
+        assert!(!json.contains("previous") && !json.contains("doNotDeploy"), "{json}");
     }
 
     #[test]
