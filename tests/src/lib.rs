@@ -738,3 +738,61 @@ pub fn test_pki(dir: &Path) {
     .concat();
     std::fs::write(dir.join("client-bundle.pem"), client).unwrap();
 }
+
+/// The in-repo Kubernetes API double (`kube-api-double`) on a free port, killed on drop,
+/// with a kubeconfig for it in `dir` and stock kubectl to talk to it.
+pub struct KubeApi {
+    _daemon: Daemon,
+    /// Path of the kubeconfig pointing at the double.
+    pub kubeconfig: PathBuf,
+}
+
+impl KubeApi {
+    /// Starts the double; its kubeconfig is written to `dir/kubeconfig` (`dir` is created).
+    pub fn start(dir: &Path) -> KubeApi {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut child = Command::new(bin("kube-api-double"))
+            .args(["--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn kube-api-double");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let server = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("kube-api-double printed {line:?}"))
+            .to_string();
+        let kubeconfig = dir.join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: double\n  cluster: {{server: \"{server}\"}}\n\
+                 contexts:\n- name: double\n  context: {{cluster: double, user: nobody}}\ncurrent-context: double\n\
+                 users:\n- name: nobody\n  user: {{}}\n"
+            ),
+        )
+        .unwrap();
+        KubeApi {
+            _daemon: Daemon { child, url: server },
+            kubeconfig,
+        }
+    }
+
+    /// Runs stock kubectl against the double (a throwaway cache directory beside the
+    /// kubeconfig, so ~/.kube is never used).
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        let cache = self.kubeconfig.with_file_name("kube-cache");
+        Command::new(require("kubectl", "kubectl"))
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(args)
+            .output()
+            .expect("run kubectl")
+    }
+}
