@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every drover test: unit tests and the end-to-end tests in tests/, which drive the
 # real binaries against real nginx, minisign, curl, docker-registry (the CNCF distribution
-# registry), skopeo, htpasswd (apache2-utils), rsync and openssl. Installs those from Debian when
+# registry), skopeo, htpasswd (apache2-utils), rsync, openssl, file and ca-certificates (the
+# static binary and agent image tests). Installs those from Debian when
 # they are missing (needs root or sudo). A test whose component is still missing fails
 # with a message naming the package; nothing is skipped.
 set -euo pipefail
@@ -17,6 +18,8 @@ have skopeo || need+=(skopeo)
 have htpasswd || need+=(apache2-utils)
 have rsync || need+=(rsync)
 have openssl || need+=(openssl)
+have file || need+=(file)
+[ -f /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "tests/run.sh: installing ${need[*]} from Debian" >&2
   sudo=""
@@ -27,4 +30,6 @@ fi
 
 # The end-to-end tests run the built binaries; build them first so they are never stale.
 cargo build --workspace --bins --locked
+# The fully static release agent (tests/tests/distribution.rs, k3os_config.rs), built once.
+bash tests/build-static.sh >/dev/null
 cargo test --workspace --locked "$@"
