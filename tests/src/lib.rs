@@ -260,17 +260,26 @@ impl Drop for Daemon {
     }
 }
 
-/// Starts `drover serve STORE --listen 127.0.0.1:0` and returns it with its URL.
-pub fn drover_serve(store: &Path) -> Daemon {
-    let mut child = Command::new(bin("drover"))
-        .args(["serve", store.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+/// Spawns `cmd` with its stdout piped and returns it with the first line it prints (the
+/// daemons used here announce their address that way).
+fn spawn_announcing(cmd: &mut Command, what: &str) -> (Child, String) {
+    let mut child = cmd
         .stdout(Stdio::piped())
         .spawn()
-        .expect("spawn drover serve");
+        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
+    (child, line)
+}
+
+/// Starts `drover serve STORE --listen 127.0.0.1:0` and returns it with its URL.
+pub fn drover_serve(store: &Path) -> Daemon {
+    let (child, line) = spawn_announcing(
+        Command::new(bin("drover")).args(["serve", store.to_str().unwrap(), "--listen", "127.0.0.1:0"]),
+        "drover serve",
+    );
     let url = line
         .trim()
         .rsplit(" on ")
@@ -750,17 +759,19 @@ pub struct KubeApi {
 impl KubeApi {
     /// Starts the double; its kubeconfig is written to `dir/kubeconfig` (`dir` is created).
     pub fn start(dir: &Path) -> KubeApi {
+        KubeApi::start_with(dir, &[])
+    }
+
+    /// Starts the double with `extra` flags (e.g. `--auto-ready`).
+    pub fn start_with(dir: &Path, extra: &[&str]) -> KubeApi {
         std::fs::create_dir_all(dir).unwrap();
-        let mut child = Command::new(bin("kube-api-double"))
-            .args(["--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn kube-api-double");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let (child, line) = spawn_announcing(
+            Command::new(bin("kube-api-double"))
+                .args(["--listen", "127.0.0.1:0"])
+                .args(extra)
+                .stderr(Stdio::null()),
+            "kube-api-double",
+        );
         let server = line
             .trim()
             .strip_prefix("listening on ")

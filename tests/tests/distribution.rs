@@ -133,31 +133,23 @@ fn agent_image_is_reproducible_pushes_and_exports_for_k3s_air_gap() {
     let agent = agent.to_str().unwrap();
     let (one, two) = (site.p("layout-1"), site.p("layout-2"));
     let repo = format!("{}/drover-agent", registry.host);
-    let printed = drover_ok(&[
-        "image",
-        "--binary",
-        agent,
-        "--ca-bundle",
-        ca_bundle(),
-        "--tag",
-        "0.1.0",
-        "--layout",
-        &one,
-        "--push",
-        &repo,
-        "--insecure",
-    ]);
-    drover_ok(&[
-        "image",
-        "--binary",
-        agent,
-        "--ca-bundle",
-        ca_bundle(),
-        "--tag",
-        "0.1.0",
-        "--layout",
-        &two,
-    ]);
+    let image = |layout: &str, extra: &[&str]| {
+        let mut args = vec![
+            "image",
+            "--binary",
+            agent,
+            "--ca-bundle",
+            ca_bundle(),
+            "--tag",
+            "0.1.0",
+            "--layout",
+            layout,
+        ];
+        args.extend_from_slice(extra);
+        drover_ok(&args)
+    };
+    let printed = image(&one, &["--push", &repo, "--insecure"]);
+    image(&two, &[]);
     let index = |dir: &str| -> Value {
         serde_json::from_slice(&std::fs::read(Path::new(dir).join("index.json")).unwrap()).unwrap()
     };
