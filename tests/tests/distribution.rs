@@ -98,7 +98,11 @@ fn static_agent_resolves_names_from_etc_hosts_without_nss() {
     std::fs::copy(site.path("keys/drover.pub"), root.join("keys/drover.pub")).unwrap();
     // Both families: the resolver asks for A and AAAA, and an AAAA answer missing from
     // /etc/hosts would go to the (here absent) DNS server and wait for its timeout.
-    std::fs::write(root.join("etc/hosts"), "127.0.0.1 store.drover.test\n::1 store.drover.test\n").unwrap();
+    std::fs::write(
+        root.join("etc/hosts"),
+        "127.0.0.1 store.drover.test\n::1 store.drover.test\n",
+    )
+    .unwrap();
     std::fs::write(root.join("etc/resolv.conf"), "nameserver 127.0.0.1\n").unwrap();
     let serve = drover_serve(&site.path("store"));
     let url = serve.url.replace("127.0.0.1", "store.drover.test");
