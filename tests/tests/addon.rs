@@ -133,6 +133,13 @@ fn drop_in_deployment_runs_restricted_with_probes_and_recreate() {
     assert_eq!(pod_security.run_as_user, Some(65532));
     assert_eq!(pod_security.seccomp_profile.unwrap().type_, "RuntimeDefault");
     let container = &pod.containers[0];
+    // The default image is what `drover image` tags by default and the air-gap tarball holds.
+    let image = format!("drover-agent:{}", env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        container.image.as_deref(),
+        Some(image.as_str()),
+        "bump the add-on's image with the version"
+    );
     let security = container.security_context.clone().unwrap();
     assert_eq!(security.read_only_root_filesystem, Some(true));
     assert_eq!(security.allow_privilege_escalation, Some(false));
