@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 STATIC=$(bash tests/build-static.sh)
 cargo build --release -q -p drover-agent
-cargo build -q -p drover -p kube-api-double   # setup tools only; their speed is not measured
+cargo build -q -p drover -p drover-kube-double --bins   # setup tools only; their speed is not measured
 W=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$W"; }
