@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every drover test: unit tests and the end-to-end tests in tests/, which drive the
 # real binaries against real nginx, minisign, curl, docker-registry (the CNCF distribution
-# registry), skopeo, htpasswd (apache2-utils), rsync and openssl. Installs those from Debian when
+# registry), skopeo, htpasswd (apache2-utils), rsync, openssl, file and ca-certificates (the
+# static binary and agent image tests). Installs those from Debian when
 # they are missing (needs root or sudo). A test whose component is still missing fails
 # with a message naming the package; nothing is skipped. Two tests need root: disk_full.rs
 # mounts a small tmpfs, network_failures.rs runs the agent in its own network namespace.
@@ -20,6 +21,8 @@ have rsync || need+=(rsync)
 have openssl || need+=(openssl)
 have unshare || need+=(util-linux)
 have mount || need+=(mount)
+have file || need+=(file)
+[ -f /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "tests/run.sh: installing ${need[*]} from Debian" >&2
   sudo=""
@@ -30,4 +33,6 @@ fi
 
 # The end-to-end tests run the built binaries; build them first so they are never stale.
 cargo build --workspace --bins --locked
+# The fully static release agent (tests/tests/distribution.rs, k3os_config.rs), built once.
+bash tests/build-static.sh >/dev/null
 cargo test --workspace --locked "$@"

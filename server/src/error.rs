@@ -60,6 +60,14 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// A command-line value is wrong (`drover addon`, `drover image`).
+    #[error("{field}: {message}")]
+    Input {
+        /// The flag or field, e.g. `--cluster-name`.
+        field: String,
+        /// What was expected and what was found.
+        message: String,
+    },
 }
 
 impl Error {

@@ -12,16 +12,20 @@
 //!   (`drover status`);
 //! * [`sync`] copies a store between directories, `http(s)://` (read only) and other
 //!   destinations: missing blobs first, the index and its signature last (`drover sync`);
-//! * [`serve`] is a small static file server for a store (quick starts and tests).
+//! * [`serve`] is a small static file server for a store (quick starts and tests);
+//! * [`addon`] fills in the k3s add-on for one cluster (`drover addon`), and [`image`]
+//!   builds the agent's OCI image without Docker (`drover image`).
 //!
 //! The format types come from the agent crate, so publisher and agent cannot drift apart.
 #![deny(missing_docs)]
 
+pub mod addon;
 pub mod bundle_spec;
 pub mod diff;
 pub mod error;
 pub mod fleet_status;
 pub mod helm;
+pub mod image;
 pub mod keygen;
 pub mod kustomize;
 pub mod manifest_check;

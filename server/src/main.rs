@@ -175,6 +175,49 @@ enum Command {
         /// The store after.
         store_b: String,
     },
+    /// Print the k3s add-on (manifests/drover.yaml) with this cluster's values filled in:
+    /// `drover addon … > /var/lib/rancher/k3s/server/manifests/drover.yaml` installs the agent.
+    Addon {
+        /// Store URL the agent reads (http(s)://, file://, oci://); repeat for mirrors.
+        #[arg(long = "source", value_name = "URL", required = true)]
+        sources: Vec<String>,
+        /// Trusted minisign public key file, embedded in the add-on; repeat for several.
+        #[arg(long = "key", value_name = "FILE", required = true)]
+        keys: Vec<PathBuf>,
+        /// This cluster's name.
+        #[arg(long, value_name = "NAME")]
+        cluster_name: String,
+        /// A cluster label KEY=VALUE; repeat for several.
+        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+        /// Agent image (default: the shipped drover-agent:VERSION, as loaded from the air-gap tarball).
+        #[arg(long, value_name = "REF")]
+        image: Option<String>,
+        /// Least privilege: write access only in these namespaces (comma-separated) and drover-system, instead of cluster-wide.
+        #[arg(long, value_name = "NS,…", value_delimiter = ',')]
+        namespaces: Vec<String>,
+    },
+    /// Build the agent's OCI image (static binary, CA bundle, non-root user 65532) without
+    /// Docker, into an OCI layout directory and/or a registry. Same input, same digest.
+    Image {
+        /// The static drover-agent binary (bash tests/build-static.sh prints its path).
+        #[arg(long, value_name = "FILE")]
+        binary: PathBuf,
+        /// Image tag.
+        #[arg(long, value_name = "TAG", default_value = env!("CARGO_PKG_VERSION"))]
+        tag: String,
+        /// PEM CA bundle to include.
+        #[arg(long, value_name = "FILE", default_value = drover::image::DEFAULT_CA_BUNDLE)]
+        ca_bundle: PathBuf,
+        /// Write an OCI image layout here (then e.g. `skopeo copy oci:DIR:TAG docker-archive:…`).
+        #[arg(long, value_name = "DIR")]
+        layout: Option<PathBuf>,
+        /// Push to this repository, HOST[:PORT]/REPO, under the tag.
+        #[arg(long, value_name = "HOST/REPO")]
+        push: Option<String>,
+        #[command(flatten)]
+        registry: RegistryFlags,
+    },
     /// Fleet view from the agents' status reports: clusters per bundle, digest and state,
     /// stale clusters, bundle errors. Exit 0: all well; 1: something needs attention; 3: no
     /// view (source unreadable or empty).
@@ -384,6 +427,48 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 a.version, b.version
             );
             print!("{}", drover::diff::diff(&a, &b).render());
+        }
+        Command::Addon {
+            sources,
+            keys,
+            cluster_name,
+            labels,
+            image,
+            namespaces,
+        } => {
+            let opts = drover::addon::AddonOptions {
+                sources,
+                keys,
+                cluster_name,
+                labels: labels.into_iter().collect(),
+                image,
+                namespaces,
+            };
+            print!("{}", drover::addon::render(&opts)?);
+        }
+        Command::Image {
+            binary,
+            tag,
+            ca_bundle,
+            layout,
+            push,
+            registry,
+        } => {
+            anyhow::ensure!(
+                layout.is_some() || push.is_some(),
+                "say where the image goes: --layout DIR and/or --push HOST/REPO"
+            );
+            let input = drover::image::ImageInput { binary, ca_bundle, tag };
+            let image = drover::image::build(&input)?;
+            if let Some(dir) = &layout {
+                drover::image::write_layout(&image, dir)?;
+                println!("wrote {}:{} {}", dir.display(), image.tag, image.digest());
+            }
+            if let Some(repository) = &push {
+                let options = registry.options()?;
+                let digest = runtime()?.block_on(drover::image::push(&image, repository, &options))?;
+                println!("pushed {repository}:{} {digest}", image.tag);
+            }
         }
         Command::Status {
             source,

@@ -267,17 +267,26 @@ impl Drop for Daemon {
     }
 }
 
-/// Starts `drover serve STORE --listen 127.0.0.1:0` and returns it with its URL.
-pub fn drover_serve(store: &Path) -> Daemon {
-    let mut child = Command::new(bin("drover"))
-        .args(["serve", store.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+/// Spawns `cmd` with its stdout piped and returns it with the first line it prints (the
+/// daemons used here announce their address that way).
+fn spawn_announcing(cmd: &mut Command, what: &str) -> (Child, String) {
+    let mut child = cmd
         .stdout(Stdio::piped())
         .spawn()
-        .expect("spawn drover serve");
+        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
+    (child, line)
+}
+
+/// Starts `drover serve STORE --listen 127.0.0.1:0` and returns it with its URL.
+pub fn drover_serve(store: &Path) -> Daemon {
+    let (child, line) = spawn_announcing(
+        Command::new(bin("drover")).args(["serve", store.to_str().unwrap(), "--listen", "127.0.0.1:0"]),
+        "drover serve",
+    );
     let url = line
         .trim()
         .rsplit(" on ")
@@ -936,4 +945,81 @@ pub fn restore(dir: &Path, files: &BTreeMap<String, Vec<u8>>) {
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest as _;
     sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The in-repo Kubernetes API double (`kube-api-double`) on a free port, killed on drop,
+/// with a kubeconfig for it in `dir` and stock kubectl to talk to it.
+pub struct KubeApi {
+    _daemon: Daemon,
+    /// Path of the kubeconfig pointing at the double.
+    pub kubeconfig: PathBuf,
+}
+
+impl KubeApi {
+    /// Starts the double; its kubeconfig is written to `dir/kubeconfig` (`dir` is created).
+    pub fn start(dir: &Path) -> KubeApi {
+        KubeApi::start_with(dir, &[])
+    }
+
+    /// Starts the double with `extra` flags (e.g. `--auto-ready`).
+    pub fn start_with(dir: &Path, extra: &[&str]) -> KubeApi {
+        std::fs::create_dir_all(dir).unwrap();
+        let (child, line) = spawn_announcing(
+            Command::new(bin("kube-api-double"))
+                .args(["--listen", "127.0.0.1:0"])
+                .args(extra)
+                .stderr(Stdio::null()),
+            "kube-api-double",
+        );
+        let server = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("kube-api-double printed {line:?}"))
+            .to_string();
+        let kubeconfig = dir.join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: double\n  cluster: {{server: \"{server}\"}}\n\
+                 contexts:\n- name: double\n  context: {{cluster: double, user: nobody}}\ncurrent-context: double\n\
+                 users:\n- name: nobody\n  user: {{}}\n"
+            ),
+        )
+        .unwrap();
+        KubeApi {
+            _daemon: Daemon { child, url: server },
+            kubeconfig,
+        }
+    }
+
+    /// Runs stock kubectl against the double (a throwaway cache directory beside the
+    /// kubeconfig, so ~/.kube is never used).
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        let cache = self.kubeconfig.with_file_name("kube-cache");
+        Command::new(require("kubectl", "kubectl"))
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(args)
+            .output()
+            .expect("run kubectl")
+    }
+}
+
+/// The fully static `drover-agent` (x86_64, glibc linked in, no NSS), built once per test
+/// process by `tests/build-static.sh` (a no-op when it is up to date; tests/run.sh builds
+/// it before the tests).
+pub fn static_agent() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let out = Command::new("bash")
+                .arg(repo_root().join("tests/build-static.sh"))
+                .output()
+                .expect("run tests/build-static.sh");
+            assert!(out.status.success(), "tests/build-static.sh failed: {}", text(&out));
+            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+        })
+        .clone()
 }

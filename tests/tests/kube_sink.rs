@@ -1,57 +1,25 @@
 //! The `kube` sink against the in-repo Kubernetes API test double (tests/kube-double; no
 //! real kube-apiserver can run here), with stock kubectl as the independent reader.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
-use drover_e2e::{bin, require, text, Site};
+use drover_e2e::{bin, require, text, KubeApi, Site};
 
 const LABELS: &[&str] = &["env=prod", "region=eu", "monitoring=on"];
 
 /// The API double, killed on drop, with a kubeconfig pointing at it.
 struct Api {
-    child: Child,
+    _double: KubeApi,
     kubeconfig: String,
-}
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Api {
     fn start(site: &Site, auto_ready: bool) -> Api {
-        let mut cmd = Command::new(bin("kube-api-double"));
-        cmd.args(["--listen", "127.0.0.1:0"]);
-        if auto_ready {
-            cmd.arg("--auto-ready");
-        }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn kube-api-double");
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-        let server = line
-            .trim()
-            .strip_prefix("listening on ")
-            .expect("listening line")
-            .to_string();
-        let kubeconfig = site.path("kubeconfig");
-        std::fs::write(
-            &kubeconfig,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: double\n  cluster: {{server: \"{server}\"}}\n\
-                 contexts:\n- name: double\n  context: {{cluster: double, user: nobody}}\ncurrent-context: double\n\
-                 users:\n- name: nobody\n  user: {{}}\n"
-            ),
-        )
-        .unwrap();
+        let extra: &[&str] = if auto_ready { &["--auto-ready"] } else { &[] };
+        let double = KubeApi::start_with(site.dir.path(), extra);
         Api {
-            child,
-            kubeconfig: kubeconfig.to_str().unwrap().to_string(),
+            kubeconfig: double.kubeconfig.to_str().unwrap().to_string(),
+            _double: double,
         }
     }
 

@@ -1,0 +1,273 @@
+//! The k3s add-on: manifests/drover.yaml, its kustomize base, the least-privilege overlay
+//! and `drover addon`'s output. Every document must round-trip through its k8s-openapi type
+//! without losing a field (a typo'd field would be dropped), and stock `kubectl apply
+//! --server-side` must accept each file against the kube API double.
+
+use std::path::Path;
+
+use drover_e2e::{drover_ok, repo_root, require, run, text, KubeApi, Site};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use serde_json::Value;
+
+/// `kubectl kustomize DIR` (stock kubectl with built-in kustomize).
+fn kustomize(dir: &Path) -> String {
+    let out = run(&require("kubectl", "kubectl"), &["kustomize", dir.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {}: {}",
+        dir.display(),
+        text(&out)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn documents(yaml: &str) -> Vec<Value> {
+    serde_norway::Deserializer::from_str(yaml)
+        .map(|d| <Value as serde::Deserialize>::deserialize(d).expect("YAML document"))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// Deserializes `doc` into `T` and back; every field of `doc` must survive.
+fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(doc: &Value) -> Value {
+    let typed: T = serde_json::from_value(doc.clone()).unwrap_or_else(|e| panic!("{e}: {doc:#}"));
+    serde_json::to_value(typed).unwrap()
+}
+
+/// Checks each document against the k8s-openapi type of its kind; returns the kinds seen.
+fn assert_strict(what: &str, yaml: &str) -> Vec<String> {
+    let mut kinds = Vec::new();
+    for doc in documents(yaml) {
+        let kind = doc["kind"].as_str().unwrap_or_default().to_string();
+        let back = match kind.as_str() {
+            "Namespace" => round_trip::<Namespace>(&doc),
+            "ServiceAccount" => round_trip::<ServiceAccount>(&doc),
+            "ClusterRole" => round_trip::<ClusterRole>(&doc),
+            "ClusterRoleBinding" => round_trip::<ClusterRoleBinding>(&doc),
+            "Role" => round_trip::<Role>(&doc),
+            "RoleBinding" => round_trip::<RoleBinding>(&doc),
+            "ConfigMap" => round_trip::<ConfigMap>(&doc),
+            "Secret" => round_trip::<Secret>(&doc),
+            "Deployment" => round_trip::<Deployment>(&doc),
+            other => panic!("{what}: kind {other:?} has no strict check here; add its k8s-openapi type"),
+        };
+        assert_eq!(
+            back, doc,
+            "{what}: {kind} {} lost fields (a typo?)",
+            doc["metadata"]["name"]
+        );
+        kinds.push(kind);
+    }
+    kinds
+}
+
+/// `kubectl apply --server-side -f FILE` against a fresh API double; returns the double.
+fn apply(dir: &Path, file: &Path) -> KubeApi {
+    let api = KubeApi::start(dir);
+    let out = api.kubectl(&["apply", "--server-side", "-f", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "kubectl apply --server-side -f {}: {}",
+        file.display(),
+        text(&out)
+    );
+    api
+}
+
+fn get_json(api: &KubeApi, args: &[&str]) -> Value {
+    let mut all = vec!["get"];
+    all.extend_from_slice(args);
+    all.extend(["-o", "json"]);
+    let out = api.kubectl(&all);
+    assert!(out.status.success(), "kubectl {all:?}: {}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// drover.yaml without its leading comment header.
+fn drop_in_body() -> String {
+    let text = std::fs::read_to_string(repo_root().join("manifests/drover.yaml")).unwrap();
+    text.lines()
+        .skip_while(|l| l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+#[test]
+fn drop_in_is_exactly_what_kustomize_renders_from_the_base() {
+    let rendered = kustomize(&repo_root().join("manifests/base"));
+    assert!(
+        drop_in_body() == rendered,
+        "manifests/drover.yaml differs from `kubectl kustomize manifests/base`; regenerate it (manifests/README.md)"
+    );
+}
+
+#[test]
+fn drop_in_documents_round_trip_through_their_k8s_types() {
+    let kinds = assert_strict("manifests/drover.yaml", &drop_in_body());
+    for kind in [
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ConfigMap",
+        "Secret",
+        "Deployment",
+    ] {
+        assert!(kinds.iter().any(|k| k == kind), "no {kind} in {kinds:?}");
+    }
+}
+
+#[test]
+fn drop_in_deployment_runs_restricted_with_probes_and_recreate() {
+    let docs = documents(&drop_in_body());
+    let deployment = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let typed: Deployment = serde_json::from_value(deployment.clone()).unwrap();
+    let spec = typed.spec.unwrap();
+    assert_eq!(spec.replicas, Some(1));
+    assert_eq!(spec.strategy.unwrap().type_.as_deref(), Some("Recreate"));
+    let pod = spec.template.spec.unwrap();
+    let pod_security = pod.security_context.unwrap();
+    assert_eq!(pod_security.run_as_non_root, Some(true));
+    assert_eq!(pod_security.run_as_user, Some(65532));
+    assert_eq!(pod_security.seccomp_profile.unwrap().type_, "RuntimeDefault");
+    let container = &pod.containers[0];
+    // The default image is what `drover image` tags by default and the air-gap tarball holds.
+    let image = format!("drover-agent:{}", env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        container.image.as_deref(),
+        Some(image.as_str()),
+        "bump the add-on's image with the version"
+    );
+    let security = container.security_context.clone().unwrap();
+    assert_eq!(security.read_only_root_filesystem, Some(true));
+    assert_eq!(security.allow_privilege_escalation, Some(false));
+    assert_eq!(security.capabilities.unwrap().drop, Some(vec!["ALL".to_string()]));
+    let probe_path = |p: Option<&k8s_openapi::api::core::v1::Probe>| {
+        p.and_then(|p| p.http_get.as_ref()).and_then(|h| h.path.clone())
+    };
+    assert_eq!(
+        probe_path(container.liveness_probe.as_ref()).as_deref(),
+        Some("/healthz")
+    );
+    assert_eq!(
+        probe_path(container.readiness_probe.as_ref()).as_deref(),
+        Some("/readyz")
+    );
+    // The probes reach the agent's listener only if it listens beyond loopback.
+    let config_map = docs.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
+    let config: Value = serde_norway::from_str(config_map["data"]["config.yaml"].as_str().unwrap()).unwrap();
+    assert_eq!(config["listen"], "0.0.0.0:9090");
+    assert_eq!(config["sink"], "kube");
+}
+
+#[test]
+fn kubectl_server_side_apply_accepts_the_drop_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = apply(dir.path(), &repo_root().join("manifests/drover.yaml"));
+    let deployment = get_json(&api, &["deployment", "drover-agent", "-n", "drover-system"]);
+    assert_eq!(deployment["spec"]["strategy"]["type"], "Recreate");
+    get_json(&api, &["clusterrolebinding", "drover-agent"]);
+}
+
+#[test]
+fn least_privilege_overlay_is_strict_and_applies() {
+    let site = Site::new();
+    let yaml = kustomize(&repo_root().join("manifests/least-privilege"));
+    let kinds = assert_strict("manifests/least-privilege", &yaml);
+    assert!(kinds.iter().filter(|k| *k == "RoleBinding").count() >= 2, "{kinds:?}");
+    site.write("least.yaml", &yaml);
+    let api = apply(&site.path("api"), &site.path("least.yaml"));
+    let bindings = get_json(&api, &["clusterrolebindings"]);
+    let names: Vec<&str> = bindings["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|b| b["metadata"]["name"].as_str())
+        .collect();
+    assert!(
+        !names.contains(&"drover-agent"),
+        "cluster-wide write binding left in: {names:?}"
+    );
+    get_json(&api, &["rolebinding", "drover-agent", "-n", "shop"]);
+}
+
+#[test]
+fn addon_output_is_strict_applies_and_carries_the_values() {
+    let site = Site::new();
+    let key = site.p("keys/drover.pub");
+    let yaml = drover_ok(&[
+        "addon",
+        "--source",
+        "https://store.example.net/stable",
+        "--source",
+        "file:///media/usb/store",
+        "--key",
+        &key,
+        "--cluster-name",
+        "shop-7",
+        "--label",
+        "tier=yes",
+        "--label",
+        "note=a: b # not a comment",
+        "--image",
+        "registry.example.net/drover-agent:0.1.0",
+        "--namespaces",
+        "shop,cafe",
+    ]);
+    assert_strict("drover addon", &yaml);
+    site.write("addon.yaml", &yaml);
+    let api = apply(&site.path("api"), &site.path("addon.yaml"));
+    let cm = get_json(&api, &["configmap", "drover-agent-config", "-n", "drover-system"]);
+    let config: Value = serde_norway::from_str(cm["data"]["config.yaml"].as_str().unwrap()).unwrap();
+    assert_eq!(config["clusterName"], "shop-7");
+    assert_eq!(config["labels"]["tier"], "yes");
+    assert_eq!(config["labels"]["note"], "a: b # not a comment");
+    assert_eq!(config["sources"][1], "file:///media/usb/store");
+    assert_eq!(config["keys"][0], "/etc/drover/keys/drover.pub");
+    let secret = documents(&yaml).into_iter().find(|d| d["kind"] == "Secret").unwrap();
+    assert_eq!(
+        secret["stringData"]["drover.pub"].as_str().unwrap(),
+        std::fs::read_to_string(&key).unwrap()
+    );
+    let deployment = get_json(&api, &["deployment", "drover-agent", "-n", "drover-system"]);
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.example.net/drover-agent:0.1.0"
+    );
+    get_json(&api, &["rolebinding", "drover-agent", "-n", "cafe"]);
+}
+
+#[test]
+fn addon_config_is_accepted_by_the_agent_config_parser() {
+    // The filled-in config file, with the key path pointed at the real key, must be a
+    // config the agent takes: run it once against a store it cannot reach and check the
+    // failure is about the store, not the configuration (exit 3, not 2).
+    let site = Site::new();
+    let key = site.p("keys/drover.pub");
+    let yaml = drover_ok(&[
+        "addon",
+        "--source",
+        "http://127.0.0.1:9/none",
+        "--key",
+        &key,
+        "--cluster-name",
+        "c1",
+    ]);
+    let docs = documents(&yaml);
+    let cm = docs.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
+    let config = cm["data"]["config.yaml"]
+        .as_str()
+        .unwrap()
+        .replace("/etc/drover/keys/drover.pub", &key)
+        .replace("/var/lib/drover", &site.p("state"))
+        .replace("sink: kube", &format!("sink: dir:{}", site.p("manifests")))
+        .replace("0.0.0.0:9090", "off");
+    site.write("config.yaml", &config);
+    let out = run(
+        &drover_e2e::bin("drover-agent"),
+        &["--config", &site.p("config.yaml"), "--once", "--connect-timeout", "2s"],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+}

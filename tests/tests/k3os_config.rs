@@ -1,0 +1,182 @@
+//! k3os-config/: both configs parse, use only keys k3os documents, carry what they must
+//! (cluster mode: the add-on exactly as shipped; host mode: an OpenRC service that passes
+//! `sh -n`), and the host-mode config, with its paths moved into a temporary root, runs
+//! the static agent and fills the k3s manifests directory.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use drover_e2e::{drover_serve, repo_root, require, run, snapshot, static_agent, text, Site};
+use serde_json::Value;
+
+/// Top-level keys of a k3os config.yaml, from the k3os README's configuration reference
+/// (https://github.com/rancher/k3os#configuration-reference; docs/install.md).
+const TOP_KEYS: &[&str] = &[
+    "ssh_authorized_keys",
+    "write_files",
+    "hostname",
+    "init_cmd",
+    "boot_cmd",
+    "run_cmd",
+    "k3os",
+];
+/// Keys under `k3os:`.
+const K3OS_KEYS: &[&str] = &[
+    "data_sources",
+    "modules",
+    "sysctl",
+    "ntp_servers",
+    "dns_nameservers",
+    "wifi",
+    "password",
+    "server_url",
+    "token",
+    "labels",
+    "k3s_args",
+    "environment",
+    "taints",
+];
+/// Keys of a `write_files` entry.
+const WRITE_FILE_KEYS: &[&str] = &["encoding", "content", "owner", "path", "permissions"];
+
+fn config(name: &str) -> Value {
+    let path = repo_root().join("k3os-config").join(name);
+    let text = std::fs::read_to_string(&path).unwrap();
+    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn keys_outside(map: &Value, allowed: &[&str]) -> Vec<String> {
+    map.as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| !allowed.contains(&k.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// `write_files` as path → content.
+fn files(config: &Value) -> BTreeMap<String, String> {
+    config["write_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_string(),
+                f["content"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn configs_use_only_keys_k3os_documents() {
+    for name in ["cluster-mode.yaml", "host-mode.yaml"] {
+        let config = config(name);
+        assert_eq!(
+            keys_outside(&config, TOP_KEYS),
+            Vec::<String>::new(),
+            "{name}: top level"
+        );
+        if let Some(k3os) = config.get("k3os") {
+            assert_eq!(keys_outside(k3os, K3OS_KEYS), Vec::<String>::new(), "{name}: k3os");
+        }
+        for file in config["write_files"].as_array().unwrap() {
+            assert_eq!(
+                keys_outside(file, WRITE_FILE_KEYS),
+                Vec::<String>::new(),
+                "{name}: write_files"
+            );
+            assert!(
+                file["permissions"].is_string(),
+                "{name}: permissions must be a quoted string: {file}"
+            );
+        }
+        for cmds in ["boot_cmd", "run_cmd", "init_cmd"] {
+            if let Some(list) = config.get(cmds) {
+                assert!(list.as_array().unwrap().iter().all(Value::is_string), "{name}: {cmds}");
+            }
+        }
+    }
+}
+
+#[test]
+fn cluster_mode_writes_the_shipped_add_on() {
+    let files = files(&config("cluster-mode.yaml"));
+    let shipped = std::fs::read_to_string(repo_root().join("manifests/drover.yaml")).unwrap();
+    assert!(
+        files.get("/var/lib/rancher/k3s/server/manifests/drover.yaml") == Some(&shipped),
+        "cluster-mode.yaml's add-on differs from manifests/drover.yaml"
+    );
+}
+
+#[test]
+fn host_mode_openrc_script_passes_sh_n() {
+    let files = files(&config("host-mode.yaml"));
+    let script = &files["/etc/init.d/drover-agent"];
+    assert!(script.starts_with("#!/sbin/openrc-run\n"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("drover-agent");
+    std::fs::write(&path, script).unwrap();
+    let out = run(&require("sh", "dash"), &["-n", path.to_str().unwrap()]);
+    assert!(out.status.success(), "sh -n: {}", text(&out));
+}
+
+/// The value of `NAME="…"` in an OpenRC script.
+fn script_var<'a>(script: &'a str, name: &str) -> &'a str {
+    script
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}=\"")))
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("no {name}=\"…\" in the OpenRC script"))
+}
+
+#[test]
+fn host_mode_runs_the_static_agent_and_fills_the_manifests_directory() {
+    let site = Site::new().with_examples();
+    site.publish(&[]);
+    let expected = site.agent(&site.store_url(), "site-7", &["env=prod", "region=eu", "monitoring=on"]);
+    assert!(expected.status.success(), "{}", text(&expected));
+    let serve = drover_serve(&site.path("store"));
+
+    // Lay the node out under a temporary root: write_files as k3os would, the binary where
+    // the operator copies it, every absolute path of the agent's moved under the root.
+    let root = site.path("node");
+    let rooted = |s: &str| {
+        ["/etc/drover", "/var/lib/", "/usr/local/", "/var/log/"]
+            .iter()
+            .fold(s.to_string(), |acc, p| {
+                acc.replace(p, &format!("{}{p}", root.display()))
+            })
+    };
+    let key = std::fs::read_to_string(site.path("keys/drover.pub")).unwrap();
+    for (path, content) in files(&config("host-mode.yaml")) {
+        let content = match path.as_str() {
+            "/etc/drover/drover.pub" => key.clone(),
+            "/etc/drover/config.yaml" => content
+                .replace("https://drover.example.com/stores/stable", &serve.url)
+                .replace("clusterName: my-cluster", "clusterName: site-7")
+                .replace("labels: {}", "labels: {env: prod, region: eu, monitoring: \"on\"}"),
+            _ => content,
+        };
+        let target = root.join(path.trim_start_matches('/'));
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::write(target, rooted(&content)).unwrap();
+    }
+    let bin = root.join("usr/local/bin/drover-agent");
+    std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
+    std::fs::copy(static_agent(), &bin).unwrap();
+
+    let script = std::fs::read_to_string(root.join("etc/init.d/drover-agent")).unwrap();
+    let command = script_var(&script, "command");
+    assert_eq!(Path::new(command), bin);
+    let mut args: Vec<&str> = script_var(&script, "command_args").split_whitespace().collect();
+    // One cycle instead of the daemon, and no listener on the fixed port 9090.
+    args.extend(["--once", "--listen", "off"]);
+    let out = run(Path::new(command), &args);
+    assert!(out.status.success(), "host-mode agent: {}", text(&out));
+    let manifests = root.join("var/lib/rancher/k3s/server/manifests");
+    assert!(!snapshot(&manifests).is_empty());
+    assert_eq!(snapshot(&manifests), snapshot(&site.path("manifests")));
+    assert!(root.join("var/lib/drover").is_dir(), "state directory not used");
+}
