@@ -12,9 +12,11 @@ const CLUSTER: &str = "site-1";
 const LABELS: &[&str] = &["env=prod", "region=eu", "monitoring=on"];
 const CYCLES: usize = 200;
 const VERSIONS: usize = 5;
-/// Kills land between 0 and this many microseconds after the start: a debug agent's whole
-/// run takes a few tens of milliseconds, so most kills hit it mid-cycle and some let it end.
-const MAX_KILL_DELAY_US: u64 = 40_000;
+/// Kills land between 0 and a window after the start that starts here (a debug agent's
+/// whole run takes a few tens of milliseconds) and adapts to this machine's speed: it
+/// shrinks after a run that ended before its kill and grows after one that was killed, so
+/// most kills hit a run mid-cycle and some let it end, on a fast machine or a loaded one.
+const FIRST_KILL_WINDOW_US: u64 = 40_000;
 
 #[test]
 fn sigkill_at_random_points_across_200_runs_never_leaves_a_partial_manifest() {
@@ -32,6 +34,7 @@ fn sigkill_at_random_points_across_200_runs_never_leaves_a_partial_manifest() {
         });
     let first_seed = seed;
     let (mut killed, mut finished) = (0, 0);
+    let mut window_us = FIRST_KILL_WINDOW_US;
     for cycle in 0..CYCLES {
         // Versions move forward as an operator publishes: each is live for a stretch of runs.
         let store = &versions.stores[cycle * VERSIONS / CYCLES];
@@ -41,12 +44,16 @@ fn sigkill_at_random_points_across_200_runs_never_leaves_a_partial_manifest() {
             .spawn()
             .unwrap();
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        std::thread::sleep(Duration::from_micros((seed >> 33) % MAX_KILL_DELAY_US));
+        std::thread::sleep(Duration::from_micros((seed >> 33) % window_us));
         match child.try_wait().unwrap() {
-            Some(_) => finished += 1,
+            Some(_) => {
+                finished += 1;
+                window_us = (window_us * 3 / 4).max(100);
+            }
             None => {
                 child.kill().unwrap();
                 killed += 1;
+                window_us = window_us * 21 / 20 + 1;
             }
         }
         child.wait().unwrap();
