@@ -36,14 +36,30 @@ impl TrustedKeys {
             .collect::<Result<_>>()?;
         Ok(TrustedKeys { keys })
     }
+
+    /// Parses one public key from `text`, the content of a key file as [`TrustedKeys::load`]
+    /// reads it; `path` names it in errors. This is the whole of key parsing (the fuzz
+    /// target `minisign` drives it without touching the disk).
+    pub fn from_key_text(path: &Path, text: &str) -> Result<Self> {
+        Ok(TrustedKeys {
+            keys: vec![(path.to_path_buf(), parse_key(path, text)?)],
+        })
+    }
 }
 
 fn load_key(path: &Path) -> Result<minisign_verify::PublicKey> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Key {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    parse_key(path, &text)
+}
+
+fn parse_key(path: &Path, text: &str) -> Result<minisign_verify::PublicKey> {
     let key_err = |message: String| Error::Key {
         path: path.to_path_buf(),
         message,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| key_err(e.to_string()))?;
     let line = text
         .lines()
         .map(str::trim)
@@ -237,6 +253,22 @@ mod tests {
 
     fn now() -> OffsetDateTime {
         OffsetDateTime::parse("2026-06-01T00:00:00Z", &time::format_description::well_known::Rfc3339).expect("time")
+    }
+
+    #[test]
+    fn key_text_parses_as_the_key_file_does_and_errors_name_the_path() {
+        let s = signer();
+        let text = std::fs::read_to_string(&s.pk_path).expect("read pk");
+        let keys = TrustedKeys::from_key_text(&s.pk_path, &text).expect("key text parses");
+        let raw = signed(&s, index_json(1, "2027-01-01T00:00:00Z"));
+        verify_index(&raw, &keys, now(), None).expect("signed by the parsed key");
+        let err = TrustedKeys::from_key_text(Path::new("keys/broken.pub"), "untrusted comment: x\nnot-base64!")
+            .expect_err("garbage refused")
+            .to_string();
+        assert!(
+            err.contains("keys/broken.pub") && err.contains("not a minisign public key"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -163,3 +163,124 @@ mod tests {
         assert!(r.is_err());
     }
 }
+
+/// Laws of selector matching, checked on random selectors and label sets. Keys and values
+/// come from small alphabets so that selectors and clusters actually share keys.
+#[cfg(test)]
+pub(crate) mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key() -> impl Strategy<Value = String> {
+        prop::sample::select(&["env", "region", "tier", "gpu"][..]).prop_map(str::to_owned)
+    }
+
+    fn value() -> impl Strategy<Value = String> {
+        prop::sample::select(&["", "prod", "eu", "edge", "x"][..]).prop_map(str::to_owned)
+    }
+
+    fn labels() -> impl Strategy<Value = BTreeMap<String, String>> {
+        prop::collection::btree_map(key(), value(), 0..5)
+    }
+
+    fn values() -> impl Strategy<Value = Vec<String>> {
+        prop::collection::vec(value(), 1..4)
+    }
+
+    /// A requirement that passes [`LabelSelector::validate`].
+    fn requirement() -> impl Strategy<Value = Requirement> {
+        let op = prop::sample::select(&[Operator::In, Operator::NotIn, Operator::Exists, Operator::DoesNotExist][..]);
+        (key(), op, values()).prop_map(|(key, operator, values)| {
+            let values = match operator {
+                Operator::In | Operator::NotIn => values,
+                Operator::Exists | Operator::DoesNotExist => Vec::new(),
+            };
+            Requirement { key, operator, values }
+        })
+    }
+
+    /// Any valid selector (also used by the index round-trip properties).
+    pub(crate) fn selector() -> impl Strategy<Value = LabelSelector> {
+        (labels(), prop::collection::vec(requirement(), 0..5)).prop_map(|(match_labels, match_expressions)| {
+            LabelSelector {
+                match_labels,
+                match_expressions,
+            }
+        })
+    }
+
+    fn only(requirement: Requirement) -> LabelSelector {
+        LabelSelector {
+            match_labels: BTreeMap::new(),
+            match_expressions: vec![requirement],
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn match_labels_means_in_with_one_value(wanted in labels(), cluster in labels()) {
+            let by_labels = LabelSelector { match_labels: wanted.clone(), match_expressions: Vec::new() };
+            let by_expressions = LabelSelector {
+                match_labels: BTreeMap::new(),
+                match_expressions: wanted
+                    .into_iter()
+                    .map(|(key, v)| Requirement { key, operator: Operator::In, values: vec![v] })
+                    .collect(),
+            };
+            prop_assert_eq!(by_labels.matches(&cluster), by_expressions.matches(&cluster));
+        }
+
+        #[test]
+        fn not_in_is_the_complement_of_in_when_the_key_exists(k in key(), vs in values(), cluster in labels()) {
+            let is_in = only(Requirement { key: k.clone(), operator: Operator::In, values: vs.clone() });
+            let not_in = only(Requirement { key: k.clone(), operator: Operator::NotIn, values: vs });
+            if cluster.contains_key(&k) {
+                prop_assert_ne!(is_in.matches(&cluster), not_in.matches(&cluster));
+            } else {
+                prop_assert!(!is_in.matches(&cluster) && not_in.matches(&cluster));
+            }
+        }
+
+        #[test]
+        fn exists_and_does_not_exist_are_complements(k in key(), cluster in labels()) {
+            let exists = only(Requirement { key: k.clone(), operator: Operator::Exists, values: Vec::new() });
+            let absent = only(Requirement { key: k.clone(), operator: Operator::DoesNotExist, values: Vec::new() });
+            prop_assert_ne!(exists.matches(&cluster), absent.matches(&cluster));
+            prop_assert_eq!(exists.matches(&cluster), cluster.contains_key(&k));
+        }
+
+        #[test]
+        fn empty_selector_matches_every_cluster(cluster in labels()) {
+            prop_assert!(LabelSelector::default().matches(&cluster));
+        }
+
+        #[test]
+        fn requirement_order_does_not_matter(
+            (s, shuffled) in selector().prop_flat_map(|s| {
+                let requirements = s.match_expressions.clone();
+                (Just(s), Just(requirements).prop_shuffle())
+            }),
+            cluster in labels(),
+        ) {
+            let reordered = LabelSelector { match_labels: s.match_labels.clone(), match_expressions: shuffled };
+            prop_assert_eq!(s.matches(&cluster), reordered.matches(&cluster));
+        }
+
+        #[test]
+        fn selector_is_the_conjunction_of_its_requirements(s in selector(), cluster in labels()) {
+            let each = s.match_expressions.iter().all(|r| only(r.clone()).matches(&cluster))
+                && s.match_labels.iter().all(|(k, v)| cluster.get(k) == Some(v));
+            prop_assert_eq!(s.matches(&cluster), each);
+        }
+
+        #[test]
+        fn generated_selectors_validate_and_survive_a_json_round_trip(s in selector()) {
+            prop_assert!(s.validate().is_ok());
+            let json = serde_json::to_string(&s).expect("serialises");
+            let back: LabelSelector = serde_json::from_str(&json).expect("parses");
+            prop_assert_eq!(back, s);
+        }
+    }
+}

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Supply-chain checks for the drover workspace (docs/supply-chain.md): no OpenSSL anywhere,
+# the size of the agent's dependency tree, and cargo-deny (deny.toml) for licenses, banned
+# crates, duplicate versions, sources and — when the RustSec database can be fetched from
+# github.com — security advisories. Not part of tests/run.sh: it needs cargo-deny
+# (`cargo install --locked cargo-deny`) and, for advisories, network access beyond crates.io.
+#
+# Exit status: 0 when every check that ran passed; 1 when one failed or cargo-deny is
+# missing. Advisories that could not be checked are reported loudly but fail the run only
+# with DROVER_REQUIRE_ADVISORIES=1 (set it where github.com is reachable, e.g. release CI).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+failed=0
+fail() { echo "FAIL: $*" >&2; failed=1; }
+
+echo "== TLS stack: rustls only"
+for crate in openssl-sys openssl native-tls; do
+  # `cargo tree -i` fails when the crate is not in Cargo.lock at all, and prints nothing
+  # when it is locked but unused: both mean "absent".
+  if out=$(cargo tree --locked --workspace -e normal,build -i "$crate" 2>/dev/null) && [ -n "$out" ]; then
+    fail "$crate is in the dependency tree:"
+    echo "$out" >&2
+  else
+    echo "ok: no $crate in the workspace"
+  fi
+done
+
+echo "== Dependency tree size (normal dependencies, each crate once, the crate itself included)"
+count() { cargo tree --locked -e normal --prefix none "$@" | sed 's/ (\*)$//' | sort -u | wc -l; }
+echo "drover-agent: $(count -p drover-agent) crates"
+echo "drover (publisher): $(count -p drover) crates"
+echo "whole workspace (normal, build and dev): $(cargo tree --locked --workspace -e normal,build,dev --prefix none | sed 's/ (\*)$//' | sort -u | wc -l) crates"
+
+echo "== cargo-deny"
+if ! cargo deny --version >/dev/null 2>&1; then
+  fail "cargo-deny is not installed: cargo install --locked cargo-deny"
+  exit 1
+fi
+cargo deny --locked check --hide-inclusion-graph licenses bans sources || fail "cargo deny check licenses bans sources"
+
+echo "== Advisories (RustSec)"
+if fetch=$(timeout 120 cargo deny fetch db 2>&1); then
+  cargo deny --locked check --hide-inclusion-graph --disable-fetch advisories || fail "cargo deny check advisories"
+else
+  echo "!! ADVISORIES NOT CHECKED: the RustSec advisory database could not be fetched:" >&2
+  echo "$fetch" | tail -2 | sed 's/^/!!   /' >&2
+  echo "!! (it lives on github.com, which this network does not reach). Run this script" >&2
+  echo "!! where github.com is reachable, or use cargo-audit there." >&2
+  [ "${DROVER_REQUIRE_ADVISORIES:-0}" = 1 ] && fail "advisories required (DROVER_REQUIRE_ADVISORIES=1) but not checked"
+fi
+
+if [ "$failed" -ne 0 ]; then
+  echo "supply-chain: FAILED" >&2
+  exit 1
+fi
+echo "supply-chain: ok"
