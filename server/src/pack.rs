@@ -142,7 +142,7 @@ mod properties {
             let path = dir.path().join("blob");
             std::fs::write(&path, &blob).expect("write blob");
             let mut out = Rendered::default();
-            render_bundle(&path, "prop", None, &Cluster::default(), &Limits::default(), &mut out).expect("a packed bundle renders");
+            render_bundle(&path, "prop", None, &Cluster::default(), &Limits::default(), None, &mut out).expect("a packed bundle renders");
             let rendered: Vec<Value> = out
                 .documents
                 .iter()

@@ -33,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
     let blob = dir.path().join("blob");
     std::fs::write(&blob, bundle_of(data)).expect("write blob");
     let mut out = Rendered::default();
-    let rendered = render_bundle(&blob, "fuzz", Some("apps"), &cluster, &limits, &mut out);
+    let rendered = render_bundle(&blob, "fuzz", Some("apps"), &cluster, &limits, None, &mut out);
     if rendered.is_ok() {
         // Whatever the agent renders must itself be a valid manifest again.
         for document in &out.documents {

@@ -302,15 +302,23 @@ mod properties {
             prop::option::of("[a-z0-9-]{1,12}"),
             digest(),
             any::<u64>(),
+            prop::option::of((digest(), any::<u64>())),
+            prop::option::of("[a-z0-9/-]{1,12}"),
+            any::<bool>(),
         )
-            .prop_map(|(cluster_selector, cluster_name, digest, size)| Target {
-                cluster_name: cluster_name
-                    .filter(|_| cluster_selector.is_none())
-                    .or(Some("site-1".into())),
-                cluster_selector,
-                digest,
-                size,
-            })
+            .prop_map(
+                |(cluster_selector, cluster_name, digest, size, previous, variant, do_not_deploy)| Target {
+                    cluster_name: cluster_name
+                        .filter(|_| cluster_selector.is_none())
+                        .or(Some("site-1".into())),
+                    cluster_selector,
+                    digest,
+                    size,
+                    previous: previous.map(|(digest, size)| BlobRef { digest, size }),
+                    variant,
+                    do_not_deploy,
+                },
+            )
     }
 
     fn bundle() -> impl Strategy<Value = Bundle> {
