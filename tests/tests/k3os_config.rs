@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 
 use drover_e2e::{drover_serve, repo_root, require, run, snapshot, static_agent, text, Site};
 use serde_json::Value;
@@ -173,10 +175,40 @@ fn host_mode_runs_the_static_agent_and_fills_the_manifests_directory() {
     let mut args: Vec<&str> = script_var(&script, "command_args").split_whitespace().collect();
     // One cycle instead of the daemon, and no listener on the fixed port 9090.
     args.extend(["--once", "--listen", "off"]);
-    let out = run(Path::new(command), &args);
-    assert!(out.status.success(), "host-mode agent: {}", text(&out));
+
+    // As the dedicated user boot_cmd makes, with only the rights start_pre gives it: its
+    // state directory, and group write on the manifests directory (owned by root).
+    assert_eq!(script_var(&script, "command_user"), "drover:drover");
+    let boot = config("host-mode.yaml")["boot_cmd"].to_string();
+    assert!(boot.contains("-u 65532") && boot.contains("-g 65532"), "{boot}");
     let manifests = root.join("var/lib/rancher/k3s/server/manifests");
+    let state = root.join("var/lib/drover");
+    for dir in [&manifests, &state] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    let chown = |path: &Path, uid: u32, gid: u32, mode: u32| {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown needs root");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    chown(&state, 65532, 65532, 0o700);
+    chown(&manifests, 0, 65532, 0o770);
+    // The temporary root's ancestors are root's 0700 directories: let the user through.
+    let mut dir = manifests.parent();
+    while let Some(d) = dir.filter(|d| d.starts_with(site.path(""))) {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        dir = d.parent();
+    }
+    for d in ["etc", "etc/drover", "usr", "usr/local", "usr/local/bin"] {
+        std::fs::set_permissions(root.join(d), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let out = std::process::Command::new(command)
+        .args(&args)
+        .uid(65532)
+        .gid(65532)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "host-mode agent as uid 65532: {}", text(&out));
     assert!(!snapshot(&manifests).is_empty());
     assert_eq!(snapshot(&manifests), snapshot(&site.path("manifests")));
-    assert!(root.join("var/lib/drover").is_dir(), "state directory not used");
+    assert!(state.join("state.json").is_file(), "state directory not used");
 }
