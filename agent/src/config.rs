@@ -131,6 +131,10 @@ pub struct Flags {
     /// With --allow-namespace: also allow cluster-scoped objects (ClusterRoles, CRDs, Namespaces, …).
     #[arg(long)]
     pub allow_cluster_scoped: bool,
+    /// Accept only indexes of this channel. Without it the agent keeps to the channel it
+    /// last applied (set this to move a cluster to another channel).
+    #[arg(long, value_name = "NAME")]
+    pub channel: Option<String>,
 }
 
 /// The YAML `--config` file.
@@ -166,6 +170,7 @@ struct FileConfig {
     #[serde(default)]
     allow_namespaces: Vec<String>,
     allow_cluster_scoped: Option<bool>,
+    channel: Option<String>,
 }
 
 /// The `registry:` section of the config file (for oci:// sources).
@@ -227,6 +232,8 @@ pub struct AgentConfig {
     pub render_limits: crate::render::Limits,
     /// The namespace allow-list; `None` when every namespace is allowed.
     pub allow: Option<crate::allow::AllowList>,
+    /// The channel indexes must belong to; `None`: the one last applied, if any.
+    pub channel: Option<String>,
 }
 
 impl AgentConfig {
@@ -411,6 +418,7 @@ impl AgentConfig {
             source_limits,
             render_limits: crate::render::Limits::default(),
             allow,
+            channel: flags.channel.or(file.channel),
         })
     }
 }

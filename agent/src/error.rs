@@ -86,6 +86,18 @@ pub enum Error {
         /// Details (versions involved).
         message: String,
     },
+    /// The index belongs to another channel than the one this agent follows.
+    #[error("{what}: index of channel {found:?}, but this agent follows channel {expected:?} ({why}); refused")]
+    WrongChannel {
+        /// The index.
+        what: String,
+        /// The channel in the index.
+        found: String,
+        /// The channel the agent follows.
+        expected: String,
+        /// Where `expected` comes from.
+        why: &'static str,
+    },
     /// The index or a bundle file is malformed.
     #[error("{what}: invalid: {message}")]
     Invalid {
@@ -129,6 +141,7 @@ impl Error {
             Error::Signature { .. }
                 | Error::Expired { .. }
                 | Error::Rollback { .. }
+                | Error::WrongChannel { .. }
                 | Error::DigestMismatch { .. }
                 | Error::SizeMismatch { .. }
                 | Error::TooLarge { .. }

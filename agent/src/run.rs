@@ -20,7 +20,7 @@ use crate::select::{plan, Chosen, Decision};
 use crate::sink::Sink;
 use crate::source::Source;
 use crate::state::{self, BundleState, IndexState, State, Status};
-use crate::verify::{verify_index_reusing, VerifiedIndex};
+use crate::verify::{check_channel, verify_index_reusing, ChannelPin, VerifiedIndex};
 
 /// What a cycle did.
 #[derive(Debug, Clone)]
@@ -313,6 +313,11 @@ async fn best_index(
     counters: &Counters,
 ) -> Result<(VerifiedIndex, Source, Vec<String>)> {
     let applied = state.applied();
+    let pin = match (&cfg.channel, &state.index) {
+        (Some(c), _) => ChannelPin::Configured(c),
+        (None, Some(last)) => ChannelPin::LastApplied(&last.channel),
+        (None, None) => ChannelPin::Any,
+    };
     let mut best: Option<(VerifiedIndex, Source)> = None;
     let mut problems = Vec::new();
     let mut last_error = None;
@@ -321,7 +326,8 @@ async fn best_index(
             Ok(raw) => {
                 let mut known = counters.known.lock().unwrap_or_else(|p| p.into_inner());
                 let location = source.location();
-                let result = verify_index_reusing(&raw, &cfg.keys, now, applied.as_ref(), known.get(&location));
+                let result = verify_index_reusing(&raw, &cfg.keys, now, applied.as_ref(), known.get(&location))
+                    .and_then(|v| check_channel(&v, pin).map(|()| v));
                 match &result {
                     Ok(v) => known.insert(location, v.clone()),
                     Err(_) => known.remove(&location),

@@ -7,7 +7,9 @@
 //! 3. the JSON is parsed and every field rule of format v1 is checked;
 //! 4. the index must not be expired;
 //! 5. its version must not be lower than the last one applied, and the same version must
-//!    carry the same bytes (anti-rollback, anti-equivocation).
+//!    carry the same bytes (anti-rollback, anti-equivocation);
+//! 6. its channel must be the one the agent follows ([`check_channel`]): a mirror cannot
+//!    swap in another channel's index signed by the same key.
 
 use std::path::{Path, PathBuf};
 
@@ -139,6 +141,37 @@ pub fn verify_index_reusing(
         }
         _ => verify_index(raw, keys, now, applied),
     }
+}
+
+/// Which channel an agent follows: the one it was told to, else the one it last applied.
+#[derive(Debug, Clone, Copy)]
+pub enum ChannelPin<'a> {
+    /// `--channel` / `channel:` in the agent config.
+    Configured(&'a str),
+    /// The channel of the last applied index (trust on first use).
+    LastApplied(&'a str),
+    /// Neither: a new agent without `--channel` takes the first valid index's channel.
+    Any,
+}
+
+/// Step 6: `verified` must belong to the channel `pin` names. Run on every verified index
+/// before it is compared with others or used.
+pub fn check_channel(verified: &VerifiedIndex, pin: ChannelPin<'_>) -> Result<()> {
+    let (expected, why) = match pin {
+        ChannelPin::Configured(c) => (c, "--channel"),
+        ChannelPin::LastApplied(c) => (c, "the channel it last applied; set --channel to move it"),
+        ChannelPin::Any => return Ok(()),
+    };
+    let found = &verified.index.channel;
+    if found == expected {
+        return Ok(());
+    }
+    Err(Error::WrongChannel {
+        what: verified.origin.clone(),
+        found: found.clone(),
+        expected: expected.to_string(),
+        why,
+    })
 }
 
 /// Steps 4 and 5: expiry, then rollback and equivocation.

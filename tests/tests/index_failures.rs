@@ -3,7 +3,7 @@
 //! what the problem is, and leaves the manifests and state directories byte-for-byte as
 //! they were.
 
-use drover_e2e::{drover_ok, drover_serve, free_port, minisign_sign, text, Site};
+use drover_e2e::{agent_command, drover_ok, drover_serve, free_port, minisign_sign, text, Site};
 
 const CLUSTER: &str = "site-1";
 const LABELS: &[&str] = &["env=prod", "region=eu", "monitoring=on"];
@@ -354,4 +354,50 @@ fn rejects_signature_over_its_size_limit() {
         &site.store_url(),
         &["index.json.minisig", "larger than the limit of 16384 bytes"],
     );
+}
+
+#[test]
+fn rejects_index_of_another_channel_signed_by_the_same_key() {
+    // One key signs two channels; a mirror serves the other channel's index, at a higher
+    // version, where this cluster's channel should be (TUF: wrong software installation).
+    let site = applied_site();
+    site.publish(&[]);
+    let canary = rename_channel(&read(&site, "store/index.json"), "canary");
+    write_signed_index(&site, &canary);
+    assert_refused(
+        &site,
+        &site.store_url(),
+        &[r#"index of channel "canary""#, r#"follows channel "stable""#, "--channel"],
+    );
+
+    // Moving the cluster is a decision made on the cluster: --channel says so.
+    let out = agent_command(&site, &[&site.store_url()], CLUSTER, LABELS, &site.path(""))
+        .args(["--channel", "canary"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let state: serde_json::Value = serde_json::from_slice(&read(&site, "state/state.json")).unwrap();
+    assert_eq!(state["index"]["channel"], "canary", "{state}");
+
+    // From then on the agent follows canary: stable is the other channel now.
+    site.publish(&[]);
+    assert_refused(
+        &site,
+        &site.store_url(),
+        &[r#"index of channel "stable""#, r#"follows channel "canary""#],
+    );
+}
+
+#[test]
+fn configured_channel_refuses_the_first_index_of_another_channel() {
+    let site = Site::new().with_examples();
+    site.publish(&[]);
+    let out = agent_command(&site, &[&site.store_url()], CLUSTER, LABELS, &site.path(""))
+        .args(["--channel", "edge"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(r#"index of channel "stable", but this agent follows channel "edge" (--channel)"#), "{stderr}");
+    assert!(site.manifests().is_empty(), "nothing may be applied");
 }
