@@ -367,7 +367,11 @@ fn rejects_index_of_another_channel_signed_by_the_same_key() {
     assert_refused(
         &site,
         &site.store_url(),
-        &[r#"index of channel "canary""#, r#"follows channel "stable""#, "--channel"],
+        &[
+            r#"index of channel "canary""#,
+            r#"follows channel "stable""#,
+            "--channel",
+        ],
     );
 
     // Moving the cluster is a decision made on the cluster: --channel says so.
@@ -398,6 +402,9 @@ fn configured_channel_refuses_the_first_index_of_another_channel() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(r#"index of channel "stable", but this agent follows channel "edge" (--channel)"#), "{stderr}");
+    assert!(
+        stderr.contains(r#"index of channel "stable", but this agent follows channel "edge" (--channel)"#),
+        "{stderr}"
+    );
     assert!(site.manifests().is_empty(), "nothing may be applied");
 }

@@ -4,9 +4,9 @@
 //! the static agent and fills the k3s manifests directory.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 
 use drover_e2e::{drover_serve, repo_root, require, run, snapshot, static_agent, text, Site};
 use serde_json::Value;
