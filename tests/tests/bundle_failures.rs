@@ -228,46 +228,37 @@ fn missing_blob_fails_only_that_bundle() {
     up.assert_web_failed(LABELS, &[&blob, "No such file"]);
 }
 
-#[test]
-fn blob_with_parent_dir_entry_fails_only_that_bundle() {
+/// Replaces web's blob by a tarball of a good deployment.yaml plus `entry` (name, type,
+/// content), and asserts that only bundle web fails, with every string of `expected`.
+fn web_with_entry_fails(entry: (&str, tar::EntryType, &[u8]), expected: &[&str]) {
     let up = Upgrade::new(LABELS);
-    let reg = tar::EntryType::Regular;
     replace_web_blob(
         &up.site,
-        &tar_gz(&[("deployment.yaml", reg, GOOD), ("../evil.yaml", reg, GOOD)]),
+        &tar_gz(&[("deployment.yaml", tar::EntryType::Regular, GOOD), entry]),
     );
-    up.assert_web_failed(
-        LABELS,
+    up.assert_web_failed(LABELS, expected);
+}
+
+#[test]
+fn blob_with_parent_dir_entry_fails_only_that_bundle() {
+    web_with_entry_fails(
+        ("../evil.yaml", tar::EntryType::Regular, GOOD),
         &["bundle web", "../evil.yaml", "'..' components are not allowed"],
     );
 }
 
 #[test]
 fn blob_with_absolute_path_fails_only_that_bundle() {
-    let up = Upgrade::new(LABELS);
-    let reg = tar::EntryType::Regular;
-    replace_web_blob(
-        &up.site,
-        &tar_gz(&[("deployment.yaml", reg, GOOD), ("/etc/evil.yaml", reg, GOOD)]),
-    );
-    up.assert_web_failed(
-        LABELS,
+    web_with_entry_fails(
+        ("/etc/evil.yaml", tar::EntryType::Regular, GOOD),
         &["bundle web", "/etc/evil.yaml", "absolute paths are not allowed"],
     );
 }
 
 #[test]
 fn blob_with_symlink_fails_only_that_bundle() {
-    let up = Upgrade::new(LABELS);
-    replace_web_blob(
-        &up.site,
-        &tar_gz(&[
-            ("deployment.yaml", tar::EntryType::Regular, GOOD),
-            ("link.yaml", tar::EntryType::Symlink, b""),
-        ]),
-    );
-    up.assert_web_failed(
-        LABELS,
+    web_with_entry_fails(
+        ("link.yaml", tar::EntryType::Symlink, b""),
         &[
             "bundle web",
             "link.yaml",
@@ -279,49 +270,24 @@ fn blob_with_symlink_fails_only_that_bundle() {
 
 #[test]
 fn blob_with_hard_link_fails_only_that_bundle() {
-    let up = Upgrade::new(LABELS);
-    replace_web_blob(
-        &up.site,
-        &tar_gz(&[
-            ("deployment.yaml", tar::EntryType::Regular, GOOD),
-            ("hard.yaml", tar::EntryType::Link, b""),
-        ]),
-    );
-    up.assert_web_failed(
-        LABELS,
+    web_with_entry_fails(
+        ("hard.yaml", tar::EntryType::Link, b""),
         &["bundle web", "hard.yaml", "Link", "only regular files and directories"],
     );
 }
 
 #[test]
 fn blob_with_device_node_fails_only_that_bundle() {
-    let up = Upgrade::new(LABELS);
-    replace_web_blob(
-        &up.site,
-        &tar_gz(&[
-            ("deployment.yaml", tar::EntryType::Regular, GOOD),
-            ("dev/sda", tar::EntryType::Block, b""),
-        ]),
-    );
-    up.assert_web_failed(
-        LABELS,
+    web_with_entry_fails(
+        ("dev/sda", tar::EntryType::Block, b""),
         &["bundle web", "dev/sda", "Block", "only regular files and directories"],
     );
 }
 
 #[test]
 fn blob_with_yaml_that_is_not_a_kubernetes_object_fails_only_that_bundle() {
-    let up = Upgrade::new(LABELS);
-    let reg = tar::EntryType::Regular;
-    replace_web_blob(
-        &up.site,
-        &tar_gz(&[
-            ("deployment.yaml", reg, GOOD),
-            ("values.yaml", reg, b"replicas: 3\nimage: nginx\n"),
-        ]),
-    );
-    up.assert_web_failed(
-        LABELS,
+    web_with_entry_fails(
+        ("values.yaml", tar::EntryType::Regular, b"replicas: 3\nimage: nginx\n"),
         &[
             "bundle web",
             "values.yaml",
@@ -349,16 +315,10 @@ fn blob_with_yaml_alias_bomb_fails_only_that_bundle() {
 
 #[test]
 fn blob_with_malformed_yaml_fails_only_that_bundle() {
-    let up = Upgrade::new(LABELS);
-    let reg = tar::EntryType::Regular;
-    replace_web_blob(
-        &up.site,
-        &tar_gz(&[
-            ("deployment.yaml", reg, GOOD),
-            ("broken.yaml", reg, b"kind: [unclosed\n"),
-        ]),
+    web_with_entry_fails(
+        ("broken.yaml", tar::EntryType::Regular, b"kind: [unclosed\n"),
+        &["bundle web", "broken.yaml", "not valid YAML"],
     );
-    up.assert_web_failed(LABELS, &["bundle web", "broken.yaml", "not valid YAML"]);
 }
 
 #[test]
