@@ -584,6 +584,14 @@ fn check_object(map: &Mapping) -> Result<(), String> {
     if str_field(metadata, "name").is_none() && str_field(metadata, "generateName").is_none() {
         return Err("not a Kubernetes object: metadata has neither \"name\" nor \"generateName\"".into());
     }
+    // k3s (and kubectl) decode any document with an `items` field as a list and apply every
+    // item, whatever its `kind`: objects drover would not see, check or prune.
+    if map.contains_key("items") {
+        return Err(format!(
+            "a list of objects (kind {:?} with a top-level \"items\") is not allowed: put each object in its own document",
+            str_field(map, "kind").unwrap_or_default()
+        ));
+    }
     Ok(())
 }
 
@@ -783,6 +791,9 @@ mod tests {
         assert!(parse_objects("kind: ConfigMap\nmetadata: {name: a}\n", "t").is_err());
         assert!(parse_objects("apiVersion: v1\nkind: ConfigMap\n", "t").is_err());
         assert!(parse_objects("a: [unclosed\n", "t").is_err());
+        let list = "apiVersion: v1\nkind: List\nmetadata: {name: l}\nitems: [{apiVersion: v1, kind: Secret}]\n";
+        let err = parse_objects(list, "t").expect_err("a list").to_string();
+        assert!(err.contains("top-level \"items\""), "{err}");
         assert_eq!(
             parse_objects("---\n# only a comment\n", "t").expect("empty ok").len(),
             0

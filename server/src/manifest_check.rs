@@ -210,6 +210,8 @@ enum Known {
     Name,
     GenerateName,
     Namespace,
+    /// A top-level `items`: a list of objects, which the agent refuses.
+    Items,
     Other,
 }
 
@@ -245,6 +247,7 @@ impl<'de> Deserialize<'de> for Key {
                     "name" => Known::Name,
                     "generateName" => Known::GenerateName,
                     "namespace" => Known::Namespace,
+                    "items" => Known::Items,
                     _ => Known::Other,
                 };
                 Ok(Key {
@@ -454,6 +457,8 @@ impl<'de> Deserialize<'de> for Document {
                         Known::ApiVersion => api_version = Some(map.next_value::<Str<true>>()?.0),
                         Known::Kind => kind = Some(map.next_value::<Str<true>>()?.0),
                         Known::Metadata => metadata = Some(map.next_value::<Metadata>()?),
+                        // The full check refuses lists of objects and says why.
+                        Known::Items => return Err(not_sure()),
                         _ => {
                             map.next_value::<Any>()?;
                         }
@@ -505,6 +510,8 @@ mod tests {
             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, name: b}\n",
             "apiVersion: v1\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n",
             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\na: [unclosed\n",
+            "apiVersion: v1\nkind: List\nmetadata: {name: l}\nitems: []\n",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\nitems: [{apiVersion: v1, kind: Secret}]\n",
         ];
         for text in refused {
             assert!(!all_objects(text), "{text:?}");

@@ -298,6 +298,27 @@ fn blob_with_yaml_that_is_not_a_kubernetes_object_fails_only_that_bundle() {
 }
 
 #[test]
+fn blob_with_a_list_of_objects_fails_only_that_bundle() {
+    // k3s applies every item of a document with `items`, whatever its kind: a way around
+    // every per-object check (the namespace allow-list among them) if it were let through.
+    web_with_entry_fails(
+        (
+            "list.yaml",
+            tar::EntryType::Regular,
+            b"apiVersion: v1\nkind: List\nmetadata: {name: innocent}\nitems:\n\
+              - {apiVersion: v1, kind: Secret, metadata: {name: stolen, namespace: kube-system}}\n",
+        ),
+        &[
+            "bundle web",
+            "list.yaml",
+            "document 1",
+            "top-level \"items\"",
+            "not allowed",
+        ],
+    );
+}
+
+#[test]
 fn blob_with_yaml_alias_bomb_fails_only_that_bundle() {
     // "Billion laughs": 9 levels of 9 aliases each would expand to 9^9 strings.
     let mut bomb = String::from("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: lol}\ndata:\n  a0: &a0 lol\n");
