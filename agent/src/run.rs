@@ -226,7 +226,7 @@ pub(crate) fn finish(cfg: &AgentConfig, f: Finish<'_>, now: OffsetDateTime) -> R
             log_result(name, result);
         }
     }
-    state.index = Some(IndexState {
+    state.record_index(IndexState {
         channel: index.channel.clone(),
         version: index.version,
         sha256: verified.sha256().clone(),
@@ -312,7 +312,12 @@ async fn best_index(
     now: OffsetDateTime,
     counters: &Counters,
 ) -> Result<(VerifiedIndex, Source, Vec<String>)> {
-    let applied = state.applied();
+    // A configured channel is checked against its own history: channels count versions
+    // on their own, so moving to one with lower numbers is not a rollback.
+    let applied = match &cfg.channel {
+        Some(channel) => state.applied_in(channel),
+        None => state.applied(),
+    };
     let pin = match (&cfg.channel, &state.index) {
         (Some(c), _) => ChannelPin::Configured(c),
         (None, Some(last)) => ChannelPin::LastApplied(&last.channel),

@@ -31,6 +31,21 @@ pub struct State {
     /// Per-bundle result of the last cycle and what is in the sink.
     #[serde(default)]
     pub bundles: BTreeMap<BundleName, BundleState>,
+    /// The last index applied of each channel this agent followed before `index`'s: each
+    /// channel counts its versions on its own, so moving to another channel (`--channel`)
+    /// is checked against that channel's own history, and moving back cannot roll back.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub other_channels: BTreeMap<String, ChannelRecord>,
+}
+
+/// The anti-rollback reference of a channel followed earlier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelRecord {
+    /// Last version applied of that channel.
+    pub version: u64,
+    /// sha256 of that index's exact bytes.
+    pub sha256: Digest,
 }
 
 /// The last applied index.
@@ -146,12 +161,40 @@ impl State {
         fsutil::write_atomic(&dir.join(STATE_FILE), &bytes)
     }
 
-    /// The anti-rollback reference.
+    /// The anti-rollback reference: the last index applied.
     pub fn applied(&self) -> Option<Applied> {
         self.index.as_ref().map(|i| Applied {
             version: i.version,
             sha256: i.sha256.clone(),
         })
+    }
+
+    /// The anti-rollback reference for `channel`: the last index applied of that channel,
+    /// if this agent ever followed it.
+    pub fn applied_in(&self, channel: &str) -> Option<Applied> {
+        match &self.index {
+            Some(i) if i.channel == channel => self.applied(),
+            _ => self.other_channels.get(channel).map(|r| Applied {
+                version: r.version,
+                sha256: r.sha256.clone(),
+            }),
+        }
+    }
+
+    /// Records `index` as the last applied; when it is of another channel than the one
+    /// before, that channel's last version is kept in [`State::other_channels`].
+    pub fn record_index(&mut self, index: IndexState) {
+        if let Some(old) = self.index.take().filter(|old| old.channel != index.channel) {
+            self.other_channels.insert(
+                old.channel,
+                ChannelRecord {
+                    version: old.version,
+                    sha256: old.sha256,
+                },
+            );
+        }
+        self.other_channels.remove(&index.channel);
+        self.index = Some(index);
     }
 }
 

@@ -408,3 +408,68 @@ fn configured_channel_refuses_the_first_index_of_another_channel() {
     );
     assert!(site.manifests().is_empty(), "nothing may be applied");
 }
+
+#[test]
+fn moving_to_a_channel_with_lower_versions_applies_it_and_still_refuses_its_rollback() {
+    let site = applied_site();
+    site.publish(&[]);
+    site.publish(&[]);
+    apply_ok(&site, &site.store_url());
+    assert_eq!(index_json(&site)["version"], 3);
+    // Another channel, published into its own store: its versions start again at 1.
+    let canary = format!("file://{}", site.p("canary"));
+    let publish_canary = || {
+        drover_ok(&[
+            "publish",
+            &site.p("src"),
+            "--store",
+            &site.p("canary"),
+            "--key",
+            &site.p("keys/drover.key"),
+            "--channel",
+            "canary",
+        ])
+    };
+    publish_canary();
+    let canary_v1 = (
+        read(&site, "canary/index.json"),
+        read(&site, "canary/index.json.minisig"),
+    );
+    let with_channel = |source: &str, channel: &str| {
+        agent_command(&site, &[source], CLUSTER, LABELS, &site.path(""))
+            .args(["--channel", channel])
+            .output()
+            .unwrap()
+    };
+    let out = with_channel(&canary, "canary");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "canary version 1 after stable version 3: {}",
+        text(&out)
+    );
+
+    // Within canary, anti-rollback holds as before.
+    publish_canary();
+    assert_eq!(with_channel(&canary, "canary").status.code(), Some(0));
+    write(&site, "canary/index.json", &canary_v1.0);
+    write(&site, "canary/index.json.minisig", &canary_v1.1);
+    let before = site.sink_and_state();
+    let out = with_channel(&canary, "canary");
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        text(&out).contains("version 1 is older than version 2"),
+        "{}",
+        text(&out)
+    );
+    assert!(site.sink_and_state() == before, "a refused index changed something");
+
+    // Back to stable: checked against stable's own last version (3), kept in state.json.
+    let state: serde_json::Value = serde_json::from_slice(&read(&site, "state/state.json")).unwrap();
+    assert_eq!(state["otherChannels"]["stable"]["version"], 3, "{state}");
+    let out = with_channel(&site.store_url(), "stable");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let state: serde_json::Value = serde_json::from_slice(&read(&site, "state/state.json")).unwrap();
+    assert_eq!(state["otherChannels"]["canary"]["version"], 2, "{state}");
+    assert_eq!(state["index"]["channel"], "stable", "{state}");
+}
