@@ -476,11 +476,24 @@ fn objects_without_a_namespace_land_in_the_default_one_and_are_not_pruned() {
     );
     site.publish(&[]);
     let api = Api::start(&site, true);
+    // In a pod the client's own default namespace is the ServiceAccount's (drover-system):
+    // a kubeconfig context namespace stands in for it. Objects must still go to `default`.
+    let config = std::fs::read_to_string(&api.kubeconfig).unwrap();
+    let in_pod = config.replace(
+        "context: {cluster: double, user: nobody}",
+        "context: {cluster: double, user: nobody, namespace: drover-system}",
+    );
+    assert_ne!(config, in_pod, "kubeconfig layout changed");
+    std::fs::write(&api.kubeconfig, in_pod).unwrap();
     for run in 0..2 {
         let (code, out) = agent(&site, &api, &[]);
         assert_eq!(code, Some(0), "run {run}: {out}");
         assert!(line_of(&out, "plain").contains("0 pruned"), "run {run}: {out}");
         assert!(api.exists("configmap", "plain", "default"), "run {run}: still there");
+        assert!(
+            !api.exists("configmap", "plain", "drover-system"),
+            "run {run}: not in the agent's namespace"
+        );
     }
 }
 

@@ -31,6 +31,10 @@ use crate::format::BundleName;
 
 /// Field manager of every apply.
 pub const FIELD_MANAGER: &str = "drover";
+/// Namespace of namespaced objects that name none and whose bundle sets none: `default`,
+/// as kubectl and k3s's deploy controller use, whether the agent runs in a pod (where the
+/// client's own default would be the agent's namespace) or outside.
+pub const OBJECT_DEFAULT_NAMESPACE: &str = "default";
 /// Annotation that keeps an object when it leaves its bundle.
 pub const PRUNE_ANNOTATION: &str = "drover.dev/prune";
 /// Label naming the ApplySet an object belongs to.
@@ -156,7 +160,7 @@ impl KubeSink {
     fn api(&self, ar: &ApiResource, caps: &ApiCapabilities, namespace: Option<&str>) -> Api<DynamicObject> {
         match (&caps.scope, namespace) {
             (Scope::Namespaced, Some(ns)) => Api::namespaced_with(self.client.clone(), ns, ar),
-            (Scope::Namespaced, None) => Api::default_namespaced_with(self.client.clone(), ar),
+            (Scope::Namespaced, None) => Api::namespaced_with(self.client.clone(), OBJECT_DEFAULT_NAMESPACE, ar),
             (Scope::Cluster, _) => Api::all_with(self.client.clone(), ar),
         }
     }
@@ -294,7 +298,7 @@ impl KubeSink {
             let placement = if cluster_scoped {
                 Placement::ClusterScoped
             } else {
-                Placement::Namespaced(object.namespace.as_deref().unwrap_or(self.client.default_namespace()))
+                Placement::Namespaced(object.namespace.as_deref().unwrap_or(OBJECT_DEFAULT_NAMESPACE))
             };
             if let Some(r) = allow.refusal(&object.gvk.group, &object.gvk.kind, &object.name, placement) {
                 tracing::warn!(bundle = what, object = %r, "object outside the namespace allow-list");
