@@ -33,6 +33,8 @@ fi
 
 # The end-to-end tests run the built binaries; build them first so they are never stale.
 cargo build --workspace --bins --locked
-# The fully static release agent (tests/tests/distribution.rs, k3os_config.rs), built once.
+# The fully static agent (tests/tests/distribution.rs, k3os_config.rs), built once, with the
+# quick static-test profile (the tests call build-static.sh too and must get the same one).
+export DROVER_STATIC_PROFILE="${DROVER_STATIC_PROFILE:-static-test}"
 bash tests/build-static.sh >/dev/null
 cargo test --workspace --locked "$@"
