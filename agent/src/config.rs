@@ -121,7 +121,8 @@ pub struct Flags {
     /// oci:// sources: talk plain HTTP to the registry (a registry without TLS on a trusted network).
     #[arg(long)]
     pub insecure_registry: bool,
-    /// https:// sources and the report URL: extra CA certificates (PEM bundle) to trust besides the built-in roots.
+    /// https:// sources and the report URL: extra CA certificates (PEM bundle) to trust besides the built-in roots
+    /// (default: $SSL_CERT_FILE when set, as in the agent image).
     #[arg(long, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
     /// Least privilege: apply objects only in this namespace. Repeat for several. A bundle
@@ -300,7 +301,7 @@ impl AgentConfig {
                 file.blob_timeout,
                 defaults.blob_timeout,
             )?,
-            extra_roots: match flags.ca_file.or(file.ca_file) {
+            extra_roots: match flags.ca_file.or(file.ca_file).or_else(ssl_cert_file) {
                 Some(path) => {
                     let pem = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
                     let certs = reqwest::Certificate::from_pem_bundle(&pem)
@@ -331,7 +332,7 @@ impl AgentConfig {
             username: flags.registry_username.or(file.registry.username),
             password,
             docker_config: flags.registry_config.or(file.registry.config),
-            ca_file: flags.registry_ca_file.or(file.registry.ca_file),
+            ca_file: flags.registry_ca_file.or(file.registry.ca_file).or_else(ssl_cert_file),
             client_identity: flags.registry_client_cert.or(file.registry.client_cert),
         };
         let sources = source_specs
@@ -421,6 +422,14 @@ impl AgentConfig {
             channel: flags.channel.or(file.channel),
         })
     }
+}
+
+/// `$SSL_CERT_FILE`, the conventional variable naming a PEM CA bundle (the agent image sets
+/// it to the bundle it carries): extra roots when no flag or config key names a CA file.
+fn ssl_cert_file() -> Option<PathBuf> {
+    std::env::var_os("SSL_CERT_FILE")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
 }
 
 /// A duration from the flag, else the config file (named `key` in errors), else `default`.

@@ -600,4 +600,17 @@ fn https_source_with_a_private_ca_needs_ca_file_and_nothing_changes_without_it()
     let (code, out) = once(&site, &[&url], &["--ca-file", ca.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(site.manifests().len(), 3, "{out}");
+
+    // Or through $SSL_CERT_FILE, as the agent image sets it: a new version is read over TLS.
+    change_monitoring(&site, "ssl-cert-file");
+    site.publish(&[]);
+    let out = Command::new(bin("drover-agent"))
+        .args(agent_args(&site, &[&url], &[]))
+        .args(["--once", "--listen", "off"])
+        .env("SSL_CERT_FILE", &ca)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let monitoring = &site.manifests()["drover-monitoring.yaml"];
+    assert!(monitoring.contains("ssl-cert-file"), "{}", text(&out));
 }
