@@ -339,6 +339,32 @@ fn depends_on_cycle_is_rejected_at_publish_naming_the_bundles() {
     }
     let err = publish_fails(&site);
     assert!(err.contains("cycle") && err.contains("a -> b -> a"), "{err}");
+    assert!(
+        err.contains("bundles/a/bundle.yaml") && err.contains("dependsOn"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_depends_on_and_out_of_range_percent_name_the_bundle_file() {
+    let site = Site::new();
+    site.write(
+        "src/bundles/app/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\n",
+    );
+    site.write("src/bundles/app/bundle.yaml", "dependsOn: [missing]\n");
+    let err = publish_fails(&site);
+    assert!(
+        err.contains("bundles/app/bundle.yaml") && err.contains("dependsOn") && err.contains("missing"),
+        "{err}"
+    );
+
+    site.write("src/bundles/app/bundle.yaml", "rollout: {percent: 101}\n");
+    let err = publish_fails(&site);
+    assert!(
+        err.contains("bundles/app/bundle.yaml") && err.contains("rollout.percent") && err.contains("101"),
+        "{err}"
+    );
 }
 
 #[test]
