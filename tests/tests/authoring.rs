@@ -453,6 +453,30 @@ fn missing_kubectl_and_kustomize_errors_name_the_overlay() {
 }
 
 #[test]
+fn kustomize_remote_resources_are_refused_before_kubectl_runs() {
+    let site = authoring_site();
+    // A kubectl that cannot run: the refusal must come first, with no network.
+    site.write(
+        "src/bundles/shop/overlays/large/kustomization.yaml",
+        "resources:\n- ../../base\n- https://github.com/org/repo//deploy?ref=v1\n",
+    );
+    let (src, store, key) = (site.p("src"), site.p("store"), site.p("keys/drover.key"));
+    let out = Command::new(bin("drover"))
+        .args(["publish", &src, "--store", &store, "--key", &key])
+        .env("DROVER_KUBECTL", "/nonexistent/kubectl")
+        .output()
+        .expect("run drover");
+    assert!(!out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("overlays/large/kustomization.yaml") && err.contains("resources[1]") && err.contains("remote"),
+        "{err}"
+    );
+    assert!(!err.contains("not found"), "kubectl never ran: {err}");
+    assert!(!site.path("store/index.json").exists(), "nothing published");
+}
+
+#[test]
 fn dry_run_prints_the_targets_and_writes_nothing() {
     let site = authoring_site();
     let (src, store, key) = (site.p("src"), site.p("store"), site.p("keys/drover.key"));
