@@ -315,6 +315,7 @@ impl Renderer<'_> {
             (Some(false), Some(ns)) => Placement::Namespaced(ns),
             // The kube sink asks discovery before it writes anything.
             (None, Some(ns)) if !allow.fails_closed_on_unknown_scope() => Placement::Namespaced(ns),
+            (None, None) if !allow.fails_closed_on_unknown_scope() => Placement::ClusterScoped,
             // Without an API server, a kind we cannot place must be allowed both ways: a
             // later CRD of the bundle that makes it namespaced makes the bundle render again.
             (None, ns) => {
