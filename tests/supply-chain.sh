@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Supply-chain checks for the drover workspace (docs/supply-chain.md): no OpenSSL anywhere,
-# the size of the agent's dependency tree, and cargo-deny (deny.toml) for licenses, banned
+# the size of the agent's dependency tree, that the fuzz crate still compiles, and cargo-deny (deny.toml) for licenses, banned
 # crates, duplicate versions, sources and — when the RustSec database can be fetched from
 # github.com — security advisories. Not part of tests/run.sh: it needs cargo-deny
 # (`cargo install --locked cargo-deny`) and, for advisories, network access beyond crates.io.
@@ -31,6 +31,14 @@ count() { cargo tree --locked -e normal --prefix none "$@" | sed 's/ (\*)$//' | 
 echo "drover-agent: $(count -p drover-agent) crates"
 echo "drover (publisher): $(count -p drover) crates"
 echo "whole workspace (normal, build and dev): $(cargo tree --locked --workspace -e normal,build,dev --prefix none | sed 's/ (\*)$//' | sort -u | wc -l) crates"
+
+echo "== Fuzz crate builds (agent/fuzz is outside the workspace, so nothing else compiles it)"
+# RUSTC_BOOTSTRAP=1: libfuzzer-sys wants nightly flags; a check needs no cargo-fuzz.
+if RUSTC_BOOTSTRAP=1 cargo check --locked --manifest-path agent/fuzz/Cargo.toml --quiet; then
+  echo "ok: agent/fuzz checks"
+else
+  fail "cargo check --manifest-path agent/fuzz/Cargo.toml"
+fi
 
 echo "== cargo-deny"
 if ! cargo deny --version >/dev/null 2>&1; then

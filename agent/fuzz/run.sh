@@ -5,9 +5,10 @@
 #
 #   agent/fuzz/run.sh [SECONDS [TARGET...]]     default: 180 seconds, every target
 #
-# Seeds are read from corpus/<target>/ (committed, hand-made); what libFuzzer finds goes to
-# corpus-work/<target>/ (not committed; kept between runs and minimised with `cargo fuzz
-# cmin` at the end). A crash or timeout leaves its input in artifacts/<target>/ and makes
+# Seeds are read from corpus/<target>/ (committed: hand-made seeds plus a bounded copy of
+# an earlier minimised corpus); what libFuzzer finds goes to corpus-work/<target>/ (not
+# committed; kept between runs and minimised in place with `cargo fuzz cmin` at the end).
+# Nothing here writes to corpus/: refreshing it is a manual step (docs/fuzzing.md). A crash or timeout leaves its input in artifacts/<target>/ and makes
 # the script exit non-zero: turn it into a regression test next to the code, then fix.
 # FUZZ_SANITIZER=none builds without AddressSanitizer (faster; our crates forbid unsafe,
 # but libyaml's Rust translation and zlib-rs below them do use it).

@@ -12,9 +12,16 @@
 //! none of it is applied, so a cluster never runs half a bundle; the version applied
 //! before stays. Every refused object is named (kind, name, namespace) in the error.
 //!
-//! The check runs twice for the `kube` sink: in rendering, with the built-in list of
-//! cluster-scoped kinds (the only knowledge the `dir` sink has), and again before any
-//! write to the API, with the scope API discovery reports.
+//! Scope is a property of the (API group, kind) pair, never of the kind name alone: a
+//! `Namespace` of group `example.com` is not a namespace. The `dir` sink has no API server
+//! to ask, so rendering places objects with [`builtin_scope`] (the built-in Kubernetes and
+//! k3s kinds) plus the CRDs of the same bundle. Any other kind has an unknown scope; with
+//! the `dir` sink it must pass both as cluster-scoped and as namespaced (fail closed),
+//! because the API server ignores `metadata.namespace` on a cluster-scoped object.
+//!
+//! The check runs twice for the `kube` sink: in rendering, where a kind of unknown scope is
+//! taken as namespaced, and again before any write to the API, with the scope API discovery
+//! reports ([`AllowList::checked_by_discovery`]).
 
 use std::collections::BTreeSet;
 
@@ -22,6 +29,155 @@ use crate::error::{Error, Result};
 
 /// Namespaced kinds (group, kind) whose controller writes anywhere in the cluster.
 pub const CLUSTER_WIDE_KINDS: &[(&str, &str)] = &[("helm.cattle.io", "HelmChart"), ("k3s.cattle.io", "Addon")];
+
+/// Where the objects of one API group live: `(group, cluster-scoped kinds, namespaced kinds)`.
+/// Built into Kubernetes up to 1.34 (plus removed kinds a bundle may still name), and the
+/// groups k3s installs with its own CRDs (traefik ships with k3s by default). A kind of one
+/// of these groups not listed has an unknown scope, like any kind of another group.
+pub const KNOWN_SCOPES: &[(&str, &[&str], &[&str])] = &[
+    (
+        "",
+        &["ComponentStatus", "Namespace", "Node", "PersistentVolume"],
+        &[
+            "Binding",
+            "ConfigMap",
+            "Endpoints",
+            "Event",
+            "LimitRange",
+            "PersistentVolumeClaim",
+            "Pod",
+            "PodTemplate",
+            "ReplicationController",
+            "ResourceQuota",
+            "Secret",
+            "Service",
+            "ServiceAccount",
+        ],
+    ),
+    (
+        "admissionregistration.k8s.io",
+        &[
+            "MutatingAdmissionPolicy",
+            "MutatingAdmissionPolicyBinding",
+            "MutatingWebhookConfiguration",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
+            "ValidatingWebhookConfiguration",
+        ],
+        &[],
+    ),
+    ("apiextensions.k8s.io", &["CustomResourceDefinition"], &[]),
+    ("apiregistration.k8s.io", &["APIService"], &[]),
+    (
+        "apps",
+        &[],
+        &[
+            "ControllerRevision",
+            "DaemonSet",
+            "Deployment",
+            "ReplicaSet",
+            "StatefulSet",
+        ],
+    ),
+    ("authentication.k8s.io", &["SelfSubjectReview", "TokenReview"], &[]),
+    (
+        "authorization.k8s.io",
+        &[
+            "SelfSubjectAccessReview",
+            "SelfSubjectRulesReview",
+            "SubjectAccessReview",
+        ],
+        &["LocalSubjectAccessReview"],
+    ),
+    ("autoscaling", &[], &["HorizontalPodAutoscaler"]),
+    ("batch", &[], &["CronJob", "Job"]),
+    (
+        "certificates.k8s.io",
+        &["CertificateSigningRequest", "ClusterTrustBundle"],
+        &["PodCertificateRequest"],
+    ),
+    ("coordination.k8s.io", &[], &["Lease", "LeaseCandidate"]),
+    ("discovery.k8s.io", &[], &["EndpointSlice"]),
+    ("events.k8s.io", &[], &["Event"]),
+    (
+        "extensions",
+        &["PodSecurityPolicy"],
+        &["DaemonSet", "Deployment", "Ingress", "NetworkPolicy", "ReplicaSet"],
+    ),
+    (
+        "flowcontrol.apiserver.k8s.io",
+        &["FlowSchema", "PriorityLevelConfiguration"],
+        &[],
+    ),
+    ("internal.apiserver.k8s.io", &["StorageVersion"], &[]),
+    (
+        "networking.k8s.io",
+        &["IPAddress", "IngressClass", "ServiceCIDR"],
+        &["Ingress", "NetworkPolicy"],
+    ),
+    ("node.k8s.io", &["RuntimeClass"], &[]),
+    ("policy", &["PodSecurityPolicy"], &["PodDisruptionBudget"]),
+    (
+        "rbac.authorization.k8s.io",
+        &["ClusterRole", "ClusterRoleBinding"],
+        &["Role", "RoleBinding"],
+    ),
+    (
+        "resource.k8s.io",
+        &["DeviceClass", "DeviceTaintRule", "ResourceClass", "ResourceSlice"],
+        &["PodSchedulingContext", "ResourceClaim", "ResourceClaimTemplate"],
+    ),
+    ("scheduling.k8s.io", &["PriorityClass"], &[]),
+    (
+        "storage.k8s.io",
+        &[
+            "CSIDriver",
+            "CSINode",
+            "StorageClass",
+            "VolumeAttachment",
+            "VolumeAttributesClass",
+        ],
+        &["CSIStorageCapacity"],
+    ),
+    ("storagemigration.k8s.io", &["StorageVersionMigration"], &[]),
+    // k3s's own CRDs.
+    ("helm.cattle.io", &[], &["HelmChart", "HelmChartConfig"]),
+    ("k3s.cattle.io", &["ETCDSnapshotFile"], &["Addon"]),
+    (
+        "traefik.io",
+        &[],
+        &[
+            "IngressRoute",
+            "IngressRouteTCP",
+            "IngressRouteUDP",
+            "Middleware",
+            "MiddlewareTCP",
+            "ServersTransport",
+            "ServersTransportTCP",
+            "TLSOption",
+            "TLSStore",
+            "TraefikService",
+        ],
+    ),
+];
+
+/// `Some(true)` when the built-in `kind` of API `group` is cluster-scoped, `Some(false)`
+/// when it is namespaced, `None` when the agent does not know it.
+pub fn builtin_scope(group: &str, kind: &str) -> Option<bool> {
+    let (_, cluster, namespaced) = KNOWN_SCOPES.iter().find(|(g, _, _)| *g == group)?;
+    if cluster.contains(&kind) {
+        Some(true)
+    } else if namespaced.contains(&kind) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// The API group of an `apiVersion` (`""` for the core group's `v1`).
+pub fn api_group(api_version: &str) -> &str {
+    api_version.split_once('/').map_or("", |(group, _)| group)
+}
 
 /// Most refused objects named in one error; the rest are counted.
 pub const MAX_NAMED_REFUSALS: usize = 20;
@@ -31,6 +187,8 @@ pub const MAX_NAMED_REFUSALS: usize = 20;
 pub struct AllowList {
     namespaces: BTreeSet<String>,
     cluster_scoped: bool,
+    /// The sink asks API discovery for every object's scope before it writes.
+    discovery: bool,
 }
 
 /// Where an object lands.
@@ -40,6 +198,9 @@ pub enum Placement<'a> {
     Namespaced(&'a str),
     /// Cluster-scoped (or namespace-less with no default: treated as cluster-scoped).
     ClusterScoped,
+    /// A kind whose scope the agent does not know, with the namespace the object names, if
+    /// any: it must be allowed both ways.
+    Unknown(Option<&'a str>),
 }
 
 impl AllowList {
@@ -59,7 +220,21 @@ impl AllowList {
         Ok(AllowList {
             namespaces,
             cluster_scoped,
+            discovery: false,
         })
+    }
+
+    /// The same list, for a sink that checks every object again with the scope API
+    /// discovery reports (the `kube` sink): rendering then takes a kind of unknown scope as
+    /// namespaced instead of refusing it.
+    pub fn checked_by_discovery(mut self) -> Self {
+        self.discovery = true;
+        self
+    }
+
+    /// Whether rendering must refuse what it cannot place (no discovery check follows).
+    pub fn fails_closed_on_unknown_scope(&self) -> bool {
+        !self.discovery
     }
 
     /// `None` when the object (of API `group` and `kind`) may be applied, else a
@@ -67,8 +242,8 @@ impl AllowList {
     pub fn refusal(&self, group: &str, kind: &str, name: &str, placement: Placement<'_>) -> Option<String> {
         if CLUSTER_WIDE_KINDS.contains(&(group, kind)) && !self.cluster_scoped {
             let ns = match placement {
-                Placement::Namespaced(ns) => format!(" in namespace {ns}"),
-                Placement::ClusterScoped => String::new(),
+                Placement::Namespaced(ns) | Placement::Unknown(Some(ns)) => format!(" in namespace {ns}"),
+                Placement::ClusterScoped | Placement::Unknown(None) => String::new(),
             };
             return Some(format!("{kind} {name}{ns} (its controller writes cluster-wide)"));
         }
@@ -76,8 +251,18 @@ impl AllowList {
             Placement::Namespaced(ns) if self.namespaces.contains(ns) => None,
             Placement::Namespaced(ns) => Some(format!("{kind} {name} in namespace {ns}")),
             Placement::ClusterScoped if self.cluster_scoped => None,
-            Placement::ClusterScoped if kind == "Namespace" && self.namespaces.contains(name) => None,
+            Placement::ClusterScoped if (group, kind) == ("", "Namespace") && self.namespaces.contains(name) => None,
             Placement::ClusterScoped => Some(format!("{kind} {name} (cluster-scoped)")),
+            Placement::Unknown(ns) if self.cluster_scoped && ns.is_none_or(|ns| self.namespaces.contains(ns)) => None,
+            Placement::Unknown(ns) => {
+                let ns = ns.map(|ns| format!(" in namespace {ns}")).unwrap_or_default();
+                let group = if group.is_empty() { "core" } else { group };
+                Some(format!(
+                    "{kind} {name}{ns} (scope of {kind}.{group} unknown without its \
+                     CustomResourceDefinition in the bundle: counted as cluster-scoped; include \
+                     the CRD, or use the kube sink, which asks the API server)"
+                ))
+            }
         }
     }
 
@@ -184,6 +369,41 @@ mod tests {
             allow.refusal("example.com", "HelmChart", "x", Placement::Namespaced("shop")),
             None
         );
+    }
+
+    #[test]
+    fn built_in_scope_is_looked_up_by_group_and_kind() {
+        assert_eq!(builtin_scope("rbac.authorization.k8s.io", "ClusterRole"), Some(true));
+        assert_eq!(builtin_scope("networking.k8s.io", "ServiceCIDR"), Some(true));
+        assert_eq!(builtin_scope("", "ConfigMap"), Some(false));
+        // The same kind name in another group is not known.
+        assert_eq!(builtin_scope("", "ClusterRole"), None);
+        assert_eq!(builtin_scope("example.com", "Namespace"), None);
+        // A kind of a known group that is not listed (a newer one) is not known either.
+        assert_eq!(builtin_scope("resource.k8s.io", "SomethingNew"), None);
+        assert_eq!(api_group("v1"), "");
+        assert_eq!(api_group("networking.k8s.io/v1"), "networking.k8s.io");
+        // Only the core group's Namespace may be created by name.
+        let allow = shop(false);
+        assert!(allow
+            .refusal("example.com", "Namespace", "shop", Placement::ClusterScoped)
+            .is_some());
+    }
+
+    #[test]
+    fn an_object_of_unknown_scope_must_be_allowed_both_ways() {
+        assert!(shop(false)
+            .refusal("x.io", "Widget", "w", Placement::Unknown(Some("shop")))
+            .is_some_and(|r| r.contains("unknown")));
+        assert_eq!(
+            shop(true).refusal("x.io", "Widget", "w", Placement::Unknown(Some("shop"))),
+            None
+        );
+        assert!(shop(true)
+            .refusal("x.io", "Widget", "w", Placement::Unknown(Some("kube-system")))
+            .is_some());
+        assert!(shop(false).fails_closed_on_unknown_scope());
+        assert!(!shop(false).checked_by_discovery().fails_closed_on_unknown_scope());
     }
 
     #[test]

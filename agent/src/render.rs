@@ -22,14 +22,14 @@
 mod documents;
 mod tarball;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::Path;
 
 use serde::Deserialize;
 use serde_norway::{Mapping, Value};
 
-use crate::allow::{AllowList, Placement};
+use crate::allow::{api_group, builtin_scope, AllowList, Placement};
 use crate::error::{Error, Result};
 use crate::select::Cluster;
 use documents::{Documents, SplitError};
@@ -114,9 +114,10 @@ pub struct ManifestFile {
 /// order is first copied to a temporary file in the blob's directory.
 ///
 /// With an `allow` list, every object is checked against it once its namespace is known
-/// (kinds in [`CLUSTER_SCOPED`] or defined cluster-scoped by a CRD of the bundle, and
-/// objects left without a namespace, count as cluster-scoped); if any is refused, the
-/// whole bundle is an [`Error::NotAllowed`] naming each refused object.
+/// (kinds of [`crate::allow::builtin_scope`] or defined cluster-scoped by a CRD of the
+/// bundle, and objects left without a namespace, count as cluster-scoped; a kind neither
+/// knows must pass both ways unless the sink checks with discovery); if any is refused,
+/// the whole bundle is an [`Error::NotAllowed`] naming each refused object.
 pub fn render_bundle(
     blob: &Path,
     what: &str,
@@ -143,7 +144,8 @@ pub fn render_bundle(
                 }
             }
             // A CRD made a kind cluster-scoped after objects of that kind got the bundle's
-            // namespace: render again, knowing it from the start. Each such pass learns at
+            // namespace (or namespaced after objects of it were checked with an unknown
+            // scope): render again, knowing it from the start. Each such pass learns at
             // least one kind more, so this ends.
             Ok(()) => {}
             Err(Stop::Unsorted) => {
@@ -167,13 +169,17 @@ struct Renderer<'a> {
     namespace: Option<&'a str>,
     cluster: &'a Cluster,
     max_document_bytes: u64,
-    /// Built-in cluster-scoped kinds plus those of the bundle's CRDs seen so far (kept
-    /// across passes).
-    cluster_scoped: BTreeSet<String>,
+    /// Scope of the (group, kind) pairs the bundle's CRDs seen so far define, true when
+    /// cluster-scoped (kept across passes); built-in kinds are in [`builtin_scope`].
+    crd_scopes: BTreeMap<(String, String), bool>,
     /// Kinds of the objects given the bundle's namespace in this pass.
     defaulted: BTreeSet<String>,
     defaulted_overflow: bool,
-    /// An object of a kind later found to be cluster-scoped was given the namespace.
+    /// (group, kind) pairs checked against the allow-list with an unknown scope this pass.
+    unknown: BTreeSet<(String, String)>,
+    unknown_overflow: bool,
+    /// An object of a kind later found to be cluster-scoped was given the namespace, or one
+    /// of a kind later found to be namespaced was checked with an unknown scope.
     stale: bool,
     objects: u64,
     /// The operator's namespace allow-list, if any.
@@ -189,9 +195,11 @@ impl<'a> Renderer<'a> {
             namespace,
             cluster,
             max_document_bytes: limits.max_document_bytes,
-            cluster_scoped: CLUSTER_SCOPED.iter().map(|k| k.to_string()).collect(),
+            crd_scopes: BTreeMap::new(),
             defaulted: BTreeSet::new(),
             defaulted_overflow: false,
+            unknown: BTreeSet::new(),
+            unknown_overflow: false,
             stale: false,
             objects: 0,
             allow: None,
@@ -203,6 +211,8 @@ impl<'a> Renderer<'a> {
     fn restart(&mut self) {
         self.defaulted.clear();
         self.defaulted_overflow = false;
+        self.unknown.clear();
+        self.unknown_overflow = false;
         self.stale = false;
         self.objects = 0;
         self.refused.clear();
@@ -246,14 +256,19 @@ impl<'a> Renderer<'a> {
 
     /// Defaults the namespace of one checked object and writes it.
     fn write(&mut self, mut obj: Mapping, out: &mut dyn ObjectWriter) -> Result<()> {
-        if let Some(kind) = cluster_scoped_crd_kind(&obj) {
-            if !self.cluster_scoped.contains(kind) {
-                self.stale |= self.defaulted_overflow || self.defaulted.contains(kind);
-                self.cluster_scoped.insert(kind.to_string());
+        if let Some((key, cluster_scoped)) = crd_scope(&obj) {
+            if !self.crd_scopes.contains_key(&key) {
+                self.stale |= match cluster_scoped {
+                    true => self.defaulted_overflow || self.defaulted.contains(&key.1),
+                    false => self.unknown_overflow || self.unknown.contains(&key),
+                };
+                self.crd_scopes.insert(key, cluster_scoped);
             }
         }
         if let Some(ns) = self.namespace {
-            if default_namespace(&mut obj, ns, &self.cluster_scoped) {
+            let group = api_group(str_field(&obj, "apiVersion").unwrap_or_default());
+            let kind = str_field(&obj, "kind").unwrap_or_default();
+            if self.scope(group, kind) != Some(true) && default_namespace(&mut obj, ns) {
                 let kind = str_field(&obj, "kind").unwrap_or_default();
                 if !self.defaulted.contains(kind) {
                     if self.defaulted.len() < MAX_TRACKED_KINDS {
@@ -279,23 +294,44 @@ impl<'a> Renderer<'a> {
 }
 
 impl Renderer<'_> {
+    /// Whether (`group`, `kind`) is cluster-scoped (`Some(true)`), namespaced, or unknown,
+    /// by the built-in table and the bundle's CRDs seen so far.
+    fn scope(&self, group: &str, kind: &str) -> Option<bool> {
+        builtin_scope(group, kind).or_else(|| self.crd_scopes.get(&(group.to_string(), kind.to_string())).copied())
+    }
+
     /// Checks one object, its namespace already defaulted, against the allow-list.
-    fn refusal(&self, allow: &AllowList, obj: &Mapping) -> Option<String> {
+    fn refusal(&mut self, allow: &AllowList, obj: &Mapping) -> Option<String> {
         let kind = str_field(obj, "kind").unwrap_or_default();
+        let group = api_group(str_field(obj, "apiVersion").unwrap_or_default());
         let metadata = obj.get("metadata").and_then(Value::as_mapping);
         let name = metadata
             .and_then(|m| str_field(m, "name").or_else(|| str_field(m, "generateName")))
             .unwrap_or_default();
         let namespace = metadata.and_then(|m| str_field(m, "namespace"));
-        let placement = match namespace {
-            Some(ns) if !self.cluster_scoped.contains(kind) => Placement::Namespaced(ns),
-            // Without an API server, a kind we cannot place is treated as cluster-scoped:
-            // the stricter reading.
-            _ => Placement::ClusterScoped,
+        let placement = match (self.scope(group, kind), namespace) {
+            // The API server ignores the namespace of a cluster-scoped object.
+            (Some(true), _) => Placement::ClusterScoped,
+            (Some(false), Some(ns)) => Placement::Namespaced(ns),
+            // The kube sink asks discovery before it writes anything.
+            (None, Some(ns)) if !allow.fails_closed_on_unknown_scope() => Placement::Namespaced(ns),
+            (None, None) if !allow.fails_closed_on_unknown_scope() => Placement::ClusterScoped,
+            // Without an API server, a kind we cannot place must be allowed both ways: a
+            // later CRD of the bundle that makes it namespaced makes the bundle render again.
+            (None, ns) => {
+                let key = (group.to_string(), kind.to_string());
+                if !self.unknown.contains(&key) {
+                    if self.unknown.len() < MAX_TRACKED_KINDS {
+                        self.unknown.insert(key);
+                    } else {
+                        self.unknown_overflow = true;
+                    }
+                }
+                Placement::Unknown(ns)
+            }
+            // Left without a namespace: the stricter reading.
+            (Some(false), None) => Placement::ClusterScoped,
         };
-        let group = str_field(obj, "apiVersion")
-            .and_then(|v| v.split_once('/'))
-            .map_or("", |(group, _)| group);
         allow.refusal(group, kind, name, placement)
     }
 }
@@ -595,53 +631,38 @@ fn check_object(map: &Mapping) -> Result<(), String> {
     Ok(())
 }
 
-/// Built-in kinds that are cluster-scoped (everything else is assumed namespaced).
-pub const CLUSTER_SCOPED: &[&str] = &[
-    "APIService",
-    "CertificateSigningRequest",
-    "ClusterRole",
-    "ClusterRoleBinding",
-    "ComponentStatus",
-    "CSIDriver",
-    "CSINode",
-    "CustomResourceDefinition",
-    "FlowSchema",
-    "IngressClass",
-    "MutatingAdmissionPolicy",
-    "MutatingAdmissionPolicyBinding",
-    "MutatingWebhookConfiguration",
-    "Namespace",
-    "Node",
-    "PersistentVolume",
-    "PriorityClass",
-    "PriorityLevelConfiguration",
-    "RuntimeClass",
-    "StorageClass",
-    "ValidatingAdmissionPolicy",
-    "ValidatingAdmissionPolicyBinding",
-    "ValidatingWebhookConfiguration",
-    "VolumeAttachment",
-];
-
-/// The kind a CustomResourceDefinition with `spec.scope: Cluster` defines.
-fn cluster_scoped_crd_kind(obj: &Mapping) -> Option<&str> {
-    if str_field(obj, "kind") != Some("CustomResourceDefinition") {
+/// The (group, kind) a CustomResourceDefinition defines, and whether `spec.scope` makes
+/// it cluster-scoped. The group is `spec.group`, else what follows the first dot of the
+/// CRD's name (`<plural>.<group>`).
+fn crd_scope(obj: &Mapping) -> Option<((String, String), bool)> {
+    if str_field(obj, "kind") != Some("CustomResourceDefinition")
+        || api_group(str_field(obj, "apiVersion").unwrap_or_default()) != "apiextensions.k8s.io"
+    {
         return None;
     }
     let spec = obj.get("spec").and_then(Value::as_mapping)?;
-    if str_field(spec, "scope") != Some("Cluster") {
-        return None;
-    }
-    spec.get("names")
+    let cluster_scoped = match str_field(spec, "scope")? {
+        "Cluster" => true,
+        "Namespaced" => false,
+        _ => return None,
+    };
+    let kind = spec
+        .get("names")
         .and_then(Value::as_mapping)
-        .and_then(|n| str_field(n, "kind"))
+        .and_then(|n| str_field(n, "kind"))?;
+    let group = str_field(spec, "group").or_else(|| {
+        obj.get("metadata")
+            .and_then(Value::as_mapping)
+            .and_then(|m| str_field(m, "name"))
+            .and_then(|n| n.split_once('.'))
+            .map(|(_, group)| group)
+    })?;
+    Some(((group.to_string(), kind.to_string()), cluster_scoped))
 }
 
-/// Gives a namespaced object without a namespace the bundle's; true when it did.
-fn default_namespace(obj: &mut Mapping, namespace: &str, cluster_scoped: &BTreeSet<String>) -> bool {
-    if str_field(obj, "kind").is_some_and(|k| cluster_scoped.contains(k)) {
-        return false;
-    }
+/// Gives an object (not of a cluster-scoped kind) without a namespace the bundle's; true
+/// when it did.
+fn default_namespace(obj: &mut Mapping, namespace: &str) -> bool {
     match obj.get_mut("metadata") {
         Some(Value::Mapping(metadata)) if !metadata.contains_key("namespace") => {
             metadata.insert("namespace".into(), namespace.into());
@@ -778,7 +799,7 @@ mod tests {
         let namespaces: Vec<Option<String>> = objects
             .into_iter()
             .map(|mut o| {
-                default_namespace(&mut o, "web", &scoped);
+                default_unless_cluster_scoped(&mut o, "web", &scoped);
                 o["metadata"]["namespace"].as_str().map(str::to_string)
             })
             .collect();
@@ -800,11 +821,24 @@ mod tests {
         );
     }
 
-    /// Cluster-scoped kinds of a whole bundle: the built-in list plus its CRDs'.
-    fn all_cluster_scoped_kinds(objects: &[Mapping]) -> BTreeSet<String> {
-        let mut kinds: BTreeSet<String> = CLUSTER_SCOPED.iter().map(|k| k.to_string()).collect();
-        kinds.extend(objects.iter().filter_map(cluster_scoped_crd_kind).map(str::to_string));
-        kinds
+    /// Cluster-scoped custom kinds of a whole bundle: its CRDs'.
+    fn all_cluster_scoped_kinds(objects: &[Mapping]) -> BTreeSet<(String, String)> {
+        objects
+            .iter()
+            .filter_map(crd_scope)
+            .filter(|(_, cluster)| *cluster)
+            .map(|(key, _)| key)
+            .collect()
+    }
+
+    /// Defaults the namespace of `obj` unless the built-in table or `scoped` (a bundle's
+    /// cluster-scoped CRD kinds) says it is cluster-scoped.
+    fn default_unless_cluster_scoped(obj: &mut Mapping, ns: &str, scoped: &BTreeSet<(String, String)>) {
+        let group = api_group(str_field(obj, "apiVersion").unwrap_or_default()).to_string();
+        let kind = str_field(obj, "kind").unwrap_or_default().to_string();
+        if !builtin_scope(&group, &kind).unwrap_or_else(|| scoped.contains(&(group, kind))) {
+            default_namespace(obj, ns);
+        }
     }
 
     /// Rendering as it was done before it streamed: every manifest read whole, substituted
@@ -822,7 +856,7 @@ mod tests {
             .into_iter()
             .map(|mut obj| {
                 if let Some(ns) = namespace {
-                    default_namespace(&mut obj, ns, &scoped);
+                    default_unless_cluster_scoped(&mut obj, ns, &scoped);
                 }
                 serde_norway::to_string(&obj).expect("serialise")
             })
@@ -1081,7 +1115,113 @@ mod tests {
         assert!(err.contains("Widget w (cluster-scoped)"), "{err}");
         let lone = "apiVersion: x.io/v1\nkind: Gadget\nmetadata: {name: g}\n";
         let err = render_allowed(lone, None, &allow).expect_err("refused").to_string();
-        assert!(err.contains("Gadget g (cluster-scoped)"), "{err}");
+        assert!(err.contains("Gadget g (scope of Gadget.x.io unknown"), "{err}");
+    }
+
+    const WIDGET_CRD: &str = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n\
+                              metadata: {name: widgets.x.io}\nspec:\n  group: x.io\n  scope: SCOPE\n  \
+                              names: {kind: Widget, plural: widgets}\n";
+
+    #[test]
+    fn a_cluster_scoped_custom_kind_is_refused_even_when_it_names_an_allowed_namespace() {
+        // The API server ignores metadata.namespace on a cluster-scoped object.
+        let allow = AllowList::new(["web".to_string()], false).expect("allow");
+        let yaml = format!(
+            "{}---\napiVersion: x.io/v1\nkind: Widget\nmetadata: {{name: w, namespace: web}}\n",
+            WIDGET_CRD.replace("SCOPE", "Cluster")
+        );
+        for allow in [allow.clone(), allow.checked_by_discovery()] {
+            let err = render_allowed(&yaml, Some("web"), &allow)
+                .expect_err("refused")
+                .to_string();
+            assert!(err.contains("Widget w (cluster-scoped)"), "{err}");
+        }
+    }
+
+    #[test]
+    fn on_the_dir_sink_a_kind_of_unknown_scope_needs_its_crd_in_the_bundle() {
+        let allow = AllowList::new(["web".to_string()], false).expect("allow");
+        let widget = "apiVersion: x.io/v1\nkind: Widget\nmetadata: {name: w, namespace: web}\n";
+        let err = render_allowed(widget, Some("web"), &allow)
+            .expect_err("unknown scope")
+            .to_string();
+        assert!(
+            err.contains("Widget w in namespace web (scope of Widget.x.io unknown") && err.contains("kube sink"),
+            "{err}"
+        );
+        // Allowing cluster-scoped objects is not enough when the namespace is not listed.
+        let other = widget.replace("namespace: web", "namespace: shop");
+        let allow_cluster = AllowList::new(["web".to_string()], true).expect("allow");
+        assert!(render_allowed(&other, Some("web"), &allow_cluster).is_err());
+        assert_eq!(
+            render_allowed(widget, Some("web"), &allow_cluster)
+                .expect("both ways")
+                .len(),
+            1
+        );
+        // The kube sink checks again with discovery: rendering takes the kind as namespaced.
+        let kube = allow.clone().checked_by_discovery();
+        assert_eq!(render_allowed(widget, Some("web"), &kube).expect("namespaced").len(), 1);
+        // A Namespaced CRD of the same group and kind, even after the object, places it
+        // (the CRD itself is cluster-scoped, and named).
+        let namespaced = WIDGET_CRD.replace("SCOPE", "Namespaced");
+        let after = format!("{widget}---\n{namespaced}");
+        let err = render_allowed(&after, Some("web"), &allow)
+            .expect_err("the CRD itself is cluster-scoped")
+            .to_string();
+        assert!(
+            err.contains("CustomResourceDefinition widgets.x.io") && !err.contains("Widget w"),
+            "{err}"
+        );
+        let other_after = format!("{other}---\n{namespaced}");
+        let err = render_allowed(&other_after, Some("web"), &allow_cluster)
+            .expect_err("namespaced outside the list")
+            .to_string();
+        assert!(
+            err.contains("Widget w in namespace shop") && !err.contains("unknown"),
+            "{err}"
+        );
+        // A CRD of another group says nothing about x.io's Widget.
+        let elsewhere = format!("{widget}---\n{}", namespaced.replace("group: x.io", "group: y.io"));
+        assert!(render_allowed(&elsewhere, Some("web"), &allow).is_err());
+    }
+
+    #[test]
+    fn scope_follows_the_api_group_not_the_kind_name() {
+        let allow = AllowList::new(["web".to_string()], false).expect("allow");
+        // Built-in cluster-scoped kinds: the namespace they name does not count.
+        for (api_version, kind) in [
+            ("networking.k8s.io/v1", "ServiceCIDR"),
+            ("resource.k8s.io/v1", "DeviceClass"),
+            ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy"),
+            ("storage.k8s.io/v1", "VolumeAttributesClass"),
+        ] {
+            let yaml = format!("apiVersion: {api_version}\nkind: {kind}\nmetadata: {{name: x, namespace: web}}\n");
+            let err = render_allowed(&yaml, Some("web"), &allow)
+                .expect_err("cluster-scoped")
+                .to_string();
+            assert!(err.contains(&format!("{kind} x (cluster-scoped)")), "{err}");
+        }
+        // Only the core group's Namespace is a namespace; another group's is unknown.
+        let fake = "apiVersion: example.com/v1\nkind: Namespace\nmetadata: {name: web}\n";
+        let err = render_allowed(fake, None, &allow)
+            .expect_err("not a namespace")
+            .to_string();
+        assert!(err.contains("scope of Namespace.example.com unknown"), "{err}");
+        // k3s's HelmChartConfig is namespaced; its HelmChart still counts as cluster-wide.
+        let config = "apiVersion: helm.cattle.io/v1\nkind: HelmChartConfig\nmetadata: {name: traefik}\n";
+        assert_eq!(
+            render_allowed(config, Some("web"), &allow).expect("namespaced").len(),
+            1
+        );
+        let chart = config.replace("HelmChartConfig", "HelmChart");
+        let err = render_allowed(&chart, Some("web"), &allow)
+            .expect_err("cluster-wide")
+            .to_string();
+        assert!(
+            err.contains("HelmChart traefik in namespace web (its controller writes cluster-wide)"),
+            "{err}"
+        );
     }
 
     /// "Billion laughs": nine levels of aliases, each repeating the one below nine times,

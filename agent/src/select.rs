@@ -329,13 +329,35 @@ mod tests {
         let buckets: Vec<u8> = (0..10_000)
             .map(|i| rollout_bucket(&format!("cluster-{i}"), &name))
             .collect();
-        for percent in [0u8, 5, 50, 100] {
-            let inside = buckets.iter().filter(|&&b| b < percent).count();
+        let wave = |percent: u8| -> BTreeSet<usize> { (0..buckets.len()).filter(|&i| buckets[i] < percent).collect() };
+        let percents = [0u8, 1, 5, 10, 25, 50, 75, 99, 100];
+        for percent in percents {
+            let inside = wave(percent).len();
             let expected = 10_000 * percent as usize / 100;
             assert!(inside.abs_diff(expected) < 200, "{percent}%: {inside} of 10000");
         }
-        // Same inputs, same bucket: no coordination needed between agents.
-        assert_eq!(rollout_bucket("cluster-1", &name), buckets[1]);
+        // Monotonic: every cluster inside at p is inside at every q > p.
+        for (i, &p) in percents.iter().enumerate() {
+            for &q in &percents[i + 1..] {
+                assert!(
+                    wave(p).is_subset(&wave(q)),
+                    "a cluster inside at {p}% is outside at {q}%"
+                );
+            }
+        }
+        assert_eq!(wave(100).len(), 10_000, "100 % is everyone");
+        assert!(wave(0).is_empty(), "0 % is no one");
+    }
+
+    #[test]
+    fn rollout_bucket_matches_the_pinned_values_of_the_format() {
+        // docs/format.md §"Selection", step 3: u64_be(sha256(N + "/" + name)[0..8]) mod 100.
+        // Computed outside this code (`printf site-1/web | sha256sum` → 9a3ab0b17d567f08…,
+        // 0x9a3ab0b17d567f08 mod 100 = 76); every implementation must give these.
+        for (cluster, bundle, bucket) in [("site-1", "web", 76), ("cluster-1", "web", 49), ("site-7", "db", 8)] {
+            let name = BundleName::parse(bundle).expect("name");
+            assert_eq!(rollout_bucket(cluster, &name), bucket, "{cluster}/{bundle}");
+        }
     }
 
     #[test]
@@ -398,7 +420,10 @@ mod tests {
                 assert!(waves[1][i] && waves[2][i], "{n} left the wave as it grew");
             }
         }
-        assert_eq!(rollout_bucket("site-1", &name), rollout_bucket("site-1", &name));
+        // The wave at 10 % is exactly the clusters whose bucket is below 10.
+        for (i, n) in names.iter().enumerate() {
+            assert_eq!(waves[0][i], rollout_bucket(n, &name) < 10, "{n}");
+        }
     }
 
     #[test]

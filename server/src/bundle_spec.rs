@@ -175,6 +175,12 @@ impl BundleSource {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BundleSpec::default(),
             Err(e) => return Err(drover_agent::Error::io(&spec_path, e).into()),
         };
+        if let Some(rollout) = spec.rollout.filter(|r| r.percent > 100) {
+            return Err(Error::source(
+                &spec_path,
+                format!("rollout.percent: {} is out of range (0 to 100)", rollout.percent),
+            ));
+        }
         let kind = if let Some(chart) = &spec.chart {
             if dir.join(CHART_FILE).is_file() {
                 return Err(Error::source(

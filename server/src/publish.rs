@@ -19,7 +19,7 @@ use drover_agent::format::{
 use drover_agent::fsutil;
 use time::OffsetDateTime;
 
-use crate::bundle_spec::{check_manifest_file, BundleSource, Recipe, SourceKind, TargetSpec};
+use crate::bundle_spec::{check_manifest_file, BundleSource, Recipe, SourceKind, TargetSpec, BUNDLE_FILE};
 use crate::error::{Error, Result};
 use crate::keygen::load_secret_key;
 use crate::manifest_check::{check_objects, ObjectId};
@@ -126,6 +126,7 @@ pub fn publish(opts: &PublishOptions, now: OffsetDateTime) -> Result<PublishSumm
     }
     let sk = load_secret_key(&opts.key)?;
     let sources = read_bundle_sources(&opts.src)?;
+    check_dependencies(&sources)?;
     let previous_index = previous_index(&opts.store)?;
 
     let wanted: Vec<Vec<WantedTarget<'_>>> = sources
@@ -281,7 +282,6 @@ pub fn publish(opts: &PublishOptions, now: OffsetDateTime) -> Result<PublishSumm
             targets,
         });
     }
-    check_dependencies(&bundles, &opts.src)?;
 
     let version = previous_index.as_ref().map_or(0, |i| i.version) + 1;
     let expires = now + opts.expires_in;
@@ -466,30 +466,35 @@ fn read_bundle_sources(src: &Path) -> Result<Vec<BundleSource>> {
     dirs.iter().map(|d| BundleSource::read(d)).collect()
 }
 
-/// Refuses unknown `dependsOn` names and cycles at publish time, before agents see them.
-fn check_dependencies(bundles: &[Bundle], src: &Path) -> Result<()> {
-    for b in bundles {
-        for d in &b.depends_on {
-            if !bundles.iter().any(|o| &o.name == d) {
+/// Refuses unknown `dependsOn` names and cycles at publish time, before anything is built
+/// and before agents see them; the error names the `bundle.yaml` that declares the edge.
+fn check_dependencies(sources: &[BundleSource]) -> Result<()> {
+    let spec_path = |s: &BundleSource| s.dir.join(BUNDLE_FILE);
+    for b in sources {
+        for d in &b.spec.depends_on {
+            if !sources.iter().any(|o| &o.name == d) {
                 return Err(Error::source(
-                    src,
-                    format!("bundle {}: dependsOn names unknown bundle {d}", b.name),
+                    spec_path(b),
+                    format!("dependsOn: no bundle named {d} (expected a directory bundles/{d}/)"),
                 ));
             }
         }
     }
     // Depth-first search from each bundle; a path back to itself is a cycle.
-    for start in bundles {
+    for start in sources {
         let mut stack = vec![(&start.name, vec![start.name.as_str()])];
         while let Some((name, path)) = stack.pop() {
-            let Some(b) = bundles.iter().find(|b| &b.name == name) else {
+            let Some(b) = sources.iter().find(|b| &b.name == name) else {
                 continue;
             };
-            for d in &b.depends_on {
+            for d in &b.spec.depends_on {
                 let mut next = path.clone();
                 next.push(d.as_str());
                 if d == &start.name {
-                    return Err(Error::source(src, format!("dependsOn cycle: {}", next.join(" -> "))));
+                    return Err(Error::source(
+                        spec_path(start),
+                        format!("dependsOn: cycle {}", next.join(" -> ")),
+                    ));
                 }
                 if !path.contains(&d.as_str()) {
                     stack.push((d, next));

@@ -339,6 +339,32 @@ fn depends_on_cycle_is_rejected_at_publish_naming_the_bundles() {
     }
     let err = publish_fails(&site);
     assert!(err.contains("cycle") && err.contains("a -> b -> a"), "{err}");
+    assert!(
+        err.contains("bundles/a/bundle.yaml") && err.contains("dependsOn"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_depends_on_and_out_of_range_percent_name_the_bundle_file() {
+    let site = Site::new();
+    site.write(
+        "src/bundles/app/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\n",
+    );
+    site.write("src/bundles/app/bundle.yaml", "dependsOn: [missing]\n");
+    let err = publish_fails(&site);
+    assert!(
+        err.contains("bundles/app/bundle.yaml") && err.contains("dependsOn") && err.contains("missing"),
+        "{err}"
+    );
+
+    site.write("src/bundles/app/bundle.yaml", "rollout: {percent: 101}\n");
+    let err = publish_fails(&site);
+    assert!(
+        err.contains("bundles/app/bundle.yaml") && err.contains("rollout.percent") && err.contains("101"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -424,6 +450,30 @@ fn missing_kubectl_and_kustomize_errors_name_the_overlay() {
     );
     let err = publish_with("kubectl");
     assert!(err.contains("overlays/large") && err.contains("kustomize"), "{err}");
+}
+
+#[test]
+fn kustomize_remote_resources_are_refused_before_kubectl_runs() {
+    let site = authoring_site();
+    // A kubectl that cannot run: the refusal must come first, with no network.
+    site.write(
+        "src/bundles/shop/overlays/large/kustomization.yaml",
+        "resources:\n- ../../base\n- https://github.com/org/repo//deploy?ref=v1\n",
+    );
+    let (src, store, key) = (site.p("src"), site.p("store"), site.p("keys/drover.key"));
+    let out = Command::new(bin("drover"))
+        .args(["publish", &src, "--store", &store, "--key", &key])
+        .env("DROVER_KUBECTL", "/nonexistent/kubectl")
+        .output()
+        .expect("run drover");
+    assert!(!out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("overlays/large/kustomization.yaml") && err.contains("resources[1]") && err.contains("remote"),
+        "{err}"
+    );
+    assert!(!err.contains("not found"), "kubectl never ran: {err}");
+    assert!(!site.path("store/index.json").exists(), "nothing published");
 }
 
 #[test]

@@ -221,6 +221,23 @@ fn blob_of_the_wrong_size_fails_only_that_bundle() {
 }
 
 #[test]
+fn truncated_blob_fails_only_that_bundle() {
+    // Fewer bytes than the signed size: a cut-short copy on a mirror or USB stick.
+    let up = Upgrade::new(LABELS);
+    let blob = up.web_v2_blob();
+    let bytes = std::fs::read(up.site.path(&blob)).unwrap();
+    let size = bytes.len();
+    std::fs::write(up.site.path(&blob), &bytes[..size / 2]).unwrap();
+    up.assert_web_failed(
+        LABELS,
+        &[
+            &blob,
+            &format!("size mismatch: index says {size} bytes, got {}", size / 2),
+        ],
+    );
+}
+
+#[test]
 fn missing_blob_fails_only_that_bundle() {
     let up = Upgrade::new(LABELS);
     let blob = up.web_v2_blob();

@@ -126,3 +126,49 @@ fn allow_cluster_scoped_without_namespaces_is_a_configuration_error() {
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("allowClusterScoped"), "{out}");
 }
+
+#[test]
+fn on_the_dir_sink_kinds_of_unknown_scope_fail_closed_and_namespaces_do_not_make_cluster_objects_local() {
+    let site = Site::new();
+    site.write("src/bundles/app/bundle.yaml", "namespace: web\n");
+    // A custom kind whose CRD is installed on the cluster but not in the bundle, and a
+    // built-in cluster-scoped kind that names an allowed namespace (the API server
+    // ignores it).
+    site.write(
+        "src/bundles/app/objects.yaml",
+        "apiVersion: x.example.com/v1\nkind: Widget\nmetadata: {name: w}\n---\n\
+         apiVersion: networking.k8s.io/v1\nkind: ServiceCIDR\nmetadata: {name: wide, namespace: web}\n\
+         spec: {cidrs: [10.96.0.0/12]}\n",
+    );
+    site.publish(&[]);
+    let (code, out) = agent(&site, &["--allow-namespace", "web"]);
+    assert_eq!(code, Some(1), "{out}");
+    let app = line_of(&out, "app");
+    for named in [
+        "Widget w in namespace web (scope of Widget.x.example.com unknown",
+        "kube sink",
+        "ServiceCIDR wide (cluster-scoped)",
+    ] {
+        assert!(app.contains(named), "app's line names {named:?}: {out}");
+    }
+    assert!(site.manifests().is_empty(), "nothing written: {out}");
+
+    // With the Widget's CRD in the bundle saying Namespaced, only the ServiceCIDR is left.
+    site.write(
+        "src/bundles/app/crd.yaml",
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n\
+         metadata: {name: widgets.x.example.com}\n\
+         spec: {group: x.example.com, scope: Namespaced, names: {kind: Widget, plural: widgets}}\n",
+    );
+    site.publish(&[]);
+    let (code, out) = agent(&site, &["--allow-namespace", "web"]);
+    assert_eq!(code, Some(1), "{out}");
+    let app = line_of(&out, "app");
+    assert!(
+        !app.contains("Widget w") && app.contains("ServiceCIDR wide") && app.contains("CustomResourceDefinition"),
+        "{out}"
+    );
+    let (code, out) = agent(&site, &["--allow-namespace", "web", "--allow-cluster-scoped"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(site.manifests()["drover-app.yaml"].contains("name: w"), "{out}");
+}
