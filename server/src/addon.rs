@@ -82,10 +82,20 @@ pub fn render(opts: &AddonOptions) -> Result<String> {
     );
     for doc in &docs {
         out.push_str("---\n");
+        if kind(doc) == "Namespace" && name(doc) != NAMESPACE {
+            out.push_str(NAMESPACE_WARNING);
+        }
         out.push_str(&to_yaml(doc)?);
     }
     Ok(out)
 }
+
+/// Written above each listed Namespace: k3s deletes an object that disappears from a file
+/// it applied, and deleting a namespace deletes every workload in it.
+const NAMESPACE_WARNING: &str =
+    "# A namespace your bundles write to. Removing this object from the file (emptying the\n\
+     # file, or dropping the namespace from --namespaces) makes k3s DELETE the namespace and\n\
+     # every workload in it. To uninstall, delete the file instead (docs/install.md).\n";
 
 /// Parses a multi-document YAML text into JSON values (`what` names it in errors).
 pub fn parse_documents(text: &str, what: &str) -> Result<Vec<Value>> {
@@ -155,6 +165,12 @@ fn check_values(opts: &AddonOptions) -> Result<()> {
         }
     }
     for ns in &opts.namespaces {
+        if ns == NAMESPACE {
+            return Err(input(
+                "--namespaces",
+                format!("{NAMESPACE} is the agent's own namespace (always writable for its bookkeeping); bundles may not write there"),
+            ));
+        }
         let dns_label = !ns.is_empty()
             && ns.len() <= 63
             && ns
@@ -182,21 +198,33 @@ fn input(field: &str, message: impl Into<String>) -> Error {
 /// Replaces sources, keys, cluster name and labels in the ConfigMap's config file, keeping
 /// the shipped settings (sink, state directory, interval, listener).
 fn set_config(doc: &mut Value, opts: &AddonOptions, keys: &[(String, String)]) -> Result<()> {
+    edit_config(doc, |config| {
+        config["sources"] = json!(opts.sources);
+        config["keys"] = keys.iter().map(|(n, _)| json!(format!("{KEYS_MOUNT}/{n}"))).collect();
+        config["clusterName"] = json!(opts.cluster_name);
+        config["labels"] = json!(opts.labels);
+    })
+}
+
+/// Parses the ConfigMap's config file, lets `edit` change it, and writes it back.
+fn edit_config(doc: &mut Value, edit: impl FnOnce(&mut Value)) -> Result<()> {
     let text = doc["data"]["config.yaml"].as_str().unwrap_or_default();
     let mut config: Value = serde_norway::from_str(text).map_err(|e| Error::Input {
         field: "manifests/drover.yaml ConfigMap drover-agent-config".into(),
         message: format!("config.yaml is not YAML: {e}"),
     })?;
-    config["sources"] = json!(opts.sources);
-    config["keys"] = keys.iter().map(|(n, _)| json!(format!("{KEYS_MOUNT}/{n}"))).collect();
-    config["clusterName"] = json!(opts.cluster_name);
-    config["labels"] = json!(opts.labels);
+    edit(&mut config);
     doc["data"]["config.yaml"] = json!(to_yaml(&config)?);
     Ok(())
 }
 
 /// Swaps the cluster-wide binding for the least-privilege RBAC: cluster-wide read, and the
 /// write ClusterRole bound in drover-system and in each of `namespaces`, which are created.
+/// The agent's allow-list gets the same namespaces: without it a bundle reaching outside
+/// them would be half applied before the API's 403, and a HelmChart in a listed namespace
+/// would let helm-controller install anything cluster-wide as cluster-admin. drover-system
+/// is not on the list: the agent's own bookkeeping there is exempt, and bundles must not
+/// write there.
 fn least_privilege(docs: Vec<Value>, namespaces: &[String]) -> Result<Vec<Value>> {
     let binding_model = parse_documents(LEAST_PRIVILEGE_NAMESPACES, "manifests/least-privilege/namespaces.yaml")?
         .into_iter()
@@ -207,18 +235,23 @@ fn least_privilege(docs: Vec<Value>, namespaces: &[String]) -> Result<Vec<Value>
                 "no RoleBinding in drover-system",
             )
         })?;
+    let mut listed: Vec<&String> = namespaces.iter().filter(|ns| *ns != NAMESPACE).collect();
+    listed.sort();
+    listed.dedup();
     let mut out: Vec<Value> = docs
         .into_iter()
         .filter(|d| !(kind(d) == "ClusterRoleBinding" && name(d) == AGENT))
         .collect();
+    for doc in &mut out {
+        if kind(doc) == "ConfigMap" && name(doc) == CONFIG_MAP {
+            edit_config(doc, |config| config["allowNamespaces"] = json!(listed))?;
+        }
+    }
     out.extend(parse_documents(
         LEAST_PRIVILEGE_CLUSTER,
         "manifests/least-privilege/cluster.yaml",
     )?);
     out.push(binding_model.clone());
-    let mut listed: Vec<&String> = namespaces.iter().filter(|ns| *ns != NAMESPACE).collect();
-    listed.sort();
-    listed.dedup();
     for ns in listed {
         out.push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
         let mut binding = binding_model.clone();
@@ -328,5 +361,38 @@ mod tests {
             .iter()
             .find(|d| name(d) == "drover-agent-read" && kind(d) == "ClusterRole");
         assert!(read.is_some());
+        assert_eq!(config_of(&docs)["allowNamespaces"], json!(["cafe", "shop"]));
+    }
+
+    #[test]
+    fn without_namespaces_the_agent_has_no_allow_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let docs = parse_documents(&render(&options(dir.path())).unwrap(), "output").unwrap();
+        assert!(config_of(&docs).get("allowNamespaces").is_none());
+    }
+
+    #[test]
+    fn rejects_the_agents_own_namespace_in_the_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = options(dir.path());
+        opts.namespaces = vec!["shop".into(), NAMESPACE.into()];
+        let err = render(&opts).unwrap_err().to_string();
+        assert!(err.contains("--namespaces") && err.contains(NAMESPACE), "{err}");
+    }
+
+    #[test]
+    fn warns_above_each_listed_namespace_that_removing_it_deletes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = options(dir.path());
+        opts.namespaces = vec!["shop".into()];
+        let text = render(&opts).unwrap();
+        let at = text.find("kind: Namespace\nmetadata:\n  name: shop").unwrap();
+        let before = &text[..at];
+        let doc_start = before.rfind("---\n").unwrap();
+        assert!(
+            before[doc_start..].contains("DELETE the namespace"),
+            "{}",
+            &before[doc_start..]
+        );
     }
 }

@@ -193,6 +193,34 @@ fn least_privilege_overlay_is_strict_and_applies() {
     get_json(&api, &["rolebinding", "drover-agent", "-n", "shop"]);
 }
 
+/// The agent config file held by the ConfigMap drover-agent-config among `docs`.
+fn agent_config(docs: &[Value]) -> Value {
+    let cm = docs
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == "drover-agent-config")
+        .expect("ConfigMap drover-agent-config");
+    serde_norway::from_str(cm["data"]["config.yaml"].as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn least_privilege_overlay_turns_on_the_allow_list_for_its_namespaces() {
+    let docs = documents(&kustomize(&repo_root().join("manifests/least-privilege")));
+    let mut config = agent_config(&docs);
+    // Write access (a RoleBinding) and the allow-list name the same namespaces, except the
+    // agent's own drover-system, which bundles must not write to.
+    let bound: Vec<&str> = docs
+        .iter()
+        .filter(|d| d["kind"] == "RoleBinding")
+        .filter_map(|d| d["metadata"]["namespace"].as_str())
+        .filter(|ns| *ns != "drover-system")
+        .collect();
+    assert_eq!(bound, ["shop"]);
+    assert_eq!(config["allowNamespaces"], serde_json::json!(bound));
+    // Apart from the allow-list, the overlay's config is the base's (the patch repeats it).
+    config.as_object_mut().unwrap().remove("allowNamespaces");
+    assert_eq!(config, agent_config(&documents(&drop_in_body())));
+}
+
 #[test]
 fn addon_output_is_strict_applies_and_carries_the_values() {
     let site = Site::new();
@@ -226,6 +254,13 @@ fn addon_output_is_strict_applies_and_carries_the_values() {
     assert_eq!(config["labels"]["note"], "a: b # not a comment");
     assert_eq!(config["sources"][1], "file:///media/usb/store");
     assert_eq!(config["keys"][0], "/etc/drover/keys/drover.pub");
+    // Least privilege turns on the agent's allow-list: a bundle reaching outside the
+    // listed namespaces is refused whole instead of half applied.
+    assert_eq!(config["allowNamespaces"], serde_json::json!(["cafe", "shop"]));
+    assert!(
+        yaml.contains("DELETE the namespace"),
+        "no warning above the listed namespaces"
+    );
     let secret = documents(&yaml).into_iter().find(|d| d["kind"] == "Secret").unwrap();
     assert_eq!(
         secret["stringData"]["drover.pub"].as_str().unwrap(),
