@@ -306,3 +306,68 @@ fn addon_config_is_accepted_by_the_agent_config_parser() {
     );
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
 }
+
+/// The `kubectl` command lines of install.md's uninstall procedure (`\` continuations joined).
+fn documented_uninstall_commands() -> Vec<Vec<String>> {
+    let doc = std::fs::read_to_string(repo_root().join("docs/install.md")).unwrap();
+    let section = doc
+        .split_once("## Uninstalling the agent")
+        .and_then(|(_, rest)| rest.split_once("```sh\n"))
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .map(|(block, _)| block.replace("\\\n", " "))
+        .expect("a sh block in install.md's \"Uninstalling the agent\"");
+    section
+        .lines()
+        .filter_map(|l| l.strip_prefix("kubectl "))
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect()
+}
+
+#[test]
+fn documented_uninstall_removes_the_agent_and_keeps_the_listed_namespaces_and_workloads() {
+    let site = Site::new();
+    let key = site.p("keys/drover.pub");
+    let yaml = drover_ok(&[
+        "addon",
+        "--source",
+        "https://store.example.net/stable",
+        "--key",
+        &key,
+        "--cluster-name",
+        "shop-7",
+        "--namespaces",
+        "shop,cafe",
+    ]);
+    site.write("addon.yaml", &yaml);
+    let api = apply(&site.path("api"), &site.path("addon.yaml"));
+    // A workload a bundle put into a listed namespace.
+    site.write(
+        "workload.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: menu, namespace: shop}\ndata: {soup: tomato}\n",
+    );
+    let out = api.kubectl(&["apply", "--server-side", "-f", &site.p("workload.yaml")]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let commands = documented_uninstall_commands();
+    assert!(commands.len() >= 3, "{commands:?}");
+    for command in &commands {
+        let args: Vec<&str> = command.iter().map(String::as_str).collect();
+        let out = api.kubectl(&args);
+        assert!(out.status.success(), "kubectl {args:?}: {}", text(&out));
+    }
+
+    let gone = |args: &[&str]| {
+        let mut all = vec!["get"];
+        all.extend_from_slice(args);
+        !api.kubectl(&all).status.success()
+    };
+    assert!(gone(&["namespace", "drover-system"]));
+    assert!(gone(&["clusterrole", "drover-agent"]));
+    assert!(gone(&["clusterrole", "drover-agent-read"]));
+    assert!(gone(&["clusterrolebinding", "drover-agent-read"]));
+    assert!(gone(&["rolebinding", "drover-agent", "-n", "shop"]));
+    assert!(gone(&["rolebinding", "drover-agent", "-n", "cafe"]));
+    get_json(&api, &["namespace", "cafe"]);
+    let menu = get_json(&api, &["configmap", "menu", "-n", "shop"]);
+    assert_eq!(menu["data"]["soup"], "tomato");
+}
