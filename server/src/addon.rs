@@ -15,6 +15,7 @@ use drover_agent::oci::RegistryOptions;
 use drover_agent::source::{Limits, Source};
 use drover_agent::verify::TrustedKeys;
 use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
 
@@ -76,6 +77,7 @@ pub fn render(opts: &AddonOptions) -> Result<String> {
     if !opts.namespaces.is_empty() {
         docs = least_privilege(docs, &opts.namespaces)?;
     }
+    roll_on_config_change(&mut docs);
     let mut out = String::from(
         "# drover-agent as a k3s add-on, made by `drover addon` (docs/install.md).\n\
          # Copy to /var/lib/rancher/k3s/server/manifests/drover.yaml on a k3s server.\n",
@@ -96,6 +98,26 @@ const NAMESPACE_WARNING: &str =
     "# A namespace your bundles write to. Removing this object from the file (emptying the\n\
      # file, or dropping the namespace from --namespaces) makes k3s DELETE the namespace and\n\
      # every workload in it. To uninstall, delete the file instead (docs/install.md).\n";
+
+/// Annotates the Deployment's pod template with a digest of the config file and the
+/// trusted keys: the agent reads both only at start, so when k3s re-applies a changed
+/// add-on the changed annotation rolls the pod, and the new values take effect.
+fn roll_on_config_change(docs: &mut [Value]) {
+    let mut digest = Sha256::new();
+    for doc in docs.iter() {
+        match (kind(doc), name(doc)) {
+            ("ConfigMap", CONFIG_MAP) => digest.update(doc["data"].to_string()),
+            ("Secret", KEYS_SECRET) => digest.update(doc["stringData"].to_string()),
+            _ => {}
+        }
+    }
+    let hex: String = digest.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    for doc in docs.iter_mut() {
+        if kind(doc) == "Deployment" && name(doc) == AGENT {
+            doc["spec"]["template"]["metadata"]["annotations"]["checksum/config"] = json!(hex);
+        }
+    }
+}
 
 /// Parses a multi-document YAML text into JSON values (`what` names it in errors).
 pub fn parse_documents(text: &str, what: &str) -> Result<Vec<Value>> {
@@ -362,6 +384,26 @@ mod tests {
             .find(|d| name(d) == "drover-agent-read" && kind(d) == "ClusterRole");
         assert!(read.is_some());
         assert_eq!(config_of(&docs)["allowNamespaces"], json!(["cafe", "shop"]));
+    }
+
+    #[test]
+    fn a_config_change_changes_the_pod_template() {
+        let dir = tempfile::tempdir().unwrap();
+        let checksum = |opts: &AddonOptions| {
+            let docs = parse_documents(&render(opts).unwrap(), "output").unwrap();
+            let deployment = docs.iter().find(|d| kind(d) == "Deployment").unwrap();
+            deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"].clone()
+        };
+        let opts = options(dir.path());
+        let first = checksum(&opts);
+        assert!(first.is_string(), "{first}");
+        assert_eq!(checksum(&opts), first, "same values, same pod template");
+        let mut changed = opts.clone();
+        changed.labels.insert("env".into(), "prod".into());
+        assert_ne!(checksum(&changed), first);
+        let mut narrowed = opts;
+        narrowed.namespaces = vec!["shop".into()];
+        assert_ne!(checksum(&narrowed), first);
     }
 
     #[test]
