@@ -15,6 +15,7 @@ use drover_agent::oci::RegistryOptions;
 use drover_agent::source::{Limits, Source};
 use drover_agent::verify::TrustedKeys;
 use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
 
@@ -76,15 +77,46 @@ pub fn render(opts: &AddonOptions) -> Result<String> {
     if !opts.namespaces.is_empty() {
         docs = least_privilege(docs, &opts.namespaces)?;
     }
+    roll_on_config_change(&mut docs);
     let mut out = String::from(
         "# drover-agent as a k3s add-on, made by `drover addon` (docs/install.md).\n\
          # Copy to /var/lib/rancher/k3s/server/manifests/drover.yaml on a k3s server.\n",
     );
     for doc in &docs {
         out.push_str("---\n");
+        if kind(doc) == "Namespace" && name(doc) != NAMESPACE {
+            out.push_str(NAMESPACE_WARNING);
+        }
         out.push_str(&to_yaml(doc)?);
     }
     Ok(out)
+}
+
+/// Written above each listed Namespace: k3s deletes an object that disappears from a file
+/// it applied, and deleting a namespace deletes every workload in it.
+const NAMESPACE_WARNING: &str =
+    "# A namespace your bundles write to. Removing this object from the file (emptying the\n\
+     # file, or dropping the namespace from --namespaces) makes k3s DELETE the namespace and\n\
+     # every workload in it. To uninstall, delete the file instead (docs/install.md).\n";
+
+/// Annotates the Deployment's pod template with a digest of the config file and the
+/// trusted keys: the agent reads both only at start, so when k3s re-applies a changed
+/// add-on the changed annotation rolls the pod, and the new values take effect.
+fn roll_on_config_change(docs: &mut [Value]) {
+    let mut digest = Sha256::new();
+    for doc in docs.iter() {
+        match (kind(doc), name(doc)) {
+            ("ConfigMap", CONFIG_MAP) => digest.update(doc["data"].to_string()),
+            ("Secret", KEYS_SECRET) => digest.update(doc["stringData"].to_string()),
+            _ => {}
+        }
+    }
+    let hex: String = digest.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    for doc in docs.iter_mut() {
+        if kind(doc) == "Deployment" && name(doc) == AGENT {
+            doc["spec"]["template"]["metadata"]["annotations"]["checksum/config"] = json!(hex);
+        }
+    }
 }
 
 /// Parses a multi-document YAML text into JSON values (`what` names it in errors).
@@ -155,6 +187,12 @@ fn check_values(opts: &AddonOptions) -> Result<()> {
         }
     }
     for ns in &opts.namespaces {
+        if ns == NAMESPACE {
+            return Err(input(
+                "--namespaces",
+                format!("{NAMESPACE} is the agent's own namespace (always writable for its bookkeeping); bundles may not write there"),
+            ));
+        }
         let dns_label = !ns.is_empty()
             && ns.len() <= 63
             && ns
@@ -182,21 +220,33 @@ fn input(field: &str, message: impl Into<String>) -> Error {
 /// Replaces sources, keys, cluster name and labels in the ConfigMap's config file, keeping
 /// the shipped settings (sink, state directory, interval, listener).
 fn set_config(doc: &mut Value, opts: &AddonOptions, keys: &[(String, String)]) -> Result<()> {
+    edit_config(doc, |config| {
+        config["sources"] = json!(opts.sources);
+        config["keys"] = keys.iter().map(|(n, _)| json!(format!("{KEYS_MOUNT}/{n}"))).collect();
+        config["clusterName"] = json!(opts.cluster_name);
+        config["labels"] = json!(opts.labels);
+    })
+}
+
+/// Parses the ConfigMap's config file, lets `edit` change it, and writes it back.
+fn edit_config(doc: &mut Value, edit: impl FnOnce(&mut Value)) -> Result<()> {
     let text = doc["data"]["config.yaml"].as_str().unwrap_or_default();
     let mut config: Value = serde_norway::from_str(text).map_err(|e| Error::Input {
         field: "manifests/drover.yaml ConfigMap drover-agent-config".into(),
         message: format!("config.yaml is not YAML: {e}"),
     })?;
-    config["sources"] = json!(opts.sources);
-    config["keys"] = keys.iter().map(|(n, _)| json!(format!("{KEYS_MOUNT}/{n}"))).collect();
-    config["clusterName"] = json!(opts.cluster_name);
-    config["labels"] = json!(opts.labels);
+    edit(&mut config);
     doc["data"]["config.yaml"] = json!(to_yaml(&config)?);
     Ok(())
 }
 
 /// Swaps the cluster-wide binding for the least-privilege RBAC: cluster-wide read, and the
 /// write ClusterRole bound in drover-system and in each of `namespaces`, which are created.
+/// The agent's allow-list gets the same namespaces: without it a bundle reaching outside
+/// them would be half applied before the API's 403, and a HelmChart in a listed namespace
+/// would let helm-controller install anything cluster-wide as cluster-admin. drover-system
+/// is not on the list: the agent's own bookkeeping there is exempt, and bundles must not
+/// write there.
 fn least_privilege(docs: Vec<Value>, namespaces: &[String]) -> Result<Vec<Value>> {
     let binding_model = parse_documents(LEAST_PRIVILEGE_NAMESPACES, "manifests/least-privilege/namespaces.yaml")?
         .into_iter()
@@ -207,18 +257,23 @@ fn least_privilege(docs: Vec<Value>, namespaces: &[String]) -> Result<Vec<Value>
                 "no RoleBinding in drover-system",
             )
         })?;
+    let mut listed: Vec<&String> = namespaces.iter().filter(|ns| *ns != NAMESPACE).collect();
+    listed.sort();
+    listed.dedup();
     let mut out: Vec<Value> = docs
         .into_iter()
         .filter(|d| !(kind(d) == "ClusterRoleBinding" && name(d) == AGENT))
         .collect();
+    for doc in &mut out {
+        if kind(doc) == "ConfigMap" && name(doc) == CONFIG_MAP {
+            edit_config(doc, |config| config["allowNamespaces"] = json!(listed))?;
+        }
+    }
     out.extend(parse_documents(
         LEAST_PRIVILEGE_CLUSTER,
         "manifests/least-privilege/cluster.yaml",
     )?);
     out.push(binding_model.clone());
-    let mut listed: Vec<&String> = namespaces.iter().filter(|ns| *ns != NAMESPACE).collect();
-    listed.sort();
-    listed.dedup();
     for ns in listed {
         out.push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
         let mut binding = binding_model.clone();
@@ -328,5 +383,58 @@ mod tests {
             .iter()
             .find(|d| name(d) == "drover-agent-read" && kind(d) == "ClusterRole");
         assert!(read.is_some());
+        assert_eq!(config_of(&docs)["allowNamespaces"], json!(["cafe", "shop"]));
+    }
+
+    #[test]
+    fn a_config_change_changes_the_pod_template() {
+        let dir = tempfile::tempdir().unwrap();
+        let checksum = |opts: &AddonOptions| {
+            let docs = parse_documents(&render(opts).unwrap(), "output").unwrap();
+            let deployment = docs.iter().find(|d| kind(d) == "Deployment").unwrap();
+            deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"].clone()
+        };
+        let opts = options(dir.path());
+        let first = checksum(&opts);
+        assert!(first.is_string(), "{first}");
+        assert_eq!(checksum(&opts), first, "same values, same pod template");
+        let mut changed = opts.clone();
+        changed.labels.insert("env".into(), "prod".into());
+        assert_ne!(checksum(&changed), first);
+        let mut narrowed = opts;
+        narrowed.namespaces = vec!["shop".into()];
+        assert_ne!(checksum(&narrowed), first);
+    }
+
+    #[test]
+    fn without_namespaces_the_agent_has_no_allow_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let docs = parse_documents(&render(&options(dir.path())).unwrap(), "output").unwrap();
+        assert!(config_of(&docs).get("allowNamespaces").is_none());
+    }
+
+    #[test]
+    fn rejects_the_agents_own_namespace_in_the_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = options(dir.path());
+        opts.namespaces = vec!["shop".into(), NAMESPACE.into()];
+        let err = render(&opts).unwrap_err().to_string();
+        assert!(err.contains("--namespaces") && err.contains(NAMESPACE), "{err}");
+    }
+
+    #[test]
+    fn warns_above_each_listed_namespace_that_removing_it_deletes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = options(dir.path());
+        opts.namespaces = vec!["shop".into()];
+        let text = render(&opts).unwrap();
+        let at = text.find("kind: Namespace\nmetadata:\n  name: shop").unwrap();
+        let before = &text[..at];
+        let doc_start = before.rfind("---\n").unwrap();
+        assert!(
+            before[doc_start..].contains("DELETE the namespace"),
+            "{}",
+            &before[doc_start..]
+        );
     }
 }

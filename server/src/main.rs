@@ -193,7 +193,7 @@ enum Command {
         /// Agent image (default: the shipped drover-agent:VERSION, as loaded from the air-gap tarball).
         #[arg(long, value_name = "REF")]
         image: Option<String>,
-        /// Least privilege: write access only in these namespaces (comma-separated) and drover-system, instead of cluster-wide.
+        /// Least privilege: write access only in these namespaces (comma-separated) and drover-system, instead of cluster-wide; the agent's allow-list (allowNamespaces) gets the same namespaces.
         #[arg(long, value_name = "NS,…", value_delimiter = ',')]
         namespaces: Vec<String>,
     },

@@ -193,6 +193,34 @@ fn least_privilege_overlay_is_strict_and_applies() {
     get_json(&api, &["rolebinding", "drover-agent", "-n", "shop"]);
 }
 
+/// The agent config file held by the ConfigMap drover-agent-config among `docs`.
+fn agent_config(docs: &[Value]) -> Value {
+    let cm = docs
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == "drover-agent-config")
+        .expect("ConfigMap drover-agent-config");
+    serde_norway::from_str(cm["data"]["config.yaml"].as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn least_privilege_overlay_turns_on_the_allow_list_for_its_namespaces() {
+    let docs = documents(&kustomize(&repo_root().join("manifests/least-privilege")));
+    let mut config = agent_config(&docs);
+    // Write access (a RoleBinding) and the allow-list name the same namespaces, except the
+    // agent's own drover-system, which bundles must not write to.
+    let bound: Vec<&str> = docs
+        .iter()
+        .filter(|d| d["kind"] == "RoleBinding")
+        .filter_map(|d| d["metadata"]["namespace"].as_str())
+        .filter(|ns| *ns != "drover-system")
+        .collect();
+    assert_eq!(bound, ["shop"]);
+    assert_eq!(config["allowNamespaces"], serde_json::json!(bound));
+    // Apart from the allow-list, the overlay's config is the base's (the patch repeats it).
+    config.as_object_mut().unwrap().remove("allowNamespaces");
+    assert_eq!(config, agent_config(&documents(&drop_in_body())));
+}
+
 #[test]
 fn addon_output_is_strict_applies_and_carries_the_values() {
     let site = Site::new();
@@ -226,6 +254,13 @@ fn addon_output_is_strict_applies_and_carries_the_values() {
     assert_eq!(config["labels"]["note"], "a: b # not a comment");
     assert_eq!(config["sources"][1], "file:///media/usb/store");
     assert_eq!(config["keys"][0], "/etc/drover/keys/drover.pub");
+    // Least privilege turns on the agent's allow-list: a bundle reaching outside the
+    // listed namespaces is refused whole instead of half applied.
+    assert_eq!(config["allowNamespaces"], serde_json::json!(["cafe", "shop"]));
+    assert!(
+        yaml.contains("DELETE the namespace"),
+        "no warning above the listed namespaces"
+    );
     let secret = documents(&yaml).into_iter().find(|d| d["kind"] == "Secret").unwrap();
     assert_eq!(
         secret["stringData"]["drover.pub"].as_str().unwrap(),
@@ -270,4 +305,69 @@ fn addon_config_is_accepted_by_the_agent_config_parser() {
         &["--config", &site.p("config.yaml"), "--once", "--connect-timeout", "2s"],
     );
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+}
+
+/// The `kubectl` command lines of install.md's uninstall procedure (`\` continuations joined).
+fn documented_uninstall_commands() -> Vec<Vec<String>> {
+    let doc = std::fs::read_to_string(repo_root().join("docs/install.md")).unwrap();
+    let section = doc
+        .split_once("## Uninstalling the agent")
+        .and_then(|(_, rest)| rest.split_once("```sh\n"))
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .map(|(block, _)| block.replace("\\\n", " "))
+        .expect("a sh block in install.md's \"Uninstalling the agent\"");
+    section
+        .lines()
+        .filter_map(|l| l.strip_prefix("kubectl "))
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect()
+}
+
+#[test]
+fn documented_uninstall_removes_the_agent_and_keeps_the_listed_namespaces_and_workloads() {
+    let site = Site::new();
+    let key = site.p("keys/drover.pub");
+    let yaml = drover_ok(&[
+        "addon",
+        "--source",
+        "https://store.example.net/stable",
+        "--key",
+        &key,
+        "--cluster-name",
+        "shop-7",
+        "--namespaces",
+        "shop,cafe",
+    ]);
+    site.write("addon.yaml", &yaml);
+    let api = apply(&site.path("api"), &site.path("addon.yaml"));
+    // A workload a bundle put into a listed namespace.
+    site.write(
+        "workload.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: menu, namespace: shop}\ndata: {soup: tomato}\n",
+    );
+    let out = api.kubectl(&["apply", "--server-side", "-f", &site.p("workload.yaml")]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let commands = documented_uninstall_commands();
+    assert!(commands.len() >= 3, "{commands:?}");
+    for command in &commands {
+        let args: Vec<&str> = command.iter().map(String::as_str).collect();
+        let out = api.kubectl(&args);
+        assert!(out.status.success(), "kubectl {args:?}: {}", text(&out));
+    }
+
+    let gone = |args: &[&str]| {
+        let mut all = vec!["get"];
+        all.extend_from_slice(args);
+        !api.kubectl(&all).status.success()
+    };
+    assert!(gone(&["namespace", "drover-system"]));
+    assert!(gone(&["clusterrole", "drover-agent"]));
+    assert!(gone(&["clusterrole", "drover-agent-read"]));
+    assert!(gone(&["clusterrolebinding", "drover-agent-read"]));
+    assert!(gone(&["rolebinding", "drover-agent", "-n", "shop"]));
+    assert!(gone(&["rolebinding", "drover-agent", "-n", "cafe"]));
+    get_json(&api, &["namespace", "cafe"]);
+    let menu = get_json(&api, &["configmap", "menu", "-n", "shop"]);
+    assert_eq!(menu["data"]["soup"], "tomato");
 }

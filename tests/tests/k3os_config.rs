@@ -176,31 +176,55 @@ fn host_mode_runs_the_static_agent_and_fills_the_manifests_directory() {
     // One cycle instead of the daemon, and no listener on the fixed port 9090.
     args.extend(["--once", "--listen", "off"]);
 
-    // As the dedicated user boot_cmd makes, with only the rights start_pre gives it: its
-    // state directory, and group write on the manifests directory (owned by root).
+    // As the dedicated user boot_cmd makes, with only the rights start_pre gives it.
     assert_eq!(script_var(&script, "command_user"), "drover:drover");
     let boot = config("host-mode.yaml")["boot_cmd"].to_string();
     assert!(boot.contains("-u 65532") && boot.contains("-g 65532"), "{boot}");
-    let manifests = root.join("var/lib/rancher/k3s/server/manifests");
-    let state = root.join("var/lib/drover");
-    for dir in [&manifests, &state] {
-        std::fs::create_dir_all(dir).unwrap();
-    }
-    let chown = |path: &Path, uid: u32, gid: u32, mode: u32| {
-        std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown needs root");
+    let mode = |path: &Path, mode: u32| {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
     };
-    chown(&state, 65532, 65532, 0o700);
-    chown(&manifests, 0, 65532, 0o770);
-    // The temporary root's ancestors are root's 0700 directories: let the user through.
-    let mut dir = manifests.parent();
+    // The temporary directories above the emulated root stand in for / and may be opened;
+    // below the root, the node is laid out as a real one: /var, /var/lib, /var/log, /etc
+    // and /usr/local 0755 root, and k3s's own directories 0700 root as k3s makes them, with
+    // k3s's coredns.yaml in the manifests directory.
+    let mut dir = Some(root.as_path());
     while let Some(d) = dir.filter(|d| d.starts_with(site.path(""))) {
-        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        mode(d, 0o755);
         dir = d.parent();
     }
-    for d in ["etc", "etc/drover", "usr", "usr/local", "usr/local/bin"] {
-        std::fs::set_permissions(root.join(d), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for d in ["var/lib", "var/log"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
     }
+    for d in [
+        "var",
+        "var/lib",
+        "var/log",
+        "etc",
+        "etc/drover",
+        "usr",
+        "usr/local",
+        "usr/local/bin",
+    ] {
+        mode(&root.join(d), 0o755);
+    }
+    let manifests = root.join("var/lib/rancher/k3s/server/manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    for d in ["var/lib/rancher", "var/lib/rancher/k3s", "var/lib/rancher/k3s/server"] {
+        mode(&root.join(d), 0o700);
+    }
+    let coredns = manifests.join("coredns.yaml");
+    std::fs::write(&coredns, "# k3s's own add-on\n").unwrap();
+    mode(&coredns, 0o600);
+
+    // Then start_pre, as OpenRC runs it: its own `mkdir -p` and `checkpath` lines.
+    let applied = apply_start_pre(&script);
+    assert!(applied >= 5, "start_pre has {applied} mkdir/checkpath lines");
+    let state = root.join("var/lib/drover");
+    let perm = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(perm(&root.join("var/lib/rancher/k3s/server")), 0o710);
+    assert_eq!(perm(&manifests), 0o1770);
+    assert_eq!(perm(&state), 0o700);
+
     let out = std::process::Command::new(command)
         .args(&args)
         .uid(65532)
@@ -208,7 +232,78 @@ fn host_mode_runs_the_static_agent_and_fills_the_manifests_directory() {
         .output()
         .unwrap();
     assert!(out.status.success(), "host-mode agent as uid 65532: {}", text(&out));
-    assert!(!snapshot(&manifests).is_empty());
-    assert_eq!(snapshot(&manifests), snapshot(&site.path("manifests")));
+    let mut written = snapshot(&manifests);
+    assert_eq!(
+        written.remove("coredns.yaml").as_deref(),
+        Some(&b"# k3s's own add-on\n"[..])
+    );
+    assert!(!written.is_empty());
+    assert_eq!(written, snapshot(&site.path("manifests")));
     assert!(state.join("state.json").is_file(), "state directory not used");
+    // The sticky bit: the drover user may not remove k3s's files from the directory.
+    let rm = std::process::Command::new(require("rm", "coreutils"))
+        .arg("-f")
+        .arg(&coredns)
+        .uid(65532)
+        .gid(65532)
+        .output()
+        .unwrap();
+    assert!(!rm.status.success(), "uid 65532 removed coredns.yaml");
+    assert!(coredns.is_file());
+}
+
+/// Runs the `mkdir -p` and `checkpath` lines of the OpenRC script's `start_pre` (paths
+/// already moved into the temporary root) the way busybox mkdir and OpenRC's checkpath
+/// do: checkpath makes the path if it is missing (never its parents), then sets mode and
+/// owner, with drover → 65532 and root → 0. Returns how many lines it ran.
+fn apply_start_pre(script: &str) -> usize {
+    let body = script
+        .split_once("start_pre() {")
+        .and_then(|(_, rest)| rest.split_once("\n}"))
+        .map(|(body, _)| body)
+        .expect("start_pre() { … } in the OpenRC script");
+    let id = |name: &str| match name {
+        "root" => 0,
+        "drover" => 65532,
+        other => panic!("unknown user or group {other:?} in start_pre"),
+    };
+    let mut applied = 0;
+    for line in body.lines().map(str::trim) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.first() {
+            Some(&"mkdir") => {
+                assert_eq!(words.get(1), Some(&"-p"), "{line}");
+                for path in &words[2..] {
+                    std::fs::create_dir_all(path).unwrap();
+                }
+            }
+            Some(&"checkpath") => {
+                let path = Path::new(words.last().unwrap());
+                let flag = |f: &str| {
+                    let at = words
+                        .iter()
+                        .position(|w| *w == f)
+                        .unwrap_or_else(|| panic!("{f} in {line}"));
+                    words[at + 1]
+                };
+                if words.contains(&"--directory") {
+                    if !path.is_dir() {
+                        std::fs::create_dir(path).unwrap_or_else(|e| panic!("{line}: {e}"));
+                    }
+                } else {
+                    assert!(words.contains(&"--file"), "{line}");
+                    if !path.exists() {
+                        std::fs::File::create(path).unwrap_or_else(|e| panic!("{line}: {e}"));
+                    }
+                }
+                let (user, group) = flag("--owner").split_once(':').unwrap();
+                std::os::unix::fs::chown(path, Some(id(user)), Some(id(group))).expect("chown needs root");
+                let mode = u32::from_str_radix(flag("--mode"), 8).unwrap();
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+            }
+            _ => continue,
+        }
+        applied += 1;
+    }
+    applied
 }
