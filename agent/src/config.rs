@@ -431,10 +431,13 @@ impl AgentConfig {
 
 /// `$SSL_CERT_FILE`, the conventional variable naming a PEM CA bundle (the agent image sets
 /// it to the bundle it carries): extra roots when no flag or config key names a CA file.
+/// Unlike a configured file, one that does not exist is skipped: the variable is often set
+/// machine-wide (an environment inherited into a chroot or a container that lacks the file).
 fn ssl_cert_file() -> Option<PathBuf> {
     std::env::var_os("SSL_CERT_FILE")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
+        .filter(|p| p.exists())
 }
 
 /// A duration from the flag, else the config file (named `key` in errors), else `default`.
