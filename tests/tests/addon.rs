@@ -221,29 +221,34 @@ fn least_privilege_overlay_turns_on_the_allow_list_for_its_namespaces() {
     assert_eq!(config, agent_config(&documents(&drop_in_body())));
 }
 
+/// `drover addon --source SOURCE --key KEY --cluster-name CLUSTER EXTRA…`: the add-on it prints.
+fn addon(source: &str, key: &str, cluster: &str, extra: &[&str]) -> String {
+    let mut args = vec!["addon", "--source", source, "--key", key, "--cluster-name", cluster];
+    args.extend_from_slice(extra);
+    drover_ok(&args)
+}
+
 #[test]
 fn addon_output_is_strict_applies_and_carries_the_values() {
     let site = Site::new();
     let key = site.p("keys/drover.pub");
-    let yaml = drover_ok(&[
-        "addon",
-        "--source",
+    let yaml = addon(
         "https://store.example.net/stable",
-        "--source",
-        "file:///media/usb/store",
-        "--key",
         &key,
-        "--cluster-name",
         "shop-7",
-        "--label",
-        "tier=yes",
-        "--label",
-        "note=a: b # not a comment",
-        "--image",
-        "registry.example.net/drover-agent:0.1.0",
-        "--namespaces",
-        "shop,cafe",
-    ]);
+        &[
+            "--source",
+            "file:///media/usb/store",
+            "--label",
+            "tier=yes",
+            "--label",
+            "note=a: b # not a comment",
+            "--image",
+            "registry.example.net/drover-agent:0.1.0",
+            "--namespaces",
+            "shop,cafe",
+        ],
+    );
     assert_strict("drover addon", &yaml);
     site.write("addon.yaml", &yaml);
     let api = apply(&site.path("api"), &site.path("addon.yaml"));
@@ -281,15 +286,7 @@ fn addon_config_is_accepted_by_the_agent_config_parser() {
     // failure is about the store, not the configuration (exit 3, not 2).
     let site = Site::new();
     let key = site.p("keys/drover.pub");
-    let yaml = drover_ok(&[
-        "addon",
-        "--source",
-        "http://127.0.0.1:9/none",
-        "--key",
-        &key,
-        "--cluster-name",
-        "c1",
-    ]);
+    let yaml = addon("http://127.0.0.1:9/none", &key, "c1", &[]);
     let docs = documents(&yaml);
     let cm = docs.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
     let config = cm["data"]["config.yaml"]
@@ -327,17 +324,12 @@ fn documented_uninstall_commands() -> Vec<Vec<String>> {
 fn documented_uninstall_removes_the_agent_and_keeps_the_listed_namespaces_and_workloads() {
     let site = Site::new();
     let key = site.p("keys/drover.pub");
-    let yaml = drover_ok(&[
-        "addon",
-        "--source",
+    let yaml = addon(
         "https://store.example.net/stable",
-        "--key",
         &key,
-        "--cluster-name",
         "shop-7",
-        "--namespaces",
-        "shop,cafe",
-    ]);
+        &["--namespaces", "shop,cafe"],
+    );
     site.write("addon.yaml", &yaml);
     let api = apply(&site.path("api"), &site.path("addon.yaml"));
     // A workload a bundle put into a listed namespace.
