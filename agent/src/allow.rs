@@ -26,6 +26,7 @@
 use std::collections::BTreeSet;
 
 use crate::error::{Error, Result};
+use crate::format::check_dns_label;
 
 /// Namespaced kinds (group, kind) whose controller writes anywhere in the cluster.
 pub const CLUSTER_WIDE_KINDS: &[(&str, &str)] = &[("helm.cattle.io", "HelmChart"), ("k3s.cattle.io", "Addon")];
@@ -212,7 +213,7 @@ impl AllowList {
                 "allowNamespaces: give at least one namespace (without it every namespace is allowed)".into(),
             ));
         }
-        if let Some(bad) = namespaces.iter().find(|n| !is_dns_label(n)) {
+        if let Some(bad) = namespaces.iter().find(|n| check_dns_label(n).is_err()) {
             return Err(Error::Config(format!(
                 "allowNamespaces: {bad:?} is not a namespace name (lower-case letters, digits and '-', at most 63)"
             )));
@@ -297,15 +298,6 @@ impl AllowList {
 }
 
 /// A Kubernetes namespace name: an RFC 1123 label.
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

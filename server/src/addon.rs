@@ -193,14 +193,7 @@ fn check_values(opts: &AddonOptions) -> Result<()> {
                 format!("{NAMESPACE} is the agent's own namespace (always writable for its bookkeeping); bundles may not write there"),
             ));
         }
-        let dns_label = !ns.is_empty()
-            && ns.len() <= 63
-            && ns
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            && !ns.starts_with('-')
-            && !ns.ends_with('-');
-        if !dns_label {
+        if drover_agent::format::check_dns_label(ns).is_err() {
             return Err(input(
                 "--namespaces",
                 format!("{ns:?} is not a namespace name (lowercase letters, digits, '-')"),

@@ -158,9 +158,7 @@ pub fn check_objects(
 }
 
 fn is_dns_label(s: &str) -> bool {
-    let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    let b = s.as_bytes();
-    !b.is_empty() && b.len() <= 63 && b.iter().all(|c| alnum(c) || *c == b'-') && alnum(&b[0]) && alnum(&b[b.len() - 1])
+    drover_agent::format::check_dns_label(s).is_ok()
 }
 
 fn is_dns_subdomain(s: &str) -> bool {

@@ -9,7 +9,7 @@ mod name;
 mod selector;
 
 pub use digest::Digest;
-pub use name::BundleName;
+pub use name::{check_dns_label, BundleName};
 pub use selector::{LabelSelector, Operator, Requirement};
 
 use serde::{Deserialize, Serialize};

@@ -24,7 +24,7 @@ impl BundleName {
 }
 
 /// Checks the DNS-1123 label rule (used for bundle names and namespaces).
-pub(crate) fn check_dns_label(s: &str) -> Result<(), String> {
+pub fn check_dns_label(s: &str) -> Result<(), String> {
     let ok_char = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
     let bytes = s.as_bytes();
     let valid = !bytes.is_empty()
