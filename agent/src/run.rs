@@ -7,7 +7,7 @@
 //! place and the cycle goes on with the others.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use time::OffsetDateTime;
@@ -60,6 +60,9 @@ pub struct Counters {
     /// Indexes and blobs refused by verification.
     pub verify_failures: AtomicU64,
     known: Mutex<BTreeMap<String, VerifiedIndex>>,
+    /// Whether this process has cleared the temporary files a killed one left: only a
+    /// killed process leaves any (ours delete themselves), so once per process suffices.
+    swept: AtomicBool,
 }
 
 impl Counters {
@@ -76,7 +79,9 @@ pub async fn run_cycle(cfg: &AgentConfig, now: OffsetDateTime, counters: &Counte
     let before = state.clone();
     let (verified, winner, source_problems) = best_index(cfg, &state, now, counters).await?;
     let index = verified.index();
-    remove_leftover_temp_files(cfg);
+    if !counters.swept.load(Ordering::Relaxed) && remove_leftover_temp_files(cfg) {
+        counters.swept.store(true, Ordering::Relaxed);
+    }
     let index_changed = before.index.as_ref().map(|i| &i.sha256) != Some(verified.sha256());
     if index_changed {
         tracing::info!(
@@ -174,8 +179,9 @@ pub async fn run_cycle(cfg: &AgentConfig, now: OffsetDateTime, counters: &Counte
 
 /// Removes the temporary files a killed agent left in the state directory and the
 /// manifests directory, before this cycle needs the space. Best effort: a failure is
-/// logged and the cycle goes on.
-fn remove_leftover_temp_files(cfg: &AgentConfig) {
+/// logged and the cycle goes on; returns whether every directory was swept.
+fn remove_leftover_temp_files(cfg: &AgentConfig) -> bool {
+    let mut swept = true;
     let mut dirs = vec![cfg.state_dir.clone()];
     if let Sink::Dir(sink) = &cfg.sink {
         dirs.push(sink.dir().to_path_buf());
@@ -186,9 +192,13 @@ fn remove_leftover_temp_files(cfg: &AgentConfig) {
             Ok(n) => {
                 tracing::info!(dir = %dir.display(), removed = n, "removed temporary files left by an interrupted run")
             }
-            Err(e) => tracing::warn!(error = %e, "could not remove leftover temporary files"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not remove leftover temporary files");
+                swept = false;
+            }
         }
     }
+    swept
 }
 
 /// What a cycle hands to [`finish`].
