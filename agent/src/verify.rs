@@ -118,9 +118,7 @@ pub fn verify_index(
     // Step 2: signature over the exact bytes, before any parsing.
     check_signature(raw, keys)?;
     // Step 3: parse and check fields.
-    let index: Index = serde_json::from_slice(&raw.bytes)
-        .map_err(|e| Error::invalid(what, format!("not a valid format v1 index: {e}")))?;
-    index.validate(what)?;
+    let index = Index::parse(&raw.bytes, what)?;
     check_time_and_version(index, raw, None, now, applied)
 }
 

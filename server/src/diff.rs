@@ -21,11 +21,7 @@ use crate::store::describe_target;
 /// Reads the index of `source` without verifying its signature (see the module docs).
 pub async fn read_index(source: &Source) -> Result<Index> {
     let raw = source.fetch_index().await?;
-    let what = raw.origin.as_str();
-    let index: Index = serde_json::from_slice(&raw.bytes)
-        .map_err(|e| drover_agent::Error::invalid(what, format!("not a valid format v1 index: {e}")))?;
-    index.validate(what)?;
-    Ok(index)
+    Ok(Index::parse(&raw.bytes, &raw.origin)?)
 }
 
 /// What changed between two indexes.

@@ -726,9 +726,7 @@ fn read_source_index(raw: &RawIndex, keys: &[PathBuf], now: OffsetDateTime) -> R
         return Ok((verified.index().clone(), Trust::Verified));
     }
     let what = raw.origin.as_str();
-    let index: Index = serde_json::from_slice(&raw.bytes)
-        .map_err(|e| drover_agent::Error::invalid(what, format!("not a valid format v1 index: {e}")))?;
-    index.validate(what)?;
+    let index = Index::parse(&raw.bytes, what)?;
     if index.expires <= now {
         return Err(drover_agent::Error::Expired {
             what: what.to_string(),

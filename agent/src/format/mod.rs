@@ -138,6 +138,16 @@ impl Target {
 }
 
 impl Index {
+    /// Parses `bytes` as a format v1 index and checks its field rules ([`Index::validate`]).
+    /// This is not verification: call it on bytes whose signature was checked, or where
+    /// trust is not the question (`what` names the index in errors).
+    pub fn parse(bytes: &[u8], what: &str) -> Result<Index> {
+        let index: Index = serde_json::from_slice(bytes)
+            .map_err(|e| Error::invalid(what, format!("not a valid format v1 index: {e}")))?;
+        index.validate(what)?;
+        Ok(index)
+    }
+
     /// Checks every field rule of format v1 that serde cannot express. `what` names the
     /// index (its URL or path) in errors.
     pub fn validate(&self, what: &str) -> Result<()> {
