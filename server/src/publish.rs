@@ -248,7 +248,12 @@ pub fn publish(opts: &PublishOptions, now: OffsetDateTime) -> Result<PublishSumm
     let mut bundles = Vec::new();
     for ((source, wanted), recipe_of) in sources.iter().zip(wanted).zip(&target_recipe) {
         let spec = &source.spec;
-        let old = previous_index.as_ref().and_then(|i| i.bundle(&source.name));
+        // Only a rollout in progress needs previous blobs: at 100 % every cluster is in the wave.
+        let rolling_out = spec.rollout.is_some_and(|r| r.percent < 100);
+        let old = previous_index
+            .as_ref()
+            .and_then(|i| i.bundle(&source.name))
+            .filter(|_| rolling_out);
         let mut targets = Vec::new();
         for ((cluster_selector, cluster_name, tspec), &r) in wanted.into_iter().zip(recipe_of) {
             let BlobRef { digest, size } = blob_refs[r].clone();
@@ -265,9 +270,7 @@ pub fn publish(opts: &PublishOptions, now: OffsetDateTime) -> Result<PublishSumm
                 variant: tspec.and_then(TargetSpec::variant_name),
                 do_not_deploy,
             };
-            // Only a rollout in progress needs it: at 100 % every cluster is in the wave.
-            let rolling_out = spec.rollout.is_some_and(|r| r.percent < 100);
-            target.previous = old.filter(|_| rolling_out).and_then(|old| previous_blob(old, &target));
+            target.previous = old.and_then(|old| previous_blob(old, &target));
             targets.push(target);
         }
         bundles.push(Bundle {
@@ -360,15 +363,14 @@ fn plain_files<'a>(
 /// the old blob the previous one; a new blob in the middle of a rollout keeps the previous
 /// blob, so an abandoned canary never becomes what the rest of the fleet falls back to.
 fn previous_blob(old: &Bundle, new: &Target) -> Option<BlobRef> {
-    let same = old.targets.iter().find(|t| {
-        t.cluster_selector == new.cluster_selector && t.cluster_name == new.cluster_name && !t.do_not_deploy
-    })?;
     if new.do_not_deploy {
         return None;
     }
-    let previous = if same.digest == new.digest {
-        same.previous.clone()
-    } else if !old.paused && old.rollout.is_none_or(|r| r.percent >= 100) {
+    let same = old.targets.iter().find(|t| {
+        t.cluster_selector == new.cluster_selector && t.cluster_name == new.cluster_name && !t.do_not_deploy
+    })?;
+    let old_was_complete = !old.paused && old.rollout.is_none_or(|r| r.percent >= 100);
+    let previous = if same.digest != new.digest && old_was_complete {
         Some(BlobRef {
             digest: same.digest.clone(),
             size: same.size,
