@@ -152,10 +152,21 @@ fn read_keys(paths: &[PathBuf]) -> Result<Vec<(String, String)>> {
     if paths.is_empty() {
         return Err(input("--key", "at least one trusted public key file is required"));
     }
-    // The agent's own loader: a key the agent would refuse is refused here.
-    TrustedKeys::load(paths)?;
+    // Each file read once, checked by the agent's own parser: a key the agent would refuse
+    // is refused here.
+    let contents = paths
+        .iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(path).map_err(|e| drover_agent::Error::Key {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            TrustedKeys::from_key_text(path, &text)?;
+            Ok(text)
+        })
+        .collect::<Result<Vec<String>>>()?;
     let mut keys = Vec::new();
-    for path in paths {
+    for (path, content) in paths.iter().zip(contents) {
         let file = path
             .file_name()
             .and_then(|n| n.to_str())
@@ -165,7 +176,6 @@ fn read_keys(paths: &[PathBuf]) -> Result<Vec<(String, String)>> {
         if keys.iter().any(|(n, _)| *n == file) {
             return Err(Error::source(path, format!("two keys are named {file}; rename one")));
         }
-        let content = std::fs::read_to_string(path).map_err(|e| Error::source(path, e.to_string()))?;
         keys.push((file, content));
     }
     Ok(keys)
@@ -250,7 +260,8 @@ fn least_privilege(docs: Vec<Value>, namespaces: &[String]) -> Result<Vec<Value>
                 "no RoleBinding in drover-system",
             )
         })?;
-    let mut listed: Vec<&String> = namespaces.iter().filter(|ns| *ns != NAMESPACE).collect();
+    // check_values refused drover-system in the list.
+    let mut listed: Vec<&String> = namespaces.iter().collect();
     listed.sort();
     listed.dedup();
     let mut out: Vec<Value> = docs
