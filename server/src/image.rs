@@ -90,14 +90,7 @@ pub fn build(input: &ImageInput) -> Result<Image> {
     if !String::from_utf8_lossy(&ca).contains("-----BEGIN CERTIFICATE-----") {
         return Err(Error::source(&input.ca_bundle, "no PEM certificate in it"));
     }
-    let tag_ok = !input.tag.is_empty()
-        && input.tag.len() <= 128
-        && input
-            .tag
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        && !input.tag.starts_with(['.', '-']);
-    if !tag_ok {
+    if !drover_agent::oci::is_valid_tag(&input.tag) {
         return Err(Error::Input {
             field: "--tag".into(),
             message: format!("{:?} is not an image tag ([A-Za-z0-9_][A-Za-z0-9._-]*)", input.tag),

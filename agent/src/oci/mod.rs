@@ -12,6 +12,14 @@ pub mod client;
 
 pub use client::{Registry, RegistryOptions};
 
+/// The OCI distribution spec's tag rule: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
+pub fn is_valid_tag(tag: &str) -> bool {
+    !tag.is_empty()
+        && tag.len() <= 128
+        && tag.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        && !tag.starts_with(['.', '-'])
+}
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -69,11 +77,7 @@ impl Reference {
         if !repo_ok {
             return Err(err("repository must be lowercase path components [a-z0-9._-]"));
         }
-        let tag_ok = !tag.is_empty()
-            && tag.len() <= 128
-            && tag.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-            && !tag.starts_with(['.', '-']);
-        if !tag_ok {
+        if !is_valid_tag(tag) {
             return Err(err("tag must be [A-Za-z0-9_.-], at most 128 characters"));
         }
         Ok(Reference {
