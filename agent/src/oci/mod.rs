@@ -12,14 +12,6 @@ pub mod client;
 
 pub use client::{Registry, RegistryOptions};
 
-/// The OCI distribution spec's tag rule: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
-pub fn is_valid_tag(tag: &str) -> bool {
-    !tag.is_empty()
-        && tag.len() <= 128
-        && tag.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        && !tag.starts_with(['.', '-'])
-}
-
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -41,6 +33,14 @@ pub const BUNDLE_MEDIA_TYPE: &str = "application/vnd.drover.bundle.v1.tar+gzip";
 pub const TITLE_ANNOTATION: &str = "org.opencontainers.image.title";
 /// Largest manifest accepted (a channel of ~20,000 bundles).
 pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+
+/// The OCI distribution spec's tag rule: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
+pub fn is_valid_tag(tag: &str) -> bool {
+    !tag.is_empty()
+        && tag.len() <= 128
+        && tag.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        && !tag.starts_with(['.', '-'])
+}
 
 /// `oci://HOST[:PORT]/REPO/PATH:CHANNEL`.
 #[derive(Debug, Clone, PartialEq, Eq)]
