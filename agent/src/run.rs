@@ -440,16 +440,12 @@ async fn apply(
             cfg.allow.as_ref(),
             &mut file,
         )?;
-        let intent = BundleState {
-            status: Status::Applying,
-            message: format!("writing {}", chosen.digest.short()),
-            digest: Some(chosen.digest.clone()),
-            file_sha256: None,
-            inputs: None,
-            since: None,
-        };
-        state.bundles.insert(name.clone(), intent);
-        state.save(&cfg.state_dir)?;
+        state.record_intent(
+            &cfg.state_dir,
+            name,
+            &chosen.digest,
+            format!("writing {}", chosen.digest.short()),
+        )?;
         let file_sha = file.commit()?;
         Ok::<_, Error>((file_sha, objects))
     }

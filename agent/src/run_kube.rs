@@ -102,18 +102,13 @@ impl Cycle<'_> {
                                 BTreeMap::new()
                             };
                             if !same_digest {
-                                // Recorded before the API is touched: a crash mid-apply still
-                                // leaves the agent knowing these objects may exist.
-                                let intent = BundleState {
-                                    status: Status::Applying,
-                                    message: format!("applying {}", chosen.digest.short()),
-                                    digest: Some(chosen.digest.clone()),
-                                    file_sha256: None,
-                                    inputs: None,
-                                    since: None,
-                                };
-                                state.bundles.insert(name.clone(), intent);
-                                state.save(&self.cfg.state_dir)?;
+                                // Recorded before the API is touched.
+                                state.record_intent(
+                                    &self.cfg.state_dir,
+                                    &name,
+                                    &chosen.digest,
+                                    format!("applying {}", chosen.digest.short()),
+                                )?;
                             }
                             let policy = Policy {
                                 force: item.bundle.force,
