@@ -94,7 +94,8 @@ fn parent_dir(path: &Path) -> &Path {
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
+/// Flushes `dir`'s entries (a rename in it) to disk; a no-op off Unix.
+pub fn sync_dir(dir: &Path) -> Result<()> {
     #[cfg(unix)]
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())

@@ -532,10 +532,5 @@ pub(crate) async fn fetch_blob(
 }
 
 fn cached_blob_is_intact(path: &std::path::Path, digest: &Digest, size: u64) -> bool {
-    use sha2::Digest as _;
-    let Ok(mut file) = std::fs::File::open(path) else {
-        return false;
-    };
-    let mut hasher = sha2::Sha256::new();
-    std::io::copy(&mut file, &mut hasher).is_ok_and(|n| n == size) && &Digest::from_hasher(hasher) == digest
+    Digest::of_file(path).is_ok_and(|(d, n)| n == size && &d == digest)
 }

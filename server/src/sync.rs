@@ -36,7 +36,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use drover_agent::format::{rfc3339, Digest, Index, Target, BLOB_DIR, INDEX_FILE, SIGNATURE_FILE};
 use drover_agent::source::{RawIndex, Source, DEFAULT_MAX_INDEX_BYTES, DEFAULT_MAX_SIGNATURE_BYTES};
 use drover_agent::verify::{verify_index, TrustedKeys};
-use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
@@ -484,16 +483,9 @@ fn file_holds(path: &Path, digest: &Digest, size: u64, existing: ExistingBlobs) 
 }
 
 fn sha256_file(path: &Path) -> Result<Digest> {
-    let mut file = std::fs::File::open(path).map_err(|e| drover_agent::Error::io(path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
-        let n = file.read(&mut buf).map_err(|e| drover_agent::Error::io(path, e))?;
-        if n == 0 {
-            return Ok(Digest::from_hasher(hasher));
-        }
-        hasher.update(&buf[..n]);
-    }
+    Digest::of_file(path)
+        .map(|(digest, _)| digest)
+        .map_err(|e| drover_agent::Error::io(path, e).into())
 }
 
 /// Writes `index.json` and `index.json.minisig` of `root`, skipping a file whose bytes are
@@ -572,11 +564,7 @@ pub fn index_mtime(previous: Option<SystemTime>, now: SystemTime) -> Option<Syst
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
-    #[cfg(unix)]
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| drover_agent::Error::io(dir, e))?;
-    Ok(())
+    Ok(drover_agent::fsutil::sync_dir(dir)?)
 }
 
 /// Steps 1–3: reads and checks SRC's index and DST's, and finds the blobs DST lacks.

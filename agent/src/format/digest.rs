@@ -27,6 +27,19 @@ impl Digest {
         Self::from_hasher(Sha256::new_with_prefix(bytes))
     }
 
+    /// The digest and length of everything `reader` yields, read in pieces (memory stays
+    /// flat whatever the size).
+    pub fn of_reader(mut reader: impl std::io::Read) -> std::io::Result<(Self, u64)> {
+        let mut hasher = Sha256::new();
+        let n = std::io::copy(&mut reader, &mut hasher)?;
+        Ok((Self::from_hasher(hasher), n))
+    }
+
+    /// The digest and length of the file at `path`.
+    pub fn of_file(path: &std::path::Path) -> std::io::Result<(Self, u64)> {
+        Self::of_reader(std::fs::File::open(path)?)
+    }
+
     /// The digest accumulated in `hasher`.
     pub fn from_hasher(hasher: Sha256) -> Self {
         Digest(format!("sha256:{}", hex(&hasher.finalize())))

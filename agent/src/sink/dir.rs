@@ -164,10 +164,7 @@ impl ObjectWriter for BundleFile {
 
 /// The sha256 of a file's content, read in pieces; `None` when it cannot be read.
 fn file_sha256(path: &Path) -> Option<Digest> {
-    let mut file = std::fs::File::open(path).ok()?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher).ok()?;
-    Some(Digest::from_hasher(hasher))
+    Digest::of_file(path).ok().map(|(digest, _)| digest)
 }
 
 #[cfg(test)]
