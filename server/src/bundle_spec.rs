@@ -112,6 +112,42 @@ impl TargetSpec {
     }
 }
 
+/// Targets that select every cluster without the author writing `clusterSelector: {}`:
+/// `targets: []`, or a selector whose keys are all empty (`{matchLabels: {}}`,
+/// `{matchLabels: null}`, `{matchExpressions: []}`). Each is most likely a mistake that
+/// would widen a rollout to the whole fleet, so publish says so. `text` is the YAML `spec`
+/// was parsed from.
+fn implicit_every_cluster(text: &str, spec: &BundleSpec) -> Vec<String> {
+    let Ok(raw) = serde_norway::from_str::<serde_norway::Value>(text) else {
+        return Vec::new();
+    };
+    let raw_targets = raw.get("targets");
+    if spec.targets.is_empty() && raw_targets.is_some_and(|t| !t.is_null()) {
+        return vec![
+            "targets: [] selects every cluster (omit targets, or write `- clusterSelector: {}`, to mean that)".into(),
+        ];
+    }
+    let written_empty = |i: usize| {
+        raw_targets
+            .and_then(|t| t.get(i))
+            .and_then(|t| t.get("clusterSelector"))
+            .and_then(serde_norway::Value::as_mapping)
+            .is_some_and(serde_norway::Mapping::is_empty)
+    };
+    spec.targets
+        .iter()
+        .enumerate()
+        .filter(|(i, t)| t.cluster_name.is_none() && t.cluster_selector.as_ref().is_some_and(selects_all) && !written_empty(*i))
+        .map(|(i, _)| {
+            format!("targets[{i}].clusterSelector has no labels or expressions, so it selects every cluster (write `clusterSelector: {{}}` to mean that)")
+        })
+        .collect()
+}
+
+fn selects_all(selector: &LabelSelector) -> bool {
+    selector.match_labels.is_empty() && selector.match_expressions.is_empty()
+}
+
 /// File names that make a directory a kustomization, as kustomize looks for them.
 pub const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
 
@@ -159,6 +195,9 @@ pub struct BundleSource {
     pub variants: BTreeMap<PathBuf, BTreeMap<String, Vec<u8>>>,
     /// What kind of bundle this is.
     pub kind: SourceKind,
+    /// Things the author should know that do not stop the publish: targets whose selector
+    /// matches every cluster although `clusterSelector: {}` was not written.
+    pub warnings: Vec<String>,
 }
 
 impl BundleSource {
@@ -170,9 +209,16 @@ impl BundleSource {
             .unwrap_or_default();
         let name = BundleName::parse(&dir_name).map_err(|m| Error::source(dir, m))?;
         let spec_path = dir.join(BUNDLE_FILE);
-        let spec: BundleSpec = match std::fs::read_to_string(&spec_path) {
-            Ok(text) => serde_norway::from_str(&text).map_err(|e| Error::source(&spec_path, e.to_string()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BundleSpec::default(),
+        let (spec, warnings): (BundleSpec, _) = match std::fs::read_to_string(&spec_path) {
+            Ok(text) => {
+                let spec = serde_norway::from_str(&text).map_err(|e| Error::source(&spec_path, e.to_string()))?;
+                let warnings = implicit_every_cluster(&text, &spec)
+                    .into_iter()
+                    .map(|w| format!("{}: {w}", spec_path.display()))
+                    .collect();
+                (spec, warnings)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (BundleSpec::default(), Vec::new()),
             Err(e) => return Err(drover_agent::Error::io(&spec_path, e).into()),
         };
         if let Some(rollout) = spec.rollout.filter(|r| r.percent > 100) {
@@ -275,6 +321,7 @@ impl BundleSource {
             base,
             variants,
             kind,
+            warnings,
         })
     }
 

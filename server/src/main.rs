@@ -296,6 +296,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 dry_run,
             };
             let s = drover::publish::publish(&opts, now)?;
+            for warning in &s.warnings {
+                eprintln!("drover: warning: {warning}");
+            }
             if dry_run {
                 print!("{}", s.describe());
                 println!(

@@ -68,6 +68,8 @@ pub struct PublishSummary {
     pub blobs_reused: usize,
     /// The index written (dry run: that would be written).
     pub index: Index,
+    /// Warnings about the sources (see [`BundleSource::warnings`]), for stderr.
+    pub warnings: Vec<String>,
 }
 
 impl PublishSummary {
@@ -304,6 +306,7 @@ pub fn publish(opts: &PublishOptions, now: OffsetDateTime) -> Result<PublishSumm
         blobs_written: written,
         blobs_reused: reused,
         index,
+        warnings: sources.iter().flat_map(|s| s.warnings.iter().cloned()).collect(),
     };
     if opts.dry_run {
         return Ok(summary);
