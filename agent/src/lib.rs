@@ -27,6 +27,7 @@ pub mod daemon;
 pub mod error;
 pub mod format;
 pub mod fsutil;
+pub mod keyfile;
 pub mod listener;
 pub mod metrics;
 pub mod oci;

@@ -324,10 +324,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (verified, blobs) = runtime()?.block_on(drover::store::verify_store(&store, &keys, now))?;
             let index = verified.index();
             println!(
-                "ok: channel {} version {} expires {}; signature valid; {} bundles, {} blobs verified",
+                "ok: channel {} version {} expires {}; signature valid (key ID {}); {} bundles, {} blobs verified",
                 index.channel,
                 index.version,
                 rfc3339(index.expires),
+                verified
+                    .signed_by()
+                    .map_or_else(|| "unknown".to_string(), |id| id.to_string()),
                 index.bundles.len(),
                 blobs
             );
