@@ -39,4 +39,4 @@ pub use registry::Registry;
 pub use site::Site;
 pub use static_agent::static_agent;
 pub use tmpfs::Tmpfs;
-pub use versions::{agent_command, agent_once, Versions};
+pub use versions::Versions;

@@ -2,11 +2,9 @@
 //! agent's manifests and state.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::path::PathBuf;
 
 use crate::fsutil::{copy_dir, repo_root, snapshot};
-use crate::process::{bin, run};
 use crate::publisher::drover_ok;
 
 /// A temporary publisher + cluster: keys, a source tree, a store, and an agent's
@@ -55,40 +53,6 @@ impl Site {
         let mut args = vec!["publish", &src, "--store", &store, "--key", &key];
         args.extend_from_slice(extra);
         drover_ok(&args)
-    }
-
-    /// Runs `drover-agent --once` for `cluster` with `labels` against `source`.
-    pub fn agent(&self, source: &str, cluster: &str, labels: &[&str]) -> Output {
-        self.agent_in("", source, cluster, labels)
-    }
-
-    /// [`Site::agent`] with the manifests and state directories under `dir/`, so that
-    /// several clusters can share one site (`""`: the site's own `manifests` and `state`).
-    pub fn agent_in(&self, dir: &str, source: &str, cluster: &str, labels: &[&str]) -> Output {
-        let under = |rel: &str| self.p(&Path::new(dir).join(rel).to_string_lossy());
-        let (key, sink, state) = (
-            self.p("keys/drover.pub"),
-            format!("dir:{}", under("manifests")),
-            under("state"),
-        );
-        let mut args = vec![
-            "--source",
-            source,
-            "--key",
-            &key,
-            "--cluster-name",
-            cluster,
-            "--sink",
-            &sink,
-            "--state-dir",
-            &state,
-            "--once",
-        ];
-        for l in labels {
-            args.push("--label");
-            args.push(l);
-        }
-        run(&bin("drover-agent"), &args)
     }
 
     /// The `file://` URL of the store.

@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
 
+use crate::agent::AgentRun;
 use crate::fsutil::{copy_dir, repo_root, snapshot};
-use crate::process::{bin, text};
+use crate::process::text;
 use crate::site::Site;
 
 /// A sequence of published versions of one site, each kept in its own store directory,
@@ -56,7 +56,12 @@ impl Versions {
             let store = site.path(&format!("store-v{v}"));
             copy_dir(&site.path("store"), &store);
             let url = format!("file://{}", store.display());
-            let out = agent_once(site, &url, cluster, labels, scratch.path());
+            let out = AgentRun::once(site)
+                .source(&url)
+                .cluster(cluster)
+                .labels(labels)
+                .under(scratch.path())
+                .run();
             assert_eq!(out.status.code(), Some(0), "clean run of version {v}: {}", text(&out));
             last = snapshot(&scratch.path().join("manifests"));
             for (name, bytes) in &last {
@@ -91,29 +96,4 @@ impl Versions {
             assert!(parsed.is_ok(), "{context}: state.json is not whole JSON: {parsed:?}");
         }
     }
-}
-
-/// `drover-agent --once` of `site`'s key for `cluster` with `labels`, reading `source` and
-/// writing `dir/manifests` and `dir/state`.
-pub fn agent_once(site: &Site, source: &str, cluster: &str, labels: &[&str], dir: &Path) -> Output {
-    agent_command(site, &[source], cluster, labels, dir).output().unwrap()
-}
-
-/// The command of [`agent_once`] reading `sources`, to add flags to, spawn or kill. `dir` may
-/// be the site's own root (its `manifests/` and `state/`, as [`Site::agent`] uses).
-pub fn agent_command(site: &Site, sources: &[&str], cluster: &str, labels: &[&str], dir: &Path) -> Command {
-    let mut cmd = Command::new(bin("drover-agent"));
-    for source in sources {
-        cmd.args(["--source", source]);
-    }
-    cmd.args(["--key", &site.p("keys/drover.pub"), "--cluster-name", cluster])
-        .arg("--sink")
-        .arg(format!("dir:{}", dir.join("manifests").display()))
-        .arg("--state-dir")
-        .arg(dir.join("state"))
-        .args(["--once", "--listen", "off"]);
-    for l in labels {
-        cmd.args(["--label", l]);
-    }
-    cmd
 }

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use drover_e2e::{drover_ok, drover_serve, require, run, snapshot, static_agent, text, Registry, Site};
+use drover_e2e::{drover_ok, drover_serve, require, run, snapshot, static_agent, text, AgentRun, Registry, Site};
 use serde_json::Value;
 
 const LABELS: &[&str] = &["env=prod", "region=eu", "monitoring=on"];
@@ -15,7 +15,7 @@ const LABELS: &[&str] = &["env=prod", "region=eu", "monitoring=on"];
 fn published_site() -> Site {
     let site = Site::new().with_examples();
     site.publish(&[]);
-    let out = site.agent(&site.store_url(), "site-7", LABELS);
+    let out = AgentRun::once(&site).cluster("site-7").labels(LABELS).run();
     assert!(out.status.success(), "{}", text(&out));
     site
 }

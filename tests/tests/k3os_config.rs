@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 
-use drover_e2e::{drover_serve, repo_root, require, run, snapshot, static_agent, text, Site};
+use drover_e2e::{drover_serve, repo_root, require, run, snapshot, static_agent, text, AgentRun, Site};
 use serde_json::Value;
 
 /// Top-level keys of a k3os config.yaml, from the k3os README's configuration reference
@@ -137,7 +137,10 @@ fn script_var<'a>(script: &'a str, name: &str) -> &'a str {
 fn host_mode_runs_the_static_agent_and_fills_the_manifests_directory() {
     let site = Site::new().with_examples();
     site.publish(&[]);
-    let expected = site.agent(&site.store_url(), "site-7", &["env=prod", "region=eu", "monitoring=on"]);
+    let expected = AgentRun::once(&site)
+        .cluster("site-7")
+        .labels(&["env=prod", "region=eu", "monitoring=on"])
+        .run();
     assert!(expected.status.success(), "{}", text(&expected));
     let serve = drover_serve(&site.path("store"));
 
