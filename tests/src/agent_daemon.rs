@@ -16,15 +16,6 @@ pub struct AgentDaemon {
 }
 
 impl AgentDaemon {
-    /// Starts `drover-agent ARGS --listen 127.0.0.1:0` and waits until it listens.
-    pub fn start(args: &[&str]) -> AgentDaemon {
-        let mut cmd = Command::new(crate::process::bin("drover-agent"));
-        cmd.args(args)
-            .args(["--listen", "127.0.0.1:0"])
-            .env("DROVER_LOG", "drover_agent=debug");
-        AgentDaemon::spawn(cmd)
-    }
-
     /// Spawns `cmd` (an agent told to listen on 127.0.0.1:0, as [`crate::AgentRun::start`]
     /// builds it) and waits until it listens.
     pub(crate) fn spawn(mut cmd: Command) -> AgentDaemon {

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use drover_e2e::{drover_ok, repo_root, require, run, text, KubeApi, Site};
+use drover_e2e::{drover_ok, repo_root, require, run, text, AgentRun, KubeApi, Site};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
@@ -297,10 +297,9 @@ fn addon_config_is_accepted_by_the_agent_config_parser() {
         .replace("sink: kube", &format!("sink: dir:{}", site.p("manifests")))
         .replace("0.0.0.0:9090", "off");
     site.write("config.yaml", &config);
-    let out = run(
-        &drover_e2e::bin("drover-agent"),
-        &["--config", &site.p("config.yaml"), "--once", "--connect-timeout", "2s"],
-    );
+    let out = AgentRun::bare()
+        .args(["--config", &site.p("config.yaml"), "--once", "--connect-timeout", "2s"])
+        .run();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
 }
 

@@ -1,9 +1,9 @@
 //! The `kube` sink against the in-repo Kubernetes API test double (tests/kube-double; no
 //! real kube-apiserver can run here), with stock kubectl as the independent reader.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use drover_e2e::{bin, require, text, KubeApi, Site};
+use drover_e2e::{require, text, AgentRun, KubeApi, Site};
 
 const LABELS: &[&str] = &["env=prod", "region=eu", "monitoring=on"];
 
@@ -58,26 +58,12 @@ fn agent(site: &Site, api: &Api, labels: &[&str]) -> (Option<i32>, String) {
 
 /// [`agent`] with `extra` flags.
 fn agent_with(site: &Site, api: &Api, labels: &[&str], extra: &[&str]) -> (Option<i32>, String) {
-    let sink = format!("kube:{}", api.kubeconfig);
-    let (key, state, source) = (site.p("keys/drover.pub"), site.p("state"), site.store_url());
-    let mut args = vec![
-        "--source",
-        &source,
-        "--key",
-        &key,
-        "--cluster-name",
-        "site-7",
-        "--sink",
-        &sink,
-        "--state-dir",
-        &state,
-        "--once",
-    ];
-    for l in labels {
-        args.extend(["--label", l]);
-    }
-    args.extend_from_slice(extra);
-    let out = Command::new(bin("drover-agent")).args(&args).output().unwrap();
+    let out = AgentRun::once(site)
+        .kube(&api.kubeconfig)
+        .cluster("site-7")
+        .labels(labels)
+        .args(extra)
+        .run();
     (out.status.code(), text(&out))
 }
 
@@ -398,8 +384,6 @@ fn agent_killed_between_applies_converges_on_the_next_run() {
     let site = Site::new().with_examples();
     site.publish(&[]);
     let api = Api::start(&site, true);
-    let sink = format!("kube:{}", api.kubeconfig);
-    let (key, state, source) = (site.p("keys/drover.pub"), site.p("state"), site.store_url());
     let mut seed: u64 = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -415,36 +399,12 @@ fn agent_killed_between_applies_converges_on_the_next_run() {
         };
         std::fs::write(&path, next).unwrap();
         site.publish(&[]);
-        let mut child = Command::new(bin("drover-agent"))
-            .args([
-                "--source",
-                &source,
-                "--key",
-                &key,
-                "--cluster-name",
-                "site-7",
-                "--sink",
-                &sink,
-            ])
-            .args([
-                "--state-dir",
-                &state,
-                "--once",
-                "--label",
-                "env=prod",
-                "--label",
-                "region=eu",
-                "--label",
-                "monitoring=on",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        std::thread::sleep(std::time::Duration::from_micros((seed >> 33) % 60_000));
-        let _ = child.kill();
-        child.wait().unwrap();
+        AgentRun::once(&site)
+            .kube(&api.kubeconfig)
+            .cluster("site-7")
+            .labels(LABELS)
+            .kill_after(std::time::Duration::from_micros((seed >> 33) % 60_000));
     }
     let (code, out) = agent(&site, &api, LABELS);
     assert_eq!(code, Some(0), "{out}");
