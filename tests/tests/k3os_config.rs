@@ -175,9 +175,11 @@ fn host_mode_runs_the_static_agent_and_fills_the_manifests_directory() {
     let script = std::fs::read_to_string(root.join("etc/init.d/drover-agent")).unwrap();
     let command = script_var(&script, "command");
     assert_eq!(Path::new(command), bin);
-    let mut args: Vec<&str> = script_var(&script, "command_args").split_whitespace().collect();
     // One cycle instead of the daemon, and no listener on the fixed port 9090.
-    args.extend(["--once", "--listen", "off"]);
+    let agent = AgentRun::bare()
+        .program(command)
+        .args(script_var(&script, "command_args").split_whitespace())
+        .one_cycle();
 
     // As the dedicated user boot_cmd makes, with only the rights start_pre gives it.
     assert_eq!(script_var(&script, "command_user"), "drover:drover");
@@ -228,12 +230,7 @@ fn host_mode_runs_the_static_agent_and_fills_the_manifests_directory() {
     assert_eq!(perm(&manifests), 0o1770);
     assert_eq!(perm(&state), 0o700);
 
-    let out = std::process::Command::new(command)
-        .args(&args)
-        .uid(65532)
-        .gid(65532)
-        .output()
-        .unwrap();
+    let out = agent.command().uid(65532).gid(65532).output().unwrap();
     assert!(out.status.success(), "host-mode agent as uid 65532: {}", text(&out));
     let mut written = snapshot(&manifests);
     assert_eq!(
