@@ -1,16 +1,19 @@
 //! The in-repo Kubernetes API double with a kubeconfig for it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
-use crate::process::{bin, require, spawn_announcing, Daemon};
+use crate::kubectl::Kubectl;
+use crate::process::{bin, spawn_announcing, Daemon};
 
 /// The in-repo Kubernetes API double (`kube-api-double`) on a free port, killed on drop,
-/// with a kubeconfig for it in `dir` and stock kubectl to talk to it.
+/// with a kubeconfig for it in `dir` and stock kubectl to talk to it. It logs every
+/// request to `dir/kube-api-double.log`.
 pub struct KubeApi {
-    _daemon: Daemon,
+    daemon: Daemon,
     /// Path of the kubeconfig pointing at the double.
     pub kubeconfig: PathBuf,
+    log: PathBuf,
 }
 
 impl KubeApi {
@@ -22,11 +25,12 @@ impl KubeApi {
     /// Starts the double with `extra` flags (e.g. `--auto-ready`).
     pub fn start_with(dir: &Path, extra: &[&str]) -> KubeApi {
         std::fs::create_dir_all(dir).unwrap();
+        let log = dir.join("kube-api-double.log");
         let (child, line) = spawn_announcing(
             Command::new(bin("kube-api-double"))
-                .args(["--listen", "127.0.0.1:0"])
+                .args(["--listen", "127.0.0.1:0", "--verbose"])
                 .args(extra)
-                .stderr(Stdio::null()),
+                .stderr(std::fs::File::create(&log).expect("the double's log file")),
             "kube-api-double",
         );
         let server = line
@@ -45,22 +49,31 @@ impl KubeApi {
         )
         .unwrap();
         KubeApi {
-            _daemon: Daemon { child, url: server },
+            daemon: Daemon { child, url: server },
             kubeconfig,
+            log,
         }
     }
 
-    /// Runs stock kubectl against the double (a throwaway cache directory beside the
-    /// kubeconfig, so ~/.kube is never used).
-    pub fn kubectl(&self, args: &[&str]) -> Output {
-        let cache = self.kubeconfig.with_file_name("kube-cache");
-        Command::new(require("kubectl", "kubectl"))
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--cache-dir")
-            .arg(&cache)
-            .args(args)
-            .output()
-            .expect("run kubectl")
+    /// Stock kubectl for the double, with its request log in failure messages.
+    pub fn kubectl(&self) -> Kubectl {
+        Kubectl::new(&self.kubeconfig).with_server_log(&self.log)
+    }
+
+    /// The double's base URL, `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> &str {
+        &self.daemon.url
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        let port = self.daemon.url.rsplit(':').next().unwrap_or_default();
+        port.parse()
+            .unwrap_or_else(|_| panic!("kube-api-double URL {}", self.daemon.url))
+    }
+
+    /// Every request it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
