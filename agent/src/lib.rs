@@ -22,7 +22,9 @@
 #![deny(missing_docs)]
 
 pub mod allow;
+mod blocking;
 pub mod config;
+pub mod cycle;
 pub mod daemon;
 pub mod error;
 pub mod format;
@@ -33,8 +35,6 @@ pub mod metrics;
 pub mod oci;
 pub mod render;
 pub mod report;
-pub mod run;
-mod run_kube;
 pub mod select;
 pub mod sink;
 pub mod source;
