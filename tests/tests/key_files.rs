@@ -2,7 +2,7 @@
 //! appear where an operator checks which key signed what: `drover verify` and the agent's
 //! signature errors.
 
-use drover_e2e::{drover, drover_ok, text, Site};
+use drover_e2e::{drover, drover_ok, text, AgentRun, Site};
 
 /// The key ID minisign wrote in the `untrusted comment:` line of a public key file.
 fn key_id(site: &Site, pub_file: &str) -> String {
@@ -30,23 +30,7 @@ fn publish_with_the_public_key_says_it_needs_the_secret_key() {
 fn an_agent_given_the_secret_key_says_to_trust_the_public_key() {
     let site = Site::new().with_examples();
     site.publish(&[]);
-    let store = format!("file://{}", site.p("store"));
-    let out = drover_e2e::run(
-        &drover_e2e::bin("drover-agent"),
-        &[
-            "--once",
-            "--source",
-            &store,
-            "--key",
-            &site.p("keys/drover.key"),
-            "--sink",
-            &format!("dir:{}", site.p("manifests")),
-            "--state-dir",
-            &site.p("state"),
-            "--cluster-name",
-            "c1",
-        ],
-    );
+    let out = AgentRun::once(&site).key(&site.p("keys/drover.key")).run();
     assert!(!out.status.success());
     let said = text(&out);
     assert!(

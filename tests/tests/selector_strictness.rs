@@ -3,7 +3,7 @@
 //! valid key), the agent refuses an index that carries one, and publish warns when a
 //! selector it accepts selects every cluster without the author writing `{}`.
 
-use drover_e2e::{drover, minisign_sign, text, Site};
+use drover_e2e::{drover, minisign_sign, text, AgentRun, Site};
 
 /// A site with one plain bundle `shop` whose bundle.yaml is `spec`.
 fn shop_site(spec: &str) -> Site {
@@ -104,7 +104,7 @@ fn agent_refuses_an_index_whose_selector_has_an_unknown_key_and_applies_nothing(
     .unwrap();
     minisign_sign(&site.path("keys/drover.key"), &site.path("store/index.json"));
 
-    let out = site.agent(&site.store_url(), "shop-1", &["type=shop"]);
+    let out = AgentRun::once(&site).cluster("shop-1").label("type=shop").run();
     assert!(!out.status.success(), "agent must refuse the index: {}", text(&out));
     let said = text(&out);
     assert!(said.contains("index.json"), "{said}");
@@ -142,7 +142,7 @@ fn publish_refuses_label_keys_and_values_that_kubernetes_refuses() {
 fn agent_refuses_a_label_flag_that_kubernetes_would_refuse() {
     let site = shop_site("targets:\n  - clusterSelector: {}\n");
     publish_stderr(&site);
-    let out = site.agent(&site.store_url(), "shop-1", &["bad key!=x"]);
+    let out = AgentRun::once(&site).cluster("shop-1").label("bad key!=x").run();
     assert!(!out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("label key \"bad key!\""), "{}", text(&out));
 }
