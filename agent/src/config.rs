@@ -303,9 +303,10 @@ impl AgentConfig {
             )?,
             extra_roots: match flags.ca_file.or(file.ca_file).or_else(ssl_cert_file) {
                 Some(path) => {
-                    let pem = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-                    let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                        .map_err(|e| Error::Config(format!("caFile {}: not a PEM CA bundle: {e}", path.display())))?;
+                    let certs = crate::transport::load_ca_bundle(&path).map_err(|e| match e {
+                        crate::transport::PemError::Read { path, source } => Error::Io { path, source },
+                        other => Error::Config(format!("caFile {other}")),
+                    })?;
                     if certs.is_empty() {
                         return Err(Error::Config(format!(
                             "caFile {}: no certificate in it",

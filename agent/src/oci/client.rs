@@ -15,7 +15,10 @@ use reqwest::{Client, RequestBuilder, Response, StatusCode};
 use super::{Descriptor, MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES};
 use crate::error::{Error, Result};
 use crate::format::Digest;
-use crate::source::{fetch_error as fetch_err, read_body_limited, BlobWriter, Limits};
+use crate::transport::{
+    fetch_error as fetch_err, load_ca_bundle, load_identity, read_body_limited, BlobWriter, ClientOptions, Limits,
+    PUBLISHER_USER_AGENT,
+};
 
 /// How to reach and authenticate to registries.
 #[derive(Debug, Clone, Default)]
@@ -54,27 +57,15 @@ impl Registry {
         let scheme = if opts.insecure { "http" } else { "https" };
         let base = url::Url::parse(&format!("{scheme}://{host}/"))
             .map_err(|e| Error::Config(format!("registry {host:?}: {e}")))?;
-        let mut builder = Client::builder()
-            .user_agent(concat!("drover/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(limits.connect_timeout)
-            .read_timeout(limits.read_timeout);
+        let mut client =
+            ClientOptions::new(PUBLISHER_USER_AGENT, limits.connect_timeout).read_timeout(limits.read_timeout);
         if let Some(ca) = &opts.ca_file {
-            let pem = std::fs::read(ca).map_err(|e| Error::io(ca, e))?;
-            for cert in reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| Error::Config(format!("{}: not a PEM CA bundle: {e}", ca.display())))?
-            {
-                builder = builder.add_root_certificate(cert);
-            }
+            client = client.roots(&load_ca_bundle(ca)?);
         }
         if let Some(id) = &opts.client_identity {
-            let pem = std::fs::read(id).map_err(|e| Error::io(id, e))?;
-            let identity = reqwest::Identity::from_pem(&pem)
-                .map_err(|e| Error::Config(format!("{}: not a PEM certificate and key: {e}", id.display())))?;
-            builder = builder.identity(identity);
+            client = client.identity(load_identity(id)?);
         }
-        let client = builder
-            .build()
-            .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
+        let client = client.build()?;
         Ok(Registry {
             host: host.to_string(),
             base,
