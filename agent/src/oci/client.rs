@@ -1,6 +1,7 @@
-//! A small OCI distribution client: exactly what drover needs to read and write channels
-//! (manifests by tag, blobs by digest, upload with POST then PUT, cross-repository mount),
-//! with anonymous, basic and bearer-token authentication (the token obtained through the
+//! A small OCI distribution client: exactly what the agent needs to read channels
+//! (manifests by tag, blobs by digest); the publisher's uploads are built on [`Registry::send`]
+//! in its own crate, so the agent carries no push code. It speaks
+//! anonymous, basic and bearer-token authentication (the token obtained through the
 //! registry's `WWW-Authenticate` challenge), plain HTTP for `--insecure` registries, a
 //! custom CA bundle and a client certificate (mTLS).
 
@@ -9,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::{Client, RequestBuilder, Response, StatusCode};
 
 use super::{Descriptor, MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES};
@@ -87,12 +88,19 @@ impl Registry {
         self.received.load(Ordering::Relaxed)
     }
 
-    fn url(&self, path: &str) -> url::Url {
+    /// The limits and timeouts requests to this registry use.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The URL of `path` (such as `v2/REPO/blobs/uploads/`) on this registry.
+    pub fn url(&self, path: &str) -> url::Url {
         self.base.join(path).expect("registry paths are relative URL paths")
     }
 
-    /// Sends the request built by `make`; on `401` answers the challenge once and retries.
-    async fn send(&self, what: &str, make: impl Fn(&Client) -> Result<RequestBuilder>) -> Result<Response> {
+    /// Sends the request built by `make` (called again for the retry), authenticated; on
+    /// `401` answers the challenge once and retries. `what` names the request in errors.
+    pub async fn send(&self, what: &str, make: impl Fn(&Client) -> Result<RequestBuilder>) -> Result<Response> {
         for attempt in 0..2 {
             let mut request = make(&self.client)?;
             if let Some(auth) = self.authorization.lock().unwrap_or_else(|p| p.into_inner()).clone() {
@@ -300,123 +308,14 @@ impl Registry {
         }
     }
 
-    /// Asks the registry to mount `digest` from repository `from`; `true` when it did
-    /// (no bytes to send), `false` when it does not offer it.
-    pub async fn mount_blob(&self, repository: &str, digest: &Digest, from: &str) -> Result<bool> {
-        let mut url = self.url(&format!("v2/{repository}/blobs/uploads/"));
-        url.query_pairs_mut()
-            .append_pair("mount", digest.as_str())
-            .append_pair("from", from);
-        let what = url.to_string();
-        let response = self
-            .send(&what, |c| {
-                Ok(c.post(url.clone())
-                    .header(CONTENT_LENGTH, 0)
-                    .timeout(self.limits.request_timeout))
-            })
-            .await?;
-        Ok(response.status() == StatusCode::CREATED)
-    }
-
-    /// Uploads a blob held in memory.
-    pub async fn push_blob_bytes(&self, repository: &str, digest: &Digest, bytes: Vec<u8>) -> Result<()> {
-        let size = bytes.len() as u64;
-        let bytes = bytes::Bytes::from(bytes);
-        self.push_blob(repository, digest, size, move || Ok(reqwest::Body::from(bytes.clone())))
-            .await
-    }
-
-    /// Uploads the blob stored in file `path` (streamed, never held in memory).
-    pub async fn push_blob_file(&self, repository: &str, digest: &Digest, size: u64, path: &Path) -> Result<()> {
-        let path = path.to_path_buf();
-        self.push_blob(repository, digest, size, move || {
-            let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-            let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
-            Ok(reqwest::Body::wrap_stream(stream))
-        })
-        .await
-    }
-
-    /// POST to open an upload session, then PUT the bytes with the digest.
-    async fn push_blob(
-        &self,
-        repository: &str,
-        digest: &Digest,
-        size: u64,
-        body: impl Fn() -> Result<reqwest::Body>,
-    ) -> Result<()> {
-        let start = self.url(&format!("v2/{repository}/blobs/uploads/"));
-        let what = start.to_string();
-        let response = self
-            .send(&what, |c| {
-                Ok(c.post(start.clone())
-                    .header(CONTENT_LENGTH, 0)
-                    .timeout(self.limits.request_timeout))
-            })
-            .await?;
-        if response.status() != StatusCode::ACCEPTED {
-            return Err(status_err(&what, response.status()));
-        }
-        let location = response
-            .headers()
-            .get(LOCATION)
-            .and_then(|l| l.to_str().ok())
-            .ok_or_else(|| Error::invalid(&what, "upload session without a Location"))?;
-        let mut upload = start
-            .join(location)
-            .map_err(|e| Error::invalid(&what, format!("bad upload Location {location:?}: {e}")))?;
-        upload.query_pairs_mut().append_pair("digest", digest.as_str());
-        let what = format!("{what} ({digest})");
-        let response = self
-            .send(&what, |c| {
-                Ok(c.put(upload.clone())
-                    .header(CONTENT_TYPE, "application/octet-stream")
-                    .header(CONTENT_LENGTH, size)
-                    .timeout(self.limits.blob_timeout)
-                    .body(body()?))
-            })
-            .await?;
-        if response.status() != StatusCode::CREATED {
-            let status = response.status();
-            let detail = response.text().await.unwrap_or_default();
-            return Err(Error::Fetch {
-                url: what,
-                message: format!("upload refused: HTTP status {status} {}", detail.trim()),
-            });
-        }
-        Ok(())
-    }
-
-    /// Puts `manifest` under `tag`; returns its digest.
-    pub async fn put_manifest(&self, repository: &str, tag: &str, manifest: &[u8]) -> Result<Digest> {
-        let url = self.url(&format!("v2/{repository}/manifests/{tag}"));
-        let what = url.to_string();
-        let body = bytes::Bytes::copy_from_slice(manifest);
-        let response = self
-            .send(&what, |c| {
-                Ok(c.put(url.clone())
-                    .header(CONTENT_TYPE, MANIFEST_MEDIA_TYPE)
-                    .timeout(self.limits.request_timeout)
-                    .body(body.clone()))
-            })
-            .await?;
-        if response.status() != StatusCode::CREATED {
-            let status = response.status();
-            let detail = response.text().await.unwrap_or_default();
-            return Err(Error::Fetch {
-                url: what,
-                message: format!("manifest refused: HTTP status {status} {}", detail.trim()),
-            });
-        }
-        Ok(Digest::of(manifest))
-    }
-
     async fn read_limited(&self, what: &str, response: Response, limit: u64) -> Result<Vec<u8>> {
         read_body_limited(what, response, limit, &self.received).await
     }
 }
 
-fn status_err(what: &str, status: StatusCode) -> Error {
+/// An unexpected HTTP status from the registry as [`Error::Fetch`], with a hint for the
+/// usual causes.
+pub fn status_err(what: &str, status: StatusCode) -> Error {
     let hint = match status {
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => " (check the registry credentials)",
         StatusCode::NOT_FOUND => " (no such repository, tag or blob)",
