@@ -324,7 +324,7 @@ impl AgentConfig {
                 std::fs::read_to_string(path)
                     .map_err(|e| Error::io(path, e))?
                     .trim_end_matches(['\n', '\r'])
-                    .to_string(),
+                    .into(),
             ),
             None => None,
         };

@@ -36,6 +36,7 @@ pub mod render;
 pub mod report;
 pub mod run;
 mod run_kube;
+pub mod secret;
 pub mod select;
 pub mod sink;
 pub mod source;

@@ -16,6 +16,7 @@ use reqwest::{Client, RequestBuilder, Response, StatusCode};
 use super::{Descriptor, MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES};
 use crate::error::{Error, Result};
 use crate::format::Digest;
+use crate::secret::SecretString;
 use crate::transport::{
     fetch_error as fetch_err, load_ca_bundle, load_identity, read_body_limited, BlobWriter, ClientOptions, Limits,
     PUBLISHER_USER_AGENT,
@@ -28,8 +29,8 @@ pub struct RegistryOptions {
     pub insecure: bool,
     /// User name for basic auth or the token service.
     pub username: Option<String>,
-    /// Password (or access token) for that user.
-    pub password: Option<String>,
+    /// Password (or access token) for that user; never shown by `Debug`.
+    pub password: Option<SecretString>,
     /// A docker `config.json` (also the content of a `kubernetes.io/dockerconfigjson`
     /// Secret) to take credentials from, per registry host. Without it,
     /// `$DOCKER_CONFIG/config.json` or `~/.docker/config.json` is used when present.
@@ -46,7 +47,7 @@ pub struct Registry {
     host: String,
     base: url::Url,
     client: Client,
-    credentials: Option<(String, String)>,
+    credentials: Option<(String, SecretString)>,
     authorization: Arc<Mutex<Option<HeaderValue>>>,
     limits: Limits,
     received: Arc<AtomicU64>,
@@ -136,7 +137,7 @@ impl Registry {
                     url: what.to_string(),
                     message: "the registry requires a user name and password (--username/--password, or a docker config.json)".into(),
                 })?;
-                format!("Basic {}", base64(&format!("{user}:{password}")))
+                format!("Basic {}", base64(&format!("{user}:{}", password.expose())))
             }
             "bearer" => format!("Bearer {}", self.token(what, &params).await?),
             other => {
@@ -146,10 +147,11 @@ impl Registry {
                 })
             }
         };
-        let value = HeaderValue::from_str(&value).map_err(|_| Error::Fetch {
+        let mut value = HeaderValue::from_str(&value).map_err(|_| Error::Fetch {
             url: what.to_string(),
             message: "credentials are not a valid header value".into(),
         })?;
+        value.set_sensitive(true);
         *self.authorization.lock().unwrap_or_else(|p| p.into_inner()) = Some(value);
         Ok(())
     }
@@ -174,7 +176,7 @@ impl Registry {
         }
         let mut request = self.client.get(url.clone()).timeout(self.limits.request_timeout);
         if let Some((user, password)) = &self.credentials {
-            request = request.basic_auth(user, Some(password));
+            request = request.basic_auth(user, Some(password.expose()));
         }
         let response = request.send().await.map_err(|e| fetch_err(url.as_str(), &e))?;
         if !response.status().is_success() {
@@ -372,7 +374,7 @@ pub fn parse_challenge(header: &str) -> Option<(String, BTreeMap<String, String>
 }
 
 /// Credentials for `host`: explicit user and password first, then a docker config.json.
-fn credentials_for(host: &str, opts: &RegistryOptions) -> Result<Option<(String, String)>> {
+fn credentials_for(host: &str, opts: &RegistryOptions) -> Result<Option<(String, SecretString)>> {
     if let Some(user) = &opts.username {
         return Ok(Some((user.clone(), opts.password.clone().unwrap_or_default())));
     }
@@ -406,7 +408,7 @@ fn credentials_for(host: &str, opts: &RegistryOptions) -> Result<Option<(String,
         entry.get("username").and_then(|v| v.as_str()),
         entry.get("password").and_then(|v| v.as_str()),
     ) {
-        return Ok(Some((u.to_string(), p.to_string())));
+        return Ok(Some((u.to_string(), p.into())));
     }
     let Some(auth) = entry.get("auth").and_then(|v| v.as_str()) else {
         return Ok(None);
@@ -424,7 +426,7 @@ fn credentials_for(host: &str, opts: &RegistryOptions) -> Result<Option<(String,
     let (u, p) = decoded
         .split_once(':')
         .ok_or_else(|| Error::Config(format!("{}: auths.{host}.auth is not user:password", path.display())))?;
-    Ok(Some((u.to_string(), p.to_string())))
+    Ok(Some((u.to_string(), p.into())))
 }
 
 #[cfg(test)]
@@ -510,6 +512,18 @@ mod tests {
             .expect_err("refused")
             .to_string();
         assert!(err.contains("token service") && err.contains("401"), "{err}");
+    }
+
+    #[test]
+    fn debug_of_options_and_client_never_shows_the_password() {
+        let opts = RegistryOptions {
+            username: Some("robot".into()),
+            password: Some("s3cret".into()),
+            ..Default::default()
+        };
+        let registry = Registry::new("reg.site:5000", &opts, &Limits::default()).expect("client");
+        let shown = format!("{opts:?} {registry:?}");
+        assert!(!shown.contains("s3cret") && shown.contains("robot"), "{shown}");
     }
 
     #[test]
