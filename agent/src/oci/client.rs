@@ -14,7 +14,7 @@ use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::{Client, RequestBuilder, Response, StatusCode};
 
 use super::{Descriptor, MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES};
-use crate::error::{Error, Result};
+use crate::error::{ConfigError, Error, Result};
 use crate::format::Digest;
 use crate::secret::SecretString;
 use crate::transport::{
@@ -57,8 +57,10 @@ impl Registry {
     /// A client for `host` (`HOST[:PORT]`).
     pub fn new(host: &str, opts: &RegistryOptions, limits: &Limits) -> Result<Self> {
         let scheme = if opts.insecure { "http" } else { "https" };
-        let base = url::Url::parse(&format!("{scheme}://{host}/"))
-            .map_err(|e| Error::Config(format!("registry {host:?}: {e}")))?;
+        let base = url::Url::parse(&format!("{scheme}://{host}/")).map_err(|source| ConfigError::RegistryHost {
+            host: host.to_string(),
+            source,
+        })?;
         let mut client =
             ClientOptions::new(PUBLISHER_USER_AGENT, limits.connect_timeout).read_timeout(limits.read_timeout);
         if let Some(ca) = &opts.ca_file {
@@ -392,8 +394,10 @@ fn credentials_for(host: &str, opts: &RegistryOptions) -> Result<Option<(String,
         }
     };
     let text = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-    let config: serde_json::Value = serde_json::from_slice(&text)
-        .map_err(|e| Error::Config(format!("{}: not a docker config.json: {e}", path.display())))?;
+    let config: serde_json::Value = serde_json::from_slice(&text).map_err(|source| ConfigError::DockerConfig {
+        path: path.clone(),
+        source,
+    })?;
     let auths = config.get("auths").and_then(|a| a.as_object());
     let entry = auths.and_then(|a| {
         a.iter()
@@ -417,15 +421,16 @@ fn credentials_for(host: &str, opts: &RegistryOptions) -> Result<Option<(String,
     let decoded = ct_codecs::Base64::decode_to_vec(auth, None)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| {
-            Error::Config(format!(
-                "{}: auths.{host}.auth is not base64 of user:password",
-                path.display()
-            ))
+        .ok_or_else(|| ConfigError::DockerAuth {
+            path: path.clone(),
+            host: host.to_string(),
+            expected: "base64 of user:password",
         })?;
-    let (u, p) = decoded
-        .split_once(':')
-        .ok_or_else(|| Error::Config(format!("{}: auths.{host}.auth is not user:password", path.display())))?;
+    let (u, p) = decoded.split_once(':').ok_or_else(|| ConfigError::DockerAuth {
+        path: path.clone(),
+        host: host.to_string(),
+        expected: "user:password",
+    })?;
     Ok(Some((u.to_string(), p.into())))
 }
 

@@ -15,7 +15,7 @@ use reqwest::header::{HeaderMap, HeaderValue, ETAG, IF_MODIFIED_SINCE, IF_NONE_M
 use reqwest::StatusCode;
 
 use super::{blob_path, RawIndex, INDEX_PATHS};
-use crate::error::{Error, Result};
+use crate::error::{ConfigError, Error, Result};
 use crate::format::Digest;
 use crate::transport::{fetch_error, read_body_limited, BlobWriter, ClientOptions, Limits, AGENT_USER_AGENT};
 
@@ -87,9 +87,12 @@ impl HttpSource {
     }
 
     fn url(&self, rel: &str) -> Result<url::Url> {
-        self.base
-            .join(rel)
-            .map_err(|e| Error::Config(format!("{}{rel}: {e}", self.base)))
+        self.base.join(rel).map_err(|source| {
+            Error::from(ConfigError::StoreUrl {
+                url: format!("{}{rel}", self.base),
+                source,
+            })
+        })
     }
 
     async fn send(&self, url: &url::Url, headers: HeaderMap, timeout: Duration) -> Result<reqwest::Response> {

@@ -22,7 +22,7 @@ pub use crate::transport::{
 
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use crate::error::{ConfigError, Result};
 use crate::format::{Digest, BLOB_DIR, INDEX_FILE, SIGNATURE_FILE};
 
 /// An index and its signature as read from a source: not yet trusted.
@@ -63,22 +63,23 @@ impl Source {
             let reference = crate::oci::Reference::parse(spec)?;
             return Ok(Source::Oci(Box::new(OciSource::new(reference, registry, limits)?)));
         }
-        let url = url::Url::parse(spec).map_err(|e| {
-            Error::Config(format!(
-                "source {spec:?}: not a URL ({e}); use http(s)://… or file:///path"
-            ))
+        let url = url::Url::parse(spec).map_err(|source| ConfigError::SourceNotUrl {
+            spec: spec.to_string(),
+            source,
         })?;
         match url.scheme() {
             "http" | "https" => Ok(Source::Http(HttpSource::new(url, limits)?)),
             "file" => {
                 let path = url
                     .to_file_path()
-                    .map_err(|_| Error::Config(format!("source {spec:?}: file:// URL needs an absolute local path")))?;
+                    .map_err(|()| ConfigError::SourceNotAbsolute { spec: spec.to_string() })?;
                 Ok(Source::File(FileSource::new(path, limits)))
             }
-            other => Err(Error::Config(format!(
-                "source {spec:?}: unsupported scheme {other:?} (supported: http, https, file, oci)"
-            ))),
+            other => Err(ConfigError::SourceScheme {
+                spec: spec.to_string(),
+                scheme: other.to_string(),
+            }
+            .into()),
         }
     }
 

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::error::ConfigError;
+
 /// `User-Agent` of the agent's store and report requests.
 pub const AGENT_USER_AGENT: &str = concat!("drover-agent/", env!("CARGO_PKG_VERSION"));
 /// `User-Agent` of registry requests and of the publisher.
@@ -58,17 +60,25 @@ impl PemError {
 }
 
 impl From<ClientError> for crate::Error {
-    fn from(e: ClientError) -> Self {
-        crate::Error::Config(e.to_string())
+    fn from(ClientError(source): ClientError) -> Self {
+        ConfigError::HttpClient { source }.into()
+    }
+}
+
+impl PemError {
+    /// As the agent's error, naming config key `key` (when given) for a bad CA bundle.
+    pub fn into_error(self, key: Option<&'static str>) -> crate::Error {
+        match self {
+            PemError::Read { path, source } => crate::Error::Io { path, source },
+            PemError::NotCaBundle { path, source } => ConfigError::NotCaBundle { key, path, source }.into(),
+            PemError::NotIdentity { path, source } => ConfigError::NotIdentity { path, source }.into(),
+        }
     }
 }
 
 impl From<PemError> for crate::Error {
     fn from(e: PemError) -> Self {
-        match e {
-            PemError::Read { path, source } => crate::Error::Io { path, source },
-            other => crate::Error::Config(other.to_string()),
-        }
+        e.into_error(None)
     }
 }
 
