@@ -1,7 +1,7 @@
 //! Agent configuration: command-line flags ([`Flags`]) and an optional YAML `--config` file
 //! become one validated [`AgentConfig`] before anything runs, in three steps:
 //!
-//! 1. the config file is read ([`file`]);
+//! 1. the config file is read (`file.rs`: unknown keys are refused);
 //! 2. flags and file merge into [`Settings`], a pure function with the precedence rules
 //!    (`merge::merge`: flags win over the file; list flags replace the file's list; labels
 //!    merge per key);
@@ -16,13 +16,13 @@ mod parse;
 
 pub use flags::Flags;
 pub use merge::{RegistrySettings, Settings};
-
-use merge::merge;
 pub use parse::{parse_duration, parse_label, parse_size};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use merge::merge;
 
 use crate::error::{ConfigError, Error, Result};
 use crate::secret::SecretString;
