@@ -302,4 +302,50 @@ mod tests {
         .to_string();
         assert!(err.contains("agent.yaml") && err.contains("clusterNmae"), "{err}");
     }
+
+    /// Writes a trusted key and returns the required settings as YAML naming it.
+    fn required_yaml(dir: &std::path::Path) -> String {
+        let kp = minisign::KeyPair::generate_unencrypted_keypair().expect("keypair");
+        let key = dir.join("k.pub");
+        std::fs::write(&key, kp.pk.to_box().expect("box").into_string()).expect("write key");
+        format!("sources: [\"oci://127.0.0.1:1/fleet:stable\"]\nkeys: [{key:?}]\nclusterName: c\nsink: dir:/m\nstateDir: /s\n")
+    }
+
+    #[test]
+    fn refuses_a_ca_file_without_certificates_naming_the_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "no certificate here\n").expect("write ca");
+        let file = dir.path().join("agent.yaml");
+        std::fs::write(&file, format!("{}caFile: {ca:?}\n", required_yaml(dir.path()))).expect("write config");
+        let err = AgentConfig::from_flags(Flags {
+            config: Some(file),
+            ..Flags::default()
+        })
+        .expect_err("empty CA bundle");
+        assert!(
+            matches!(err, Error::Configuration(ConfigError::EmptyCaBundle { .. })),
+            "{err}"
+        );
+        assert!(err.to_string().contains("caFile") && err.to_string().contains("no certificate in it"));
+    }
+
+    #[test]
+    fn reads_the_registry_password_file_and_never_shows_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let password = dir.path().join("password");
+        std::fs::write(&password, "s3cret\n").expect("write password");
+        let file = dir.path().join("agent.yaml");
+        std::fs::write(&file, required_yaml(dir.path())).expect("write config");
+        let cfg = AgentConfig::from_flags(Flags {
+            config: Some(file),
+            registry_username: Some("robot".into()),
+            registry_password_file: Some(password),
+            ..Flags::default()
+        })
+        .expect("valid");
+        let shown = cfg.registry.password.as_ref().map(SecretString::expose);
+        assert_eq!(shown, Some("s3cret"), "trailing newline dropped");
+        assert!(!format!("{cfg:?}").contains("s3cret"), "Debug of the config hides it");
+    }
 }
