@@ -398,12 +398,13 @@ pub async fn read_http(mut base: Url) -> Result<Reports> {
         base.set_path(&format!("{}/", base.path()));
     }
     let source = base.to_string();
-    let client = reqwest::Client::builder()
-        .user_agent(concat!("drover/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(HTTP_CONNECT_TIMEOUT)
-        .timeout(HTTP_REQUEST_TIMEOUT)
-        .build()
-        .map_err(|e| Error::reports(&source, format!("HTTP client: {e}")))?;
+    let client = drover_agent::transport::ClientOptions::new(
+        drover_agent::transport::PUBLISHER_USER_AGENT,
+        HTTP_CONNECT_TIMEOUT,
+    )
+    .timeout(HTTP_REQUEST_TIMEOUT)
+    .build()
+    .map_err(|e| Error::reports(&source, e.to_string()))?;
     let listing = fetch(&client, &base, MAX_LISTING_SIZE)
         .await
         .map_err(|e| Error::reports(&source, format!("cannot read the listing: {e}")))?;
@@ -442,22 +443,16 @@ pub async fn read_http(mut base: Url) -> Result<Reports> {
 
 /// GETs `url` and returns its body, refusing more than `limit` bytes.
 pub(crate) async fn fetch(client: &reqwest::Client, url: &Url, limit: u64) -> Result<Vec<u8>, String> {
-    let mut response = client.get(url.clone()).send().await.map_err(|e| describe(&e))?;
+    let response = client.get(url.clone()).send().await.map_err(|e| describe(&e))?;
     if !response.status().is_success() {
         return Err(format!("HTTP {}", response.status()));
     }
-    let too_large = || format!("larger than {limit} bytes");
-    if response.content_length().is_some_and(|n| n > limit) {
-        return Err(too_large());
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e))? {
-        if (body.len() + chunk.len()) as u64 > limit {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+    drover_agent::transport::read_body(response, limit, None)
+        .await
+        .map_err(|e| match e {
+            drover_agent::transport::BodyError::Transport(e) => describe(&e),
+            too_large => too_large.to_string(),
+        })
 }
 
 /// reqwest's top-level message hides the cause ("error sending request"); add the chain.

@@ -160,12 +160,13 @@ async fn pull(chart: &ChartRef) -> std::result::Result<Chart, String> {
     if !base.path().ends_with('/') {
         base.set_path(&format!("{}/", base.path()));
     }
-    let client = reqwest::Client::builder()
-        .user_agent(concat!("drover/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(crate::fleet_status::HTTP_CONNECT_TIMEOUT)
-        .timeout(crate::fleet_status::HTTP_REQUEST_TIMEOUT)
-        .build()
-        .map_err(|e| format!("HTTP client: {e}"))?;
+    let client = drover_agent::transport::ClientOptions::new(
+        drover_agent::transport::PUBLISHER_USER_AGENT,
+        crate::fleet_status::HTTP_CONNECT_TIMEOUT,
+    )
+    .timeout(crate::fleet_status::HTTP_REQUEST_TIMEOUT)
+    .build()
+    .map_err(|e| e.to_string())?;
     let index_url = base.join("index.yaml").map_err(|e| format!("{base}: {e}"))?;
     let bytes = crate::fleet_status::fetch(&client, &index_url, MAX_REPO_INDEX_BYTES)
         .await

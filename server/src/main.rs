@@ -68,7 +68,7 @@ impl RegistryFlags {
         Ok(drover_agent::oci::RegistryOptions {
             insecure: self.insecure,
             username: self.username,
-            password,
+            password: password.map(Into::into),
             docker_config: self.registry_config,
             ca_file: self.ca_file,
             client_identity: self.client_cert,
