@@ -147,6 +147,55 @@ pub struct Options {
     pub stale_after: Option<Duration>,
 }
 
+/// How `drover status` prints the fleet view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Aligned columns for people.
+    Table,
+    /// The whole aggregation, for scripts.
+    Json,
+}
+
+/// `drover status`: the view was made, but a cluster is stale, a bundle is in Error or a
+/// report is unusable.
+pub const EXIT_ATTENTION: u8 = 1;
+/// `drover status`: no view could be made (source unreadable, or no reports in it).
+pub const EXIT_NO_VIEW: u8 = 3;
+/// Stale clusters, bundle errors and problems shown in the table (JSON lists all).
+pub const LIST_LIMIT: usize = 20;
+
+/// `drover status SOURCE`: reads, aggregates and prints the fleet view on stdout and its
+/// problems on stderr. Returns the documented exit code: 0 all well, [`EXIT_ATTENTION`] or
+/// [`EXIT_NO_VIEW`]; an error is a failure to write the output.
+pub fn run(source: &str, format: Format, opts: &Options) -> Result<u8> {
+    let read = crate::runtime::start().and_then(|rt| rt.block_on(read_reports(source)));
+    let reports = match read {
+        Ok(reports) => reports,
+        Err(e) => {
+            eprintln!("drover: {}", crate::error::one_line(&e));
+            return Ok(EXIT_NO_VIEW);
+        }
+    };
+    let fleet = aggregate(reports, opts);
+    print_view(&fleet, format).map_err(|source| Error::Output { source })?;
+    eprint!("{}", fleet.render_problems(LIST_LIMIT));
+    Ok(if fleet.needs_attention() { EXIT_ATTENTION } else { 0 })
+}
+
+/// Writes `fleet` to stdout in `format`.
+fn print_view(fleet: &FleetStatus, format: Format) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    match format {
+        Format::Table => stdout.write_all(fleet.render_table(LIST_LIMIT).as_bytes())?,
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut stdout, fleet)?;
+            stdout.write_all(b"\n")?;
+        }
+    }
+    stdout.flush()
+}
+
 // ---------------------------------------------------------------------------------------
 // Parsing
 

@@ -10,6 +10,14 @@ pub const SECRET_KEY_FILE: &str = "drover.key";
 /// File name of the public key written by [`keygen`].
 pub const PUBLIC_KEY_FILE: &str = "drover.pub";
 
+/// `drover keygen --out DIR`: makes the key pair and says where each half goes.
+pub fn run(dir: &Path) -> Result<()> {
+    let (sk, pk) = keygen(dir)?;
+    println!("secret key: {} (keep it off the clusters)", sk.display());
+    println!("public key: {} (give it to every agent with --key)", pk.display());
+    Ok(())
+}
+
 /// Writes `DIR/drover.key` (unencrypted minisign secret key, mode 0600) and
 /// `DIR/drover.pub`. Refuses to overwrite an existing key: losing a signing key that
 /// agents trust means re-keying the whole fleet.

@@ -2,7 +2,7 @@
 //! codes (0 success, 1 failure, 2 usage). `drover status` refines them: 1 means the fleet
 //! needs attention, 3 that no fleet view could be made (see docs/fleet-status.md).
 
-use std::io::Write;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -11,18 +11,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use drover::fleet_status;
 use drover::publish::{PublishOptions, DEFAULT_EXPIRES_IN, DEFAULT_MAX_BUNDLE_SIZE};
+use drover::sync::{ExistingBlobs, Overwrite, Progress, SyncOptions};
 use drover_agent::config::{parse_duration, parse_label, parse_size};
-use drover_agent::format::rfc3339;
 use drover_agent::select::Cluster;
 use time::OffsetDateTime;
-
-/// `drover status`: the view was made, but a cluster is stale, a bundle is in Error or a
-/// report is unusable.
-const EXIT_STATUS_ATTENTION: u8 = 1;
-/// `drover status`: no view could be made (source unreadable, or no reports in it).
-const EXIT_STATUS_NO_VIEW: u8 = 3;
-/// Stale clusters, bundle errors and problems shown in the table (JSON lists all).
-const STATUS_LIST_LIMIT: usize = 20;
 
 #[derive(Parser)]
 #[command(name = "drover", version, about = "Publish, verify and serve signed drover stores")]
@@ -263,20 +255,11 @@ fn main() -> ExitCode {
     }
 }
 
+/// Dispatches one subcommand to its module: `drover::<command>::run`.
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let now = time::OffsetDateTime::now_utc();
-    let runtime = || {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .context("cannot start the async runtime")
-    };
+    let now = OffsetDateTime::now_utc();
     match cli.command {
-        Command::Keygen { out } => {
-            let (sk, pk) = drover::keygen::keygen(&out)?;
-            println!("secret key: {} (keep it off the clusters)", sk.display());
-            println!("public key: {} (give it to every agent with --key)", pk.display());
-        }
+        Command::Keygen { out } => drover::keygen::run(&out)?,
         Command::Publish {
             src,
             store,
@@ -288,50 +271,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let opts = PublishOptions {
                 src,
-                store: store.clone(),
+                store,
                 key,
-                channel: channel.clone(),
+                channel,
                 expires_in: expires_in.unwrap_or(DEFAULT_EXPIRES_IN),
                 max_bundle_size: max_bundle_size.unwrap_or(DEFAULT_MAX_BUNDLE_SIZE),
                 dry_run,
             };
-            let s = drover::publish::publish(&opts, now)?;
-            for warning in &s.warnings {
-                eprintln!("drover: warning: {warning}");
-            }
-            if dry_run {
-                print!("{}", s.describe());
-                println!(
-                    "dry run: would publish channel {channel} version {} to {} ({} bundles; {} new blobs); nothing written",
-                    s.version,
-                    store.display(),
-                    s.bundles,
-                    s.blobs_written.len()
-                );
-                return Ok(ExitCode::SUCCESS);
-            }
-            println!(
-                "published channel {channel} version {} to {} ({} bundles; {} new blobs, {} unchanged; expires {})",
-                s.version,
-                store.display(),
-                s.bundles,
-                s.blobs_written.len(),
-                s.blobs_reused,
-                rfc3339(s.expires)
-            );
+            drover::publish::run(&opts, now)?;
         }
-        Command::Verify { store, keys } => {
-            let (verified, blobs) = runtime()?.block_on(drover::store::verify_store(&store, &keys, now))?;
-            let index = verified.index();
-            println!(
-                "ok: channel {} version {} expires {}; signature valid; {} bundles, {} blobs verified",
-                index.channel,
-                index.version,
-                rfc3339(index.expires),
-                index.bundles.len(),
-                blobs
-            );
-        }
+        Command::Verify { store, keys } => drover::verify::run(&store, &keys, now)?,
         Command::Sync {
             src,
             dst,
@@ -342,8 +291,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             jobs,
             registry,
         } => {
-            use drover::sync::{self, Destination, ExistingBlobs, IndexChange, Overwrite, Progress, SyncOptions};
-            use std::io::IsTerminal;
             let opts = SyncOptions {
                 overwrite: if force { Overwrite::Force } else { Overwrite::Refuse },
                 existing: if verify_existing {
@@ -360,77 +307,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 now,
                 keys,
             };
-            let registry = registry.options()?;
-            let dest = std::sync::Arc::new(Destination::parse_with(&dst, &registry)?);
-            let source = std::sync::Arc::new(drover::store::open_with(&src, &registry)?);
-            if opts.keys.is_empty() {
-                eprintln!(
-                    "drover: warning: no --key given: the source index is not verified (blobs are still checked against the sizes and sha256 it lists)"
-                );
-            }
-            let rt = runtime()?;
-            let plan = rt.block_on(sync::plan(&source, &dest, &opts))?;
-            if let IndexChange::Forced { reason, .. } = &plan.index_change {
-                eprintln!("drover: warning: --force: {dst}: {reason}; replacing it");
-            }
-            if dry_run {
-                print!("{}", sync::describe_plan(&plan));
-                return Ok(ExitCode::SUCCESS);
-            }
-            let summary = rt.block_on(sync::execute(&plan, source, dest, &opts))?;
-            println!("{}", sync::describe_summary(&plan, &summary, &src, &dst));
+            drover::sync::run(&src, &dst, &registry.options()?, &opts, dry_run)?;
         }
-        Command::Serve { store, listen } => {
-            let rt = runtime()?;
-            rt.block_on(async {
-                let listener = tokio::net::TcpListener::bind(&listen)
-                    .await
-                    .with_context(|| format!("cannot listen on {listen}"))?;
-                let addr = listener.local_addr()?;
-                anyhow::ensure!(
-                    store.join(drover_agent::format::INDEX_FILE).is_file(),
-                    "{}: no index.json here; run drover publish first",
-                    store.display()
-                );
-                println!("serving {} on http://{addr}/", store.display());
-                drover::serve::serve(store, listener).await?;
-                Ok(())
-            })?;
-        }
+        Command::Serve { store, listen } => drover::serve::run(store, &listen)?,
         Command::Targets {
             store,
             keys,
             cluster_name,
             labels,
         } => {
-            let source = drover::store::open(&store)?;
-            let verified = runtime()?.block_on(drover::store::load_index(&source, &keys, now))?;
             let cluster = Cluster {
                 name: cluster_name,
                 labels: labels.into_iter().collect(),
             };
-            println!(
-                "cluster {} with labels {:?}, channel {} version {}:",
-                cluster.name,
-                cluster.labels,
-                verified.index().channel,
-                verified.index().version
-            );
-            for line in drover::store::explain_targets(&verified, &cluster) {
-                println!("  {line}");
-            }
+            drover::targets::run(&store, &keys, &cluster, now)?;
         }
-        Command::Diff { store_a, store_b } => {
-            let (a, b) = (drover::store::open(&store_a)?, drover::store::open(&store_b)?);
-            let rt = runtime()?;
-            let a = rt.block_on(drover::diff::read_index(&a))?;
-            let b = rt.block_on(drover::diff::read_index(&b))?;
-            println!(
-                "{store_a} (version {}) -> {store_b} (version {}):",
-                a.version, b.version
-            );
-            print!("{}", drover::diff::diff(&a, &b).render());
-        }
+        Command::Diff { store_a, store_b } => drover::diff::run(&store_a, &store_b)?,
         Command::Addon {
             sources,
             keys,
@@ -447,7 +339,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 image,
                 namespaces,
             };
-            print!("{}", drover::addon::render(&opts)?);
+            drover::addon::run(&opts)?;
         }
         Command::Image {
             binary,
@@ -461,17 +353,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 layout.is_some() || push.is_some(),
                 "say where the image goes: --layout DIR and/or --push HOST/REPO"
             );
+            let push = match push {
+                Some(repository) => Some((repository, registry.options()?)),
+                None => None,
+            };
             let input = drover::image::ImageInput { binary, ca_bundle, tag };
-            let image = drover::image::build(&input)?;
-            if let Some(dir) = &layout {
-                drover::image::write_layout(&image, dir)?;
-                println!("wrote {}:{} {}", dir.display(), image.tag, image.digest());
-            }
-            if let Some(repository) = &push {
-                let options = registry.options()?;
-                let digest = runtime()?.block_on(drover::image::push(&image, repository, &options))?;
-                println!("pushed {repository}:{} {digest}", image.tag);
-            }
+            drover::image::run(&input, &drover::image::ImageDestinations { layout, push })?;
         }
         Command::Status {
             source,
@@ -479,32 +366,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             stale_after,
             now: at,
         } => {
-            let read = runtime().and_then(|rt| Ok(rt.block_on(fleet_status::read_reports(&source))?));
-            let reports = match read {
-                Ok(reports) => reports,
-                Err(e) => {
-                    eprintln!("drover: {e:#}");
-                    return Ok(ExitCode::from(EXIT_STATUS_NO_VIEW));
-                }
+            let format = match output {
+                Output::Table => fleet_status::Format::Table,
+                Output::Json => fleet_status::Format::Json,
             };
             let opts = fleet_status::Options {
                 now: at.unwrap_or(now),
                 stale_after,
             };
-            let fleet = fleet_status::aggregate(reports, &opts);
-            let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
-            match output {
-                Output::Table => stdout.write_all(fleet.render_table(STATUS_LIST_LIMIT).as_bytes())?,
-                Output::Json => {
-                    serde_json::to_writer_pretty(&mut stdout, &fleet)?;
-                    stdout.write_all(b"\n")?;
-                }
-            }
-            stdout.flush()?;
-            eprint!("{}", fleet.render_problems(STATUS_LIST_LIMIT));
-            if fleet.needs_attention() {
-                return Ok(ExitCode::from(EXIT_STATUS_ATTENTION));
-            }
+            return Ok(ExitCode::from(fleet_status::run(&source, format, &opts)?));
         }
     }
     Ok(ExitCode::SUCCESS)

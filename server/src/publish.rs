@@ -121,6 +121,35 @@ impl PublishSummary {
 /// implicit every-cluster target).
 type WantedTarget<'a> = (Option<LabelSelector>, Option<String>, Option<&'a TargetSpec>);
 
+/// `drover publish`: publishes (or, dry run, describes) and reports on stdout, with the
+/// sources' warnings on stderr.
+pub fn run(opts: &PublishOptions, now: OffsetDateTime) -> Result<()> {
+    let s = publish(opts, now)?;
+    for warning in &s.warnings {
+        eprintln!("drover: warning: {warning}");
+    }
+    let (channel, store) = (&opts.channel, opts.store.display());
+    if opts.dry_run {
+        print!("{}", s.describe());
+        println!(
+            "dry run: would publish channel {channel} version {} to {store} ({} bundles; {} new blobs); nothing written",
+            s.version,
+            s.bundles,
+            s.blobs_written.len()
+        );
+        return Ok(());
+    }
+    println!(
+        "published channel {channel} version {} to {store} ({} bundles; {} new blobs, {} unchanged; expires {})",
+        s.version,
+        s.bundles,
+        s.blobs_written.len(),
+        s.blobs_reused,
+        drover_agent::format::rfc3339(s.expires)
+    );
+    Ok(())
+}
+
 /// Builds every bundle, writes new blobs, then the signed index.
 pub fn publish(opts: &PublishOptions, now: OffsetDateTime) -> Result<PublishSummary> {
     if opts.channel.is_empty() {

@@ -107,6 +107,30 @@ pub struct SyncOptions {
     pub now: OffsetDateTime,
 }
 
+/// `drover sync SRC DST`: plans the copy, warns on stderr when it is unverified or forced,
+/// and then prints the plan (`dry_run`) or copies and prints what was done.
+pub fn run(src: &str, dst: &str, registry: &RegistryOptions, opts: &SyncOptions, dry_run: bool) -> Result<()> {
+    let dest = Arc::new(Destination::parse_with(dst, registry)?);
+    let source = Arc::new(crate::store::open_with(src, registry)?);
+    if opts.keys.is_empty() {
+        eprintln!(
+            "drover: warning: no --key given: the source index is not verified (blobs are still checked against the sizes and sha256 it lists)"
+        );
+    }
+    let rt = crate::runtime::start()?;
+    let plan = rt.block_on(plan(&source, &dest, opts))?;
+    if let IndexChange::Forced { reason, .. } = &plan.index_change {
+        eprintln!("drover: warning: --force: {dst}: {reason}; replacing it");
+    }
+    if dry_run {
+        print!("{}", describe_plan(&plan));
+        return Ok(());
+    }
+    let summary = rt.block_on(execute(&plan, source, dest, opts))?;
+    println!("{}", describe_summary(&plan, &summary, src, dst));
+    Ok(())
+}
+
 /// Whether SRC's index was verified against trusted keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trust {
