@@ -29,6 +29,7 @@ pub mod diff;
 pub mod error;
 pub mod fleet_status;
 pub mod helm;
+pub mod http;
 pub mod image;
 pub mod keygen;
 pub mod kustomize;
