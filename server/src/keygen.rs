@@ -3,6 +3,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use drover_agent::keyfile::MinisignFile;
+
 use crate::error::{Error, Result};
 
 /// File name of the secret key written by [`keygen`].
@@ -72,6 +74,17 @@ pub fn load_secret_key(path: &Path) -> Result<minisign::SecretKey> {
         message,
     };
     let text = std::fs::read_to_string(path).map_err(|e| key_err(e.to_string()))?;
+    match MinisignFile::classify(&text) {
+        MinisignFile::PublicKey(id) => {
+            return Err(key_err(format!(
+                "this is the public key (key ID {id}); signing needs the secret key (drover.key, written next to it by drover keygen)"
+            )))
+        }
+        MinisignFile::Signature(id) => {
+            return Err(key_err(format!("this is a signature (made by key ID {id}), not a secret key")))
+        }
+        MinisignFile::SecretKey(_) | MinisignFile::Unknown => {}
+    }
     let sk_box =
         minisign::SecretKeyBox::from_string(&text).map_err(|e| key_err(format!("not a minisign secret key: {e}")))?;
     match minisign::SecretKey::from_unencrypted_box(sk_box) {
@@ -107,6 +120,18 @@ fn prove_key(sk: &minisign::SecretKey) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_public_key_given_as_signing_key_is_named_with_its_key_id() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_sk, pk) = keygen(dir.path()).expect("keygen");
+        let id = MinisignFile::classify(&std::fs::read_to_string(&pk).expect("read"))
+            .key_id()
+            .expect("id");
+        let err = load_secret_key(&pk).expect_err("public key refused").to_string();
+        assert!(err.contains(&format!("this is the public key (key ID {id})")), "{err}");
+        assert!(err.contains("drover.key"), "{err}");
+    }
 
     #[test]
     fn keygen_refuses_to_overwrite_and_key_loads_back() {

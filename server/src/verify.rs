@@ -17,10 +17,13 @@ pub fn run(store: &str, keys: &[PathBuf], now: OffsetDateTime) -> Result<()> {
     let (verified, blobs) = runtime::start()?.block_on(verify_store(store, keys, now))?;
     let index = verified.index();
     println!(
-        "ok: channel {} version {} expires {}; signature valid; {} bundles, {} blobs verified",
+        "ok: channel {} version {} expires {}; signature valid (key ID {}); {} bundles, {} blobs verified",
         index.channel,
         index.version,
         rfc3339(index.expires),
+        verified
+            .signed_by()
+            .map_or_else(|| "unknown".to_string(), |id| id.to_string()),
         index.bundles.len(),
         blobs
     );

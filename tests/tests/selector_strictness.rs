@@ -3,7 +3,7 @@
 //! valid key), the agent refuses an index that carries one, and publish warns when a
 //! selector it accepts selects every cluster without the author writing `{}`.
 
-use drover_e2e::{drover, minisign_sign, text, Site};
+use drover_e2e::{drover, minisign_sign, text, AgentRun, Site};
 
 /// A site with one plain bundle `shop` whose bundle.yaml is `spec`.
 fn shop_site(spec: &str) -> Site {
@@ -104,11 +104,45 @@ fn agent_refuses_an_index_whose_selector_has_an_unknown_key_and_applies_nothing(
     .unwrap();
     minisign_sign(&site.path("keys/drover.key"), &site.path("store/index.json"));
 
-    let out = site.agent(&site.store_url(), "shop-1", &["type=shop"]);
+    let out = AgentRun::once(&site).cluster("shop-1").label("type=shop").run();
     assert!(!out.status.success(), "agent must refuse the index: {}", text(&out));
     let said = text(&out);
     assert!(said.contains("index.json"), "{said}");
     assert!(said.contains("unknown key `matchLabel` in label selector"), "{said}");
     assert!(said.contains("did you mean `matchLabels`?"), "{said}");
     assert!(site.manifests().is_empty(), "nothing applied from a refused index");
+}
+
+#[test]
+fn publish_refuses_label_keys_and_values_that_kubernetes_refuses() {
+    for (spec, said) in [
+        (
+            "targets:\n  - clusterSelector: {matchLabels: {\"bad key!\": v}}\n",
+            "label key \"bad key!\"",
+        ),
+        (
+            "targets:\n  - clusterSelector: {matchLabels: {env: \"with space\"}}\n",
+            "value \"with space\"",
+        ),
+        (
+            "targets:\n  - clusterSelector: {matchLabels: {env: 3}}\n",
+            "expected a label value string",
+        ),
+        (
+            "targets:\n  - clusterSelector: {matchExpressions: [{key: env, operator: In, values: [\"bad value!\"]}]}\n",
+            "value \"bad value!\"",
+        ),
+    ] {
+        let err = publish_fails(&shop_site(spec));
+        assert!(err.contains("shop/bundle.yaml") && err.contains(said), "{spec}: {err}");
+    }
+}
+
+#[test]
+fn agent_refuses_a_label_flag_that_kubernetes_would_refuse() {
+    let site = shop_site("targets:\n  - clusterSelector: {}\n");
+    publish_stderr(&site);
+    let out = AgentRun::once(&site).cluster("shop-1").label("bad key!=x").run();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("label key \"bad key!\""), "{}", text(&out));
 }

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
+use super::label::{check_label_key, check_label_value};
+
 /// A label selector with Kubernetes semantics: every `matchLabels` pair and every
 /// `matchExpressions` requirement must hold. The empty selector `{}` matches everything.
 ///
@@ -50,8 +52,19 @@ pub enum Operator {
 
 impl LabelSelector {
     /// Checks operator/values consistency, as the Kubernetes API server does.
+    /// Label keys and values follow Kubernetes' rules ([`check_label_key`],
+    /// [`check_label_value`]).
     pub fn validate(&self) -> Result<(), String> {
+        for (key, value) in &self.match_labels {
+            check_label_key(key)
+                .and_then(|()| check_label_value(key, value))
+                .map_err(|m| format!("matchLabels: {m}"))?;
+        }
         for (i, req) in self.match_expressions.iter().enumerate() {
+            check_label_key(&req.key).map_err(|m| format!("matchExpressions[{i}]: {m}"))?;
+            for value in &req.values {
+                check_label_value(&req.key, value).map_err(|m| format!("matchExpressions[{i}]: {m}"))?;
+            }
             let needs_values = matches!(req.operator, Operator::In | Operator::NotIn);
             if needs_values && req.values.is_empty() {
                 return Err(format!(
@@ -148,7 +161,10 @@ impl StrictMap for LabelSelector {
 
     fn read_value<'de, A: MapAccess<'de>>(s: &mut Self, key: &str, map: &mut A) -> Result<(), A::Error> {
         match key {
-            "matchLabels" => s.match_labels = map.next_value::<Option<_>>()?.unwrap_or_default(),
+            "matchLabels" => {
+                let labels: Option<BTreeMap<String, LabelText>> = map.next_value()?;
+                s.match_labels = labels.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+            }
             _ => s.match_expressions = map.next_value::<Option<_>>()?.unwrap_or_default(),
         }
         Ok(())
@@ -168,7 +184,10 @@ impl StrictMap for Requirement {
         match key {
             "key" => p.0 = Some(map.next_value()?),
             "operator" => p.1 = Some(map.next_value()?),
-            _ => p.2 = map.next_value::<Option<_>>()?.unwrap_or_default(),
+            _ => {
+                let values: Option<Vec<LabelText>> = map.next_value()?;
+                p.2 = values.unwrap_or_default().into_iter().map(|v| v.0).collect();
+            }
         }
         Ok(())
     }
@@ -179,6 +198,26 @@ impl StrictMap for Requirement {
             operator: operator.ok_or_else(|| E::missing_field("operator"))?,
             values,
         })
+    }
+}
+
+/// A label value as written: a string only. YAML would otherwise turn `env: 3` or
+/// `env: true` into `"3"` and `"true"`, which Kubernetes refuses (label values are strings).
+struct LabelText(String);
+
+impl<'de> Deserialize<'de> for LabelText {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl Visitor<'_> for Text {
+            type Value = LabelText;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a label value string (quote numbers and booleans, e.g. \"3\")")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<LabelText, E> {
+                Ok(LabelText(v.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(Text)
     }
 }
 
@@ -261,6 +300,41 @@ mod tests {
     fn a_requirement_needs_key_and_operator() {
         assert!(parse_error(r#"{"matchExpressions":[{"operator":"Exists"}]}"#).contains("missing field `key`"));
         assert!(parse_error(r#"{"matchExpressions":[{"key":"a"}]}"#).contains("missing field `operator`"));
+    }
+
+    #[test]
+    fn refuses_a_number_or_boolean_label_value_unless_quoted() {
+        for yaml in [
+            "matchLabels: {env: 3}\n",
+            "matchLabels: {env: true}\n",
+            "matchExpressions: [{key: a, operator: In, values: [1]}]\n",
+        ] {
+            let e = serde_norway::from_str::<LabelSelector>(yaml)
+                .expect_err(yaml)
+                .to_string();
+            assert!(e.contains("expected a label value string"), "{yaml}: {e}");
+        }
+        let quoted: LabelSelector = serde_norway::from_str("matchLabels: {env: \"3\"}\n").expect("parses");
+        assert_eq!(quoted.match_labels["env"], "3");
+    }
+
+    #[test]
+    fn validate_refuses_label_keys_and_values_kubernetes_refuses() {
+        for json in [
+            r#"{"matchLabels":{"bad key!":"v"}}"#,
+            r#"{"matchLabels":{"env":"with space"}}"#,
+            r#"{"matchExpressions":[{"key":"env","operator":"In","values":["bad value!"]}]}"#,
+            r#"{"matchExpressions":[{"key":"-env","operator":"Exists"}]}"#,
+        ] {
+            let s: LabelSelector = serde_json::from_str(json).expect("parses");
+            assert!(s.validate().is_err(), "{json} validated");
+        }
+        let long_key = format!(r#"{{"matchLabels":{{"{}":"v"}}}}"#, "k".repeat(72));
+        let s: LabelSelector = serde_json::from_str(&long_key).expect("parses");
+        assert!(s
+            .validate()
+            .expect_err("72-char key")
+            .contains("matchLabels: label key"));
     }
 
     #[test]
