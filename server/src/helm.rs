@@ -14,10 +14,12 @@ use drover_agent::format::BundleName;
 use serde::Deserialize;
 use serde_norway::{Mapping, Value};
 
-use crate::bundle_spec::{collect_all_files, CHART_FILE};
+use crate::bundle_files::collect_all_files;
 use crate::error::{Error, Result};
 use crate::http;
 
+/// Name of the file that makes a bundle directory a Helm chart.
+pub const CHART_FILE: &str = "Chart.yaml";
 /// `apiVersion` of the k3s HelmChart custom resource.
 pub const HELM_CHART_API_VERSION: &str = "helm.cattle.io/v1";
 /// The namespace k3s's helm-controller watches for HelmChart objects.

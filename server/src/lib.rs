@@ -24,6 +24,7 @@
 #![deny(missing_docs)]
 
 pub mod addon;
+pub mod bundle_files;
 pub mod bundle_spec;
 pub mod diff;
 pub mod error;
@@ -39,8 +40,10 @@ pub mod pack;
 mod parallel;
 pub mod publish;
 mod runtime;
+pub mod secret_key;
 pub mod serve;
 pub mod store;
+pub mod store_write;
 pub mod sync;
 pub mod targets;
 pub mod verify;

@@ -21,10 +21,10 @@ use time::OffsetDateTime;
 
 use crate::bundle_spec::{check_manifest_file, BundleSource, Recipe, SourceKind, TargetSpec, BUNDLE_FILE};
 use crate::error::{Error, Result};
-use crate::keygen::load_secret_key;
 use crate::manifest_check::{check_objects, ObjectId};
 use crate::pack::pack;
 use crate::parallel;
+use crate::secret_key::load_secret_key;
 
 /// Default validity of a published index.
 pub const DEFAULT_EXPIRES_IN: Duration = Duration::from_secs(30 * 86_400);
@@ -356,7 +356,7 @@ pub fn publish(opts: &PublishOptions, now: OffsetDateTime) -> Result<PublishSumm
     })?;
     // Both files complete on disk before either is renamed, and index.json's mtime moved
     // past the previous one's second (web servers' ETags), as drover sync writes them.
-    crate::sync::replace_index_files(&opts.store, &bytes, signature.into_string().as_bytes())?;
+    crate::store_write::replace_index_files(&opts.store, &bytes, signature.into_string().as_bytes())?;
     Ok(summary)
 }
 
