@@ -676,7 +676,7 @@ fn removed_bundles(previous: Option<&Index>, sources: &[BundleSource]) -> Vec<Bu
 fn check_same_channel(opts: &PublishOptions, previous: Option<&Index>) -> Result<()> {
     match previous {
         Some(index) if index.channel != opts.channel && !opts.force => Err(Error::source(
-            &opts.store.join(INDEX_FILE),
+            opts.store.join(INDEX_FILE),
             format!(
                 "this store holds channel {:?}; publishing channel {:?} here would replace it, and every agent following {:?} would refuse the store. Use one store per channel (e.g. stores/{} and stores/{}), or --force to replace the channel",
                 index.channel, opts.channel, index.channel, index.channel, opts.channel
