@@ -193,7 +193,7 @@ impl HttpSource {
             self.received.fetch_add(chunk.len() as u64, Ordering::Relaxed);
             writer.write(&chunk)?;
         }
-        writer.finish(dest)
+        writer.finish_off_runtime(dest).await
     }
 }
 
