@@ -168,7 +168,7 @@ async fn pull(chart: &ChartRef) -> std::result::Result<Chart, String> {
     .build()
     .map_err(|e| e.to_string())?;
     let index_url = base.join("index.yaml").map_err(|e| format!("{base}: {e}"))?;
-    let bytes = crate::fleet_status::fetch(&client, &index_url, MAX_REPO_INDEX_BYTES)
+    let bytes = drover_agent::transport::get_limited(&client, &index_url, MAX_REPO_INDEX_BYTES)
         .await
         .map_err(|e| format!("{index_url}: {e}"))?;
     let index: RepoIndex =
@@ -183,7 +183,7 @@ async fn pull(chart: &ChartRef) -> std::result::Result<Chart, String> {
         .first()
         .ok_or_else(|| format!("{index_url}: chart {} {} lists no urls", chart.name, chart.version))?;
     let url = base.join(url).map_err(|e| format!("{index_url}: url {url:?}: {e}"))?;
-    let archive = crate::fleet_status::fetch(&client, &url, MAX_CHART_ARCHIVE_BYTES)
+    let archive = drover_agent::transport::get_limited(&client, &url, MAX_CHART_ARCHIVE_BYTES)
         .await
         .map_err(|e| format!("{url}: {e}"))?;
     if let Some(expected) = &entry.digest {
