@@ -18,12 +18,12 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use crate::config::AgentConfig;
+use crate::cycle::{run_cycle, Counters, CycleReport};
 use crate::error::{Error, Result};
 use crate::format::rfc3339;
 use crate::listener::{Health, Shared, SyncRequest};
 use crate::metrics::{Metrics, Poll};
 use crate::report::Reporter;
-use crate::run::{run_cycle, Counters, CycleReport};
 use crate::state::State;
 use crate::status::{ClusterStatus, Freshness};
 
@@ -193,18 +193,8 @@ impl Agent {
         }
         let json = status.to_json();
         *self.shared.status.lock().unwrap_or_else(|p| p.into_inner()) = json.clone();
-        if let crate::sink::Sink::Kube(target) = &self.cfg.sink {
-            // The same report in the cluster, for kubectl users (ConfigMap drover-status).
-            let json = String::from_utf8_lossy(&json).into_owned();
-            match target.sink().await {
-                Ok(sink) => {
-                    if let Err(e) = sink.write_status(&json).await {
-                        tracing::warn!(error = %e, "could not write the status ConfigMap");
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "could not reach the Kubernetes API for the status ConfigMap"),
-            }
-        }
+        // The same report where the sink's users look (ConfigMap drover-status for kubectl).
+        self.cfg.sink.publish_status(&String::from_utf8_lossy(&json)).await;
         {
             let mut health = self.shared.health.lock().unwrap_or_else(|p| p.into_inner());
             if self.freshness.is_stale() {

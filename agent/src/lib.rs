@@ -24,18 +24,19 @@
 #![deny(missing_docs)]
 
 pub mod allow;
+mod blocking;
 pub mod config;
+pub mod cycle;
 pub mod daemon;
 pub mod error;
 pub mod format;
 pub mod fsutil;
+pub mod keyfile;
 pub mod listener;
 pub mod metrics;
 pub mod oci;
 pub mod render;
 pub mod report;
-pub mod run;
-mod run_kube;
 pub mod secret;
 pub mod select;
 pub mod sink;

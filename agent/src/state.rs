@@ -154,22 +154,6 @@ impl State {
         }
     }
 
-    /// Records that `bundle` is about to be applied at `digest` (`Applying`, with `message`)
-    /// and saves the state to `dir`, before the sink is touched: a crash mid-apply still
-    /// leaves the agent knowing that bundle's objects may exist.
-    pub fn record_intent(&mut self, dir: &Path, bundle: &BundleName, digest: &Digest, message: String) -> Result<()> {
-        let intent = BundleState {
-            status: Status::Applying,
-            message,
-            digest: Some(digest.clone()),
-            file_sha256: None,
-            inputs: None,
-            since: None,
-        };
-        self.bundles.insert(bundle.clone(), intent);
-        self.save(dir)
-    }
-
     /// Writes the state to `dir` atomically.
     pub fn save(&self, dir: &Path) -> Result<()> {
         fsutil::ensure_dir(dir)?;

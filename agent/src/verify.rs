@@ -17,12 +17,13 @@ use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 use crate::format::{rfc3339, Digest, Index};
+use crate::keyfile::{KeyId, MinisignFile};
 use crate::source::RawIndex;
 
 /// One or more minisign public keys; a signature by any of them is accepted.
 #[derive(Debug, Clone)]
 pub struct TrustedKeys {
-    keys: Vec<(PathBuf, minisign_verify::PublicKey)>,
+    keys: Vec<(PathBuf, Option<KeyId>, minisign_verify::PublicKey)>,
 }
 
 impl TrustedKeys {
@@ -34,7 +35,10 @@ impl TrustedKeys {
         }
         let keys = paths
             .iter()
-            .map(|path| Ok((path.clone(), load_key(path)?)))
+            .map(|path| {
+                let (id, key) = load_key(path)?;
+                Ok((path.clone(), id, key))
+            })
             .collect::<Result<_>>()?;
         Ok(TrustedKeys { keys })
     }
@@ -43,13 +47,19 @@ impl TrustedKeys {
     /// reads it; `path` names it in errors. This is the whole of key parsing (the fuzz
     /// target `minisign` drives it without touching the disk).
     pub fn from_key_text(path: &Path, text: &str) -> Result<Self> {
+        let (id, key) = parse_key(path, text)?;
         Ok(TrustedKeys {
-            keys: vec![(path.to_path_buf(), parse_key(path, text)?)],
+            keys: vec![(path.to_path_buf(), id, key)],
         })
+    }
+
+    /// The IDs of the trusted keys, in the order given (for reports and messages).
+    pub fn ids(&self) -> Vec<KeyId> {
+        self.keys.iter().filter_map(|(_, id, _)| *id).collect()
     }
 }
 
-fn load_key(path: &Path) -> Result<minisign_verify::PublicKey> {
+fn load_key(path: &Path) -> Result<(Option<KeyId>, minisign_verify::PublicKey)> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::Key {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -57,7 +67,7 @@ fn load_key(path: &Path) -> Result<minisign_verify::PublicKey> {
     parse_key(path, &text)
 }
 
-fn parse_key(path: &Path, text: &str) -> Result<minisign_verify::PublicKey> {
+fn parse_key(path: &Path, text: &str) -> Result<(Option<KeyId>, minisign_verify::PublicKey)> {
     let key_err = |message: String| Error::Key {
         path: path.to_path_buf(),
         message,
@@ -67,7 +77,17 @@ fn parse_key(path: &Path, text: &str) -> Result<minisign_verify::PublicKey> {
         .map(str::trim)
         .find(|l| !l.is_empty() && !l.starts_with("untrusted comment:"))
         .ok_or_else(|| key_err("no key line found".into()))?;
-    minisign_verify::PublicKey::from_base64(line).map_err(|e| key_err(format!("not a minisign public key: {e}")))
+    let key = minisign_verify::PublicKey::from_base64(line).map_err(|e| key_err(wrong_key_file(text, e)))?;
+    Ok((MinisignFile::classify(text).key_id(), key))
+}
+
+/// Why `text` is not a public key, naming what it is when it is another minisign file.
+fn wrong_key_file(text: &str, e: minisign_verify::Error) -> String {
+    match MinisignFile::classify(text) {
+        MinisignFile::SecretKey(_) => "not a minisign public key: this is a minisign secret key (like drover.key); trust its public half instead (drover.pub, written next to it by drover keygen)".into(),
+        MinisignFile::Signature(id) => format!("not a minisign public key: this is a minisign signature (made by key ID {id})"),
+        MinisignFile::PublicKey(_) | MinisignFile::Unknown => format!("not a minisign public key: {e}"),
+    }
 }
 
 /// What the agent last applied, for the anti-rollback check.
@@ -99,6 +119,14 @@ impl VerifiedIndex {
     /// sha256 of the exact signed bytes.
     pub fn sha256(&self) -> &Digest {
         &self.sha256
+    }
+
+    /// The ID of the key that signed it (minisign refuses a signature whose key ID is not
+    /// the verifying key's, so this is the trusted key that accepted it).
+    pub fn signed_by(&self) -> Option<KeyId> {
+        std::str::from_utf8(&self.verified.1)
+            .ok()
+            .and_then(|t| MinisignFile::classify(t).key_id())
     }
 
     /// Where the index was read from.
@@ -233,14 +261,20 @@ fn check_signature(raw: &RawIndex, keys: &TrustedKeys) -> Result<()> {
     let signature = minisign_verify::Signature::decode(text)
         .map_err(|e| sig_err(format!("signature file is not a minisign signature: {e}")))?;
     let mut refusals = Vec::new();
-    for (path, key) in &keys.keys {
+    for (path, id, key) in &keys.keys {
         // Legacy (non-prehashed) signatures are accepted: `minisign -S -l` makes them and
         // the format allows both; both are Ed25519 over the exact bytes.
         match key.verify(&raw.bytes, &signature, true) {
             Ok(()) => return Ok(()),
-            Err(minisign_verify::Error::UnexpectedKeyId) => {
-                refusals.push(format!("{}: signed by a different key", path.display()))
-            }
+            Err(minisign_verify::Error::UnexpectedKeyId) => refusals.push(format!(
+                "{}{}: signed by a different key{}",
+                path.display(),
+                id.map(|id| format!(" (key ID {id})")).unwrap_or_default(),
+                MinisignFile::classify(text)
+                    .key_id()
+                    .map(|id| format!(" (key ID {id})"))
+                    .unwrap_or_default(),
+            )),
             Err(e) => refusals.push(format!("{}: {e}", path.display())),
         }
     }
@@ -284,6 +318,49 @@ mod tests {
 
     fn now() -> OffsetDateTime {
         OffsetDateTime::parse("2026-06-01T00:00:00Z", &time::format_description::well_known::Rfc3339).expect("time")
+    }
+
+    #[test]
+    fn a_secret_key_given_as_trusted_key_is_named_as_such() {
+        let s = signer();
+        let secret = s.kp.sk.to_box(None).expect("sk box").into_string();
+        let err = TrustedKeys::from_key_text(Path::new("keys/drover.key"), &secret)
+            .expect_err("secret key refused")
+            .to_string();
+        assert!(
+            err.contains("keys/drover.key") && err.contains("this is a minisign secret key"),
+            "{err}"
+        );
+        assert!(err.contains("drover.pub"), "{err}");
+    }
+
+    #[test]
+    fn a_signature_by_another_key_names_both_key_ids_and_a_verified_index_its_signer() {
+        let (trusted, other) = (signer(), signer());
+        let keys = TrustedKeys::load(std::slice::from_ref(&trusted.pk_path)).expect("key loads");
+        let [trusted_id] = keys.ids()[..] else {
+            panic!("one key id")
+        };
+        let raw = signed(&other, index_json(1, "2027-01-01T00:00:00Z"));
+        let other_id = MinisignFile::classify(std::str::from_utf8(&raw.signature).expect("text")).key_id();
+        let err = verify_index(&raw, &keys, now(), None)
+            .expect_err("other key refused")
+            .to_string();
+        assert!(
+            err.contains(&format!(
+                "(key ID {trusted_id}): signed by a different key (key ID {})",
+                other_id.expect("id")
+            )),
+            "{err}"
+        );
+        let good = verify_index(
+            &signed(&trusted, index_json(1, "2027-01-01T00:00:00Z")),
+            &keys,
+            now(),
+            None,
+        )
+        .expect("verifies");
+        assert_eq!(good.signed_by(), Some(trusted_id));
     }
 
     #[test]

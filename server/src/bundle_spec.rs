@@ -34,10 +34,12 @@ use std::path::{Path, PathBuf};
 use drover_agent::format::{BundleName, LabelSelector, Rollout};
 use serde::Deserialize;
 
+use crate::bundle_files::collect_manifests;
 use crate::error::{Error, Result};
+use crate::helm::CHART_FILE;
+use crate::kustomize::KUSTOMIZATION_FILES;
 
-/// Name of the optional per-bundle settings file.
-pub const BUNDLE_FILE: &str = "bundle.yaml";
+pub use crate::bundle_files::BUNDLE_FILE;
 
 /// The parsed `bundle.yaml`.
 #[derive(Debug, Default, Deserialize)]
@@ -112,11 +114,41 @@ impl TargetSpec {
     }
 }
 
-/// File names that make a directory a kustomization, as kustomize looks for them.
-pub const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
+/// Targets that select every cluster without the author writing `clusterSelector: {}`:
+/// `targets: []`, or a selector whose keys are all empty (`{matchLabels: {}}`,
+/// `{matchLabels: null}`, `{matchExpressions: []}`). Each is most likely a mistake that
+/// would widen a rollout to the whole fleet, so publish says so. `text` is the YAML `spec`
+/// was parsed from.
+fn implicit_every_cluster(text: &str, spec: &BundleSpec) -> Vec<String> {
+    let Ok(raw) = serde_norway::from_str::<serde_norway::Value>(text) else {
+        return Vec::new();
+    };
+    let raw_targets = raw.get("targets");
+    if spec.targets.is_empty() && raw_targets.is_some_and(|t| !t.is_null()) {
+        return vec![
+            "targets: [] selects every cluster (omit targets, or write `- clusterSelector: {}`, to mean that)".into(),
+        ];
+    }
+    let written_empty = |i: usize| {
+        raw_targets
+            .and_then(|t| t.get(i))
+            .and_then(|t| t.get("clusterSelector"))
+            .and_then(serde_norway::Value::as_mapping)
+            .is_some_and(serde_norway::Mapping::is_empty)
+    };
+    spec.targets
+        .iter()
+        .enumerate()
+        .filter(|(i, t)| t.cluster_name.is_none() && t.cluster_selector.as_ref().is_some_and(selects_all) && !written_empty(*i))
+        .map(|(i, _)| {
+            format!("targets[{i}].clusterSelector has no labels or expressions, so it selects every cluster (write `clusterSelector: {{}}` to mean that)")
+        })
+        .collect()
+}
 
-/// Name of the file that makes a bundle directory a Helm chart.
-pub const CHART_FILE: &str = "Chart.yaml";
+fn selects_all(selector: &LabelSelector) -> bool {
+    selector.match_labels.is_empty() && selector.match_expressions.is_empty()
+}
 
 /// What a bundle directory is, and what publishing it needs.
 #[derive(Debug)]
@@ -159,6 +191,9 @@ pub struct BundleSource {
     pub variants: BTreeMap<PathBuf, BTreeMap<String, Vec<u8>>>,
     /// What kind of bundle this is.
     pub kind: SourceKind,
+    /// Things the author should know that do not stop the publish: targets whose selector
+    /// matches every cluster although `clusterSelector: {}` was not written.
+    pub warnings: Vec<String>,
 }
 
 impl BundleSource {
@@ -170,9 +205,16 @@ impl BundleSource {
             .unwrap_or_default();
         let name = BundleName::parse(&dir_name).map_err(|m| Error::source(dir, m))?;
         let spec_path = dir.join(BUNDLE_FILE);
-        let spec: BundleSpec = match std::fs::read_to_string(&spec_path) {
-            Ok(text) => serde_norway::from_str(&text).map_err(|e| Error::source(&spec_path, e.to_string()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BundleSpec::default(),
+        let (spec, warnings): (BundleSpec, _) = match std::fs::read_to_string(&spec_path) {
+            Ok(text) => {
+                let spec = serde_norway::from_str(&text).map_err(|e| Error::source(&spec_path, e.to_string()))?;
+                let warnings = implicit_every_cluster(&text, &spec)
+                    .into_iter()
+                    .map(|w| format!("{}: {w}", spec_path.display()))
+                    .collect();
+                (spec, warnings)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (BundleSpec::default(), Vec::new()),
             Err(e) => return Err(drover_agent::Error::io(&spec_path, e).into()),
         };
         if let Some(rollout) = spec.rollout.filter(|r| r.percent > 100) {
@@ -275,6 +317,7 @@ impl BundleSource {
             base,
             variants,
             kind,
+            warnings,
         })
     }
 
@@ -334,59 +377,6 @@ fn check_subdir(dir: &Path, spec_path: &Path, field: &str, sub: &Path) -> Result
         return Err(Error::source(&full, format!("{field}: directory not found")));
     }
     Ok(full)
-}
-
-/// Collects `.yaml`/`.yml` files under `dir` (recursively), keyed by their path relative to
-/// `root`, skipping `skip` directories and the top-level `bundle.yaml`. Symlinks are refused
-/// so a bundle is exactly what is in its directory.
-fn collect_manifests(root: &Path, dir: &Path, skip: &[PathBuf]) -> Result<BTreeMap<String, Vec<u8>>> {
-    collect_files(root, dir, skip, |rel| rel.ends_with(".yaml") || rel.ends_with(".yml"))
-}
-
-/// Every regular file under `dir` but the top-level `bundle.yaml` (a Helm chart's files).
-pub(crate) fn collect_all_files(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
-    collect_files(dir, dir, &[], |_| true)
-}
-
-fn collect_files(
-    root: &Path,
-    dir: &Path,
-    skip: &[PathBuf],
-    wanted: impl Fn(&str) -> bool,
-) -> Result<BTreeMap<String, Vec<u8>>> {
-    let mut files = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(current) = stack.pop() {
-        let entries = std::fs::read_dir(&current).map_err(|e| drover_agent::Error::io(&current, e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| drover_agent::Error::io(&current, e))?;
-            let path = entry.path();
-            let kind = entry.file_type().map_err(|e| drover_agent::Error::io(&path, e))?;
-            if kind.is_symlink() {
-                return Err(Error::source(
-                    &path,
-                    "symlinks are not allowed in a bundle; copy the file instead",
-                ));
-            }
-            if kind.is_dir() {
-                if !skip.contains(&path) {
-                    stack.push(path);
-                }
-                continue;
-            }
-            let rel = path
-                .strip_prefix(root)
-                .expect("walked paths are under the root")
-                .to_string_lossy()
-                .replace('\\', "/");
-            if !kind.is_file() || !wanted(&rel) || rel == BUNDLE_FILE {
-                continue;
-            }
-            let bytes = std::fs::read(&path).map_err(|e| drover_agent::Error::io(&path, e))?;
-            files.insert(rel, bytes);
-        }
-    }
-    Ok(files)
 }
 
 /// Checks one manifest file (`path` names it) as an agent will: UTF-8, YAML made of

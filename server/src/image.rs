@@ -77,6 +77,29 @@ struct Entry {
     content: Option<Vec<u8>>,
 }
 
+/// Where `drover image` puts the image: a layout directory, a registry repository, or both.
+#[derive(Debug, Default)]
+pub struct ImageDestinations {
+    /// OCI image layout directory to write.
+    pub layout: Option<PathBuf>,
+    /// `HOST[:PORT]/REPO` to push to, and how to reach it.
+    pub push: Option<(String, RegistryOptions)>,
+}
+
+/// `drover image`: builds the image, then writes and/or pushes it, one line per destination.
+pub fn run(input: &ImageInput, to: &ImageDestinations) -> Result<()> {
+    let image = build(input)?;
+    if let Some(dir) = &to.layout {
+        write_layout(&image, dir)?;
+        println!("wrote {}:{} {}", dir.display(), image.tag, image.digest());
+    }
+    if let Some((repository, options)) = &to.push {
+        let digest = crate::runtime::start()?.block_on(push(&image, repository, options))?;
+        println!("pushed {repository}:{} {digest}", image.tag);
+    }
+    Ok(())
+}
+
 /// Builds the image from `input`.
 pub fn build(input: &ImageInput) -> Result<Image> {
     let read = |path: &Path| std::fs::read(path).map_err(|e| Error::source(path, e.to_string()));

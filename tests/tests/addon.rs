@@ -5,23 +5,11 @@
 
 use std::path::Path;
 
-use drover_e2e::{drover_ok, repo_root, require, run, text, KubeApi, Site};
+use drover_e2e::{drover_ok, kustomize, repo_root, text, AgentRun, KubeApi, Site};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use serde_json::Value;
-
-/// `kubectl kustomize DIR` (stock kubectl with built-in kustomize).
-fn kustomize(dir: &Path) -> String {
-    let out = run(&require("kubectl", "kubectl"), &["kustomize", dir.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "kubectl kustomize {}: {}",
-        dir.display(),
-        text(&out)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn documents(yaml: &str) -> Vec<Value> {
     serde_norway::Deserializer::from_str(yaml)
@@ -66,23 +54,12 @@ fn assert_strict(what: &str, yaml: &str) -> Vec<String> {
 /// `kubectl apply --server-side -f FILE` against a fresh API double; returns the double.
 fn apply(dir: &Path, file: &Path) -> KubeApi {
     let api = KubeApi::start(dir);
-    let out = api.kubectl(&["apply", "--server-side", "-f", file.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "kubectl apply --server-side -f {}: {}",
-        file.display(),
-        text(&out)
-    );
+    api.kubectl().apply(file.to_str().unwrap(), &[]);
     api
 }
 
 fn get_json(api: &KubeApi, args: &[&str]) -> Value {
-    let mut all = vec!["get"];
-    all.extend_from_slice(args);
-    all.extend(["-o", "json"]);
-    let out = api.kubectl(&all);
-    assert!(out.status.success(), "kubectl {all:?}: {}", text(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
+    api.kubectl().json(&[&["get"], args].concat())
 }
 
 /// drover.yaml without its leading comment header.
@@ -242,7 +219,8 @@ fn addon_output_is_strict_applies_and_carries_the_values() {
             "--label",
             "tier=yes",
             "--label",
-            "note=a: b # not a comment",
+            // Valid label values YAML would misread unquoted (a float): the add-on must quote.
+            "version=1.10",
             "--image",
             "registry.example.net/drover-agent:0.1.0",
             "--namespaces",
@@ -256,7 +234,7 @@ fn addon_output_is_strict_applies_and_carries_the_values() {
     let config: Value = serde_norway::from_str(cm["data"]["config.yaml"].as_str().unwrap()).unwrap();
     assert_eq!(config["clusterName"], "shop-7");
     assert_eq!(config["labels"]["tier"], "yes");
-    assert_eq!(config["labels"]["note"], "a: b # not a comment");
+    assert_eq!(config["labels"]["version"], "1.10");
     assert_eq!(config["sources"][1], "file:///media/usb/store");
     assert_eq!(config["keys"][0], "/etc/drover/keys/drover.pub");
     // Least privilege turns on the agent's allow-list: a bundle reaching outside the
@@ -297,10 +275,9 @@ fn addon_config_is_accepted_by_the_agent_config_parser() {
         .replace("sink: kube", &format!("sink: dir:{}", site.p("manifests")))
         .replace("0.0.0.0:9090", "off");
     site.write("config.yaml", &config);
-    let out = run(
-        &drover_e2e::bin("drover-agent"),
-        &["--config", &site.p("config.yaml"), "--once", "--connect-timeout", "2s"],
-    );
+    let out = AgentRun::bare()
+        .args(["--config", &site.p("config.yaml"), "--once", "--connect-timeout", "2s"])
+        .run();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
 }
 
@@ -337,21 +314,19 @@ fn documented_uninstall_removes_the_agent_and_keeps_the_listed_namespaces_and_wo
         "workload.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: menu, namespace: shop}\ndata: {soup: tomato}\n",
     );
-    let out = api.kubectl(&["apply", "--server-side", "-f", &site.p("workload.yaml")]);
-    assert!(out.status.success(), "{}", text(&out));
+    api.kubectl().apply(&site.p("workload.yaml"), &[]);
 
     let commands = documented_uninstall_commands();
     assert!(commands.len() >= 3, "{commands:?}");
     for command in &commands {
         let args: Vec<&str> = command.iter().map(String::as_str).collect();
-        let out = api.kubectl(&args);
-        assert!(out.status.success(), "kubectl {args:?}: {}", text(&out));
+        api.kubectl().ok(&args);
     }
 
     let gone = |args: &[&str]| {
         let mut all = vec!["get"];
         all.extend_from_slice(args);
-        !api.kubectl(&all).status.success()
+        !api.kubectl().run(&all).status.success()
     };
     assert!(gone(&["namespace", "drover-system"]));
     assert!(gone(&["clusterrole", "drover-agent"]));

@@ -1,7 +1,7 @@
 //! The agent reads the same settings from a YAML --config file, and refuses bad
 //! configuration with exit code 2 before touching anything.
 
-use drover_e2e::{bin, run, text, Site};
+use drover_e2e::{text, AgentRun, Site};
 
 #[test]
 fn agent_runs_from_a_config_file() {
@@ -18,7 +18,9 @@ fn agent_runs_from_a_config_file() {
             site.p("state")
         ),
     );
-    let out = run(&bin("drover-agent"), &["--config", &site.p("agent.yaml"), "--once"]);
+    let out = AgentRun::bare()
+        .args(["--config", &site.p("agent.yaml"), "--once"])
+        .run();
     assert!(out.status.success(), "{}", text(&out));
     assert!(site.manifests()["drover-web.yaml"].contains("value: site-9"));
 }
@@ -28,8 +30,6 @@ fn bad_configuration_exits_2_and_names_the_problem() {
     let site = Site::new().with_examples();
     site.publish(&[]);
     let key = site.p("keys/drover.pub");
-    let sink = format!("dir:{}", site.p("manifests"));
-    let state = site.p("state");
     let cases: [(&[&str], &str); 4] = [
         (&["--source", "ftp://x/", "--key", &key], "unsupported scheme"),
         (
@@ -43,9 +43,13 @@ fn bad_configuration_exits_2_and_names_the_problem() {
         ),
     ];
     for (flags, expected) in cases {
-        let mut args: Vec<&str> = flags.to_vec();
-        args.extend_from_slice(&["--cluster-name", "a", "--sink", &sink, "--state-dir", &state, "--once"]);
-        let out = run(&bin("drover-agent"), &args);
+        let agent = AgentRun::bare()
+            .args(flags)
+            .cluster("a")
+            .dir_sink(site.path("manifests"))
+            .state_dir(site.path("state"))
+            .one_cycle();
+        let (out, args) = (agent.run(), agent.argv());
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
         assert!(
             String::from_utf8_lossy(&out.stderr).contains(expected),
@@ -61,24 +65,11 @@ fn json_logs_are_one_object_per_line_naming_the_decision() {
     let site = Site::new().with_examples();
     site.publish(&[]);
     let run_json = |source: &str| {
-        run(
-            &bin("drover-agent"),
-            &[
-                "--source",
-                source,
-                "--key",
-                &site.p("keys/drover.pub"),
-                "--cluster-name",
-                "site-9",
-                "--sink",
-                &format!("dir:{}", site.p("manifests")),
-                "--state-dir",
-                &site.p("state"),
-                "--once",
-                "--log-format",
-                "json",
-            ],
-        )
+        AgentRun::once(&site)
+            .source(source)
+            .cluster("site-9")
+            .args(["--log-format", "json"])
+            .run()
     };
     let out = run_json(&format!("file://{}", site.p("nowhere")));
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use drover_e2e::{bin, copy_dir, drover, nginx, repo_root, require, run, snapshot, text, Site};
+use drover_e2e::{bin, copy_dir, drover, nginx, repo_root, require, run, snapshot, text, AgentRun, Site};
 
 /// A site whose source is the authoring examples (examples/authoring/bundles).
 fn authoring_site() -> Site {
@@ -25,7 +25,11 @@ fn authoring_site() -> Site {
 /// Runs `drover-agent --once` for `cluster` into `<dir>/manifests` and `<dir>/state`;
 /// returns the manifests written (file name → text).
 fn apply(site: &Site, dir: &str, cluster: &str, labels: &[&str]) -> BTreeMap<String, String> {
-    let out = site.agent_in(dir, &site.store_url(), cluster, labels);
+    let out = AgentRun::once(site)
+        .under(site.path(dir))
+        .cluster(cluster)
+        .labels(labels)
+        .run();
     assert!(out.status.success(), "agent for {cluster}: {}", text(&out));
     snapshot(&site.path(&format!("{dir}/manifests")))
         .into_iter()
@@ -154,7 +158,11 @@ fn unknown_variable_in_values_is_an_error_for_that_bundle_only() {
     let site = authoring_site();
     site.publish(&[]);
     // A prod cluster without a region label: ${cluster.labels.region} cannot be filled.
-    let out = site.agent_in("x", &site.store_url(), "p-1", &["env=prod"]);
+    let out = AgentRun::once(&site)
+        .under(site.path("x"))
+        .cluster("p-1")
+        .labels(&["env=prod"])
+        .run();
     assert!(!out.status.success(), "a bundle error fails --once");
     assert!(text(&out).contains("region"), "{}", text(&out));
     let written = snapshot(&site.path("x/manifests"));

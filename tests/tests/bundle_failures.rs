@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use drover_e2e::{drover_serve, minisign_sign, sha256_hex, text, Site};
+use drover_e2e::{drover_serve, minisign_sign, sha256_hex, text, AgentRun, Site};
 
 const CLUSTER: &str = "site-1";
 const LABELS: &[&str] = &["env=prod", "region=eu", "monitoring=on"];
@@ -30,7 +30,7 @@ impl Upgrade {
     fn new(labels: &[&str]) -> Self {
         let site = Site::new().with_examples();
         site.publish(&[]);
-        let out = site.agent(&site.store_url(), CLUSTER, labels);
+        let out = AgentRun::once(&site).cluster(CLUSTER).labels(labels).run();
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         let v1 = site.manifests();
         assert_eq!(
@@ -65,7 +65,11 @@ impl Upgrade {
     /// [`Upgrade::assert_web_failed`] with the agent reading `source`.
     fn assert_web_failed_from(&self, source: &str, labels: &[&str], expected: &[&str]) {
         let site = &self.site;
-        let out = site.agent(source, CLUSTER, labels);
+        let out = AgentRun::once(site)
+            .source(source)
+            .cluster(CLUSTER)
+            .labels(labels)
+            .run();
         assert_eq!(out.status.code(), Some(1), "{}", text(&out));
         let web = bundle_line(&out, "web");
         assert_eq!(web.0, "Error", "{}", text(&out));
@@ -198,7 +202,7 @@ fn tampered_blob_fails_only_that_bundle() {
 
     // Once the store holds the right bytes again, the next cycle applies web too.
     std::fs::write(up.site.path(&blob), &good).unwrap();
-    let out = up.site.agent(&up.site.store_url(), CLUSTER, LABELS);
+    let out = AgentRun::once(&up.site).cluster(CLUSTER).labels(LABELS).run();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(up.site.manifests()["drover-web.yaml"].contains("name: web-v2"));
 }
@@ -379,7 +383,7 @@ fn unknown_variable_keeps_previous_manifests_of_that_bundle() {
 fn unknown_variable_on_first_run_applies_the_other_bundles() {
     let site = Site::new().with_examples();
     site.publish(&[]);
-    let out = site.agent(&site.store_url(), CLUSTER, &["env=prod"]);
+    let out = AgentRun::once(&site).cluster(CLUSTER).labels(&["env=prod"]).run();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let web = bundle_line(&out, "web");
     assert_eq!(web.0, "Error", "{}", text(&out));
@@ -413,7 +417,7 @@ fn broken_dependency_holds_back_its_dependents_on_first_run() {
     let mut bytes = std::fs::read(site.path(&blob)).unwrap();
     bytes[10] ^= 0x01;
     std::fs::write(site.path(&blob), &bytes).unwrap();
-    let out = site.agent(&site.store_url(), CLUSTER, LABELS);
+    let out = AgentRun::once(&site).cluster(CLUSTER).labels(LABELS).run();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let base = bundle_line(&out, "base");
     assert_eq!(base.0, "Error", "{}", text(&out));

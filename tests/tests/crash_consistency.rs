@@ -3,10 +3,9 @@
 //! writes it, and the state is whole; the next complete run converges to what a clean run
 //! of the last version writes and removes the temporary files the kills left.
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use drover_e2e::{agent_command, agent_once, snapshot, text, Site, Versions};
+use drover_e2e::{snapshot, text, AgentRun, Ended, Site, Versions};
 
 const CLUSTER: &str = "site-1";
 const LABELS: &[&str] = &["env=prod", "region=eu", "monitoring=on"];
@@ -38,25 +37,22 @@ fn sigkill_at_random_points_across_200_runs_never_leaves_a_partial_manifest() {
     for cycle in 0..CYCLES {
         // Versions move forward as an operator publishes: each is live for a stretch of runs.
         let store = &versions.stores[cycle * VERSIONS / CYCLES];
-        let mut child = agent_command(&site, &[store], CLUSTER, LABELS, &dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let run = AgentRun::once(&site)
+            .source(store)
+            .cluster(CLUSTER)
+            .labels(LABELS)
+            .under(&dir);
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        std::thread::sleep(Duration::from_micros((seed >> 33) % window_us));
-        match child.try_wait().unwrap() {
-            Some(_) => {
+        match run.kill_after(Duration::from_micros((seed >> 33) % window_us)) {
+            Ended::Finished => {
                 finished += 1;
                 window_us = (window_us * 3 / 4).max(100);
             }
-            None => {
-                child.kill().unwrap();
+            Ended::Killed => {
                 killed += 1;
                 window_us = window_us * 21 / 20 + 1;
             }
         }
-        child.wait().unwrap();
         versions.assert_consistent(
             &dir.join("manifests"),
             &dir.join("state"),
@@ -68,7 +64,12 @@ fn sigkill_at_random_points_across_200_runs_never_leaves_a_partial_manifest() {
         "most runs were killed mid-way ({killed} killed, {finished} ended)"
     );
 
-    let out = agent_once(&site, versions.stores.last().unwrap(), CLUSTER, LABELS, &dir);
+    let out = AgentRun::once(&site)
+        .source(versions.stores.last().unwrap())
+        .cluster(CLUSTER)
+        .labels(LABELS)
+        .under(&dir)
+        .run();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(
         snapshot(&dir.join("manifests")),

@@ -3,11 +3,10 @@
 //! status. Cycles are driven with `POST /sync` (which answers once its cycle is done) and
 //! signals, never with sleeps, so no test depends on wall-clock timing to pass.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use drover_e2e::{
-    access_log, bin, free_port, nginx_on, snapshot, text, wait_for, AgentDaemon, Behaviour, FaultyServer, Site,
+    access_log, free_port, nginx_on, snapshot, text, wait_for, AgentDaemon, AgentRun, Behaviour, FaultyServer, Site,
 };
 
 const CLUSTER: &str = "site-1";
@@ -15,55 +14,19 @@ const LABELS: &[&str] = &["env=prod", "region=eu", "monitoring=on"];
 /// Generous bound for a process that must end on its own; only a hang trips it.
 const PATIENCE: Duration = Duration::from_secs(120);
 
-/// Arguments of an agent for `site` reading `sources`, plus `extra`.
-fn agent_args(site: &Site, sources: &[&str], extra: &[&str]) -> Vec<String> {
-    let mut args = Vec::new();
-    for s in sources {
-        args.extend(["--source".to_string(), s.to_string()]);
-    }
-    args.extend(
-        [
-            "--key",
-            &site.p("keys/drover.pub"),
-            "--cluster-name",
-            CLUSTER,
-            "--sink",
-            &format!("dir:{}", site.p("manifests")),
-            "--state-dir",
-            &site.p("state"),
-            "--interval",
-            "1h",
-        ]
-        .map(String::from),
-    );
-    for l in LABELS {
-        args.extend(["--label".to_string(), l.to_string()]);
-    }
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
+/// `run` as the agent of site-1 reading `sources`, with `extra` flags.
+fn site1(run: AgentRun, sources: &[&str], extra: &[&str]) -> AgentRun {
+    run.sources(sources).cluster(CLUSTER).labels(LABELS).args(extra)
 }
 
 fn start_daemon(site: &Site, sources: &[&str], extra: &[&str]) -> AgentDaemon {
-    let args = agent_args(site, sources, extra);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    AgentDaemon::start(&args)
+    site1(AgentRun::daemon(site), sources, extra).start()
 }
 
 /// Runs `drover-agent --once` and returns (exit code, stdout + stderr); fails the test
 /// instead of hanging if the agent does not end.
 fn once(site: &Site, sources: &[&str], extra: &[&str]) -> (Option<i32>, String) {
-    let mut args = agent_args(site, sources, extra);
-    args.extend(["--once".to_string(), "--listen".to_string(), "off".to_string()]);
-    let mut child = Command::new(bin("drover-agent"))
-        .args(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for("drover-agent --once to end", PATIENCE, || {
-        child.try_wait().unwrap().is_some()
-    });
-    let out = child.wait_with_output().unwrap();
+    let out = site1(AgentRun::once(site), sources, extra).run_within(PATIENCE);
     (out.status.code(), text(&out))
 }
 
@@ -393,17 +356,9 @@ fn sigkill_at_any_point_then_restart_converges() {
         .as_nanos() as u64;
     for round in 0..12 {
         site.publish(&[]);
-        let args = agent_args(&site, &[&site.store_url()], &["--once", "--listen", "off"]);
-        let mut child = Command::new(bin("drover-agent"))
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let run = site1(AgentRun::once(&site), &[&site.store_url()], &[]);
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        std::thread::sleep(Duration::from_micros((seed >> 33) % 40_000));
-        let _ = child.kill();
-        child.wait().unwrap();
+        run.kill_after(Duration::from_micros((seed >> 33) % 40_000));
         let state = std::fs::read(site.path("state/state.json")).unwrap_or_else(|_| b"{}".to_vec());
         assert!(
             serde_json::from_slice::<serde_json::Value>(&state).is_ok(),
@@ -604,12 +559,9 @@ fn https_source_with_a_private_ca_needs_ca_file_and_nothing_changes_without_it()
     // Or through $SSL_CERT_FILE, as the agent image sets it: a new version is read over TLS.
     change_monitoring(&site, "ssl-cert-file");
     site.publish(&[]);
-    let out = Command::new(bin("drover-agent"))
-        .args(agent_args(&site, &[&url], &[]))
-        .args(["--once", "--listen", "off"])
+    let out = site1(AgentRun::once(&site), &[&url], &[])
         .env("SSL_CERT_FILE", &ca)
-        .output()
-        .unwrap();
+        .run();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let monitoring = &site.manifests()["drover-monitoring.yaml"];
     assert!(monitoring.contains("ssl-cert-file"), "{}", text(&out));

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use drover_e2e::{agent_once, restore, sha256_hex, snapshot, text, Site, Tmpfs, Versions};
+use drover_e2e::{restore, sha256_hex, snapshot, text, AgentRun, Site, Tmpfs, Versions};
 
 const CLUSTER: &str = "site-1";
 const LABELS: &[&str] = &["env=prod", "region=eu", "monitoring=on"];
@@ -22,7 +22,15 @@ fn disk_full_at_any_point_keeps_whole_files_and_converges_once_space_frees() {
     let (v1, v2) = (&versions.stores[0], &versions.stores[1]);
     let disk = Tmpfs::mount(&site.path("disk"), "2m");
     let (manifests, state) = (disk.path.join("manifests"), disk.path.join("state"));
-    let out = agent_once(&site, v1, CLUSTER, LABELS, &disk.path);
+    let run = |store: &str| {
+        AgentRun::once(&site)
+            .source(store)
+            .cluster(CLUSTER)
+            .labels(LABELS)
+            .under(&disk.path)
+            .run()
+    };
+    let out = run(v1);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let (sink_before, state_before) = (snapshot(&manifests), snapshot(&state));
 
@@ -36,7 +44,7 @@ fn disk_full_at_any_point_keeps_whole_files_and_converges_once_space_frees() {
         restore(&manifests, &sink_before);
         restore(&state, &state_before);
         let filler = disk.fill_leaving(pages * PAGE);
-        let out = agent_once(&site, v2, CLUSTER, LABELS, &disk.path);
+        let out = run(v2);
         let context = format!("{pages} pages free");
         if out.status.code() == Some(0) {
             assert!(snapshot(&manifests) == versions.last, "{context}: {}", text(&out));
@@ -66,7 +74,7 @@ fn disk_full_at_any_point_keeps_whole_files_and_converges_once_space_frees() {
 
         // Space frees: the next run converges to version 2.
         std::fs::remove_file(filler).unwrap();
-        let out = agent_once(&site, v2, CLUSTER, LABELS, &disk.path);
+        let out = run(v2);
         assert_eq!(
             out.status.code(),
             Some(0),

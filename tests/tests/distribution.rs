@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use drover_e2e::{drover_ok, drover_serve, require, run, snapshot, static_agent, text, Registry, Site};
+use drover_e2e::{drover_ok, drover_serve, require, run, snapshot, static_agent, text, AgentRun, Registry, Site};
 use serde_json::Value;
 
 const LABELS: &[&str] = &["env=prod", "region=eu", "monitoring=on"];
@@ -15,39 +15,35 @@ const LABELS: &[&str] = &["env=prod", "region=eu", "monitoring=on"];
 fn published_site() -> Site {
     let site = Site::new().with_examples();
     site.publish(&[]);
-    let out = site.agent(&site.store_url(), "site-7", LABELS);
+    let out = AgentRun::once(&site).cluster("site-7").labels(LABELS).run();
     assert!(out.status.success(), "{}", text(&out));
     site
 }
 
-/// Runs `chroot ROOT ARGS…` (the test runs as root, as CI does).
-fn chroot(root: &Path, args: &[&str]) -> std::process::Output {
-    let mut all = vec![root.to_str().unwrap()];
-    all.extend_from_slice(args);
-    run(&require("chroot", "coreutils"), &all)
+/// The static agent copied to `/drover-agent` of a root file system, with no flags yet.
+fn rooted_agent() -> AgentRun {
+    AgentRun::bare().program("/drover-agent")
 }
 
-fn once_args(source: &str) -> Vec<&str> {
-    let mut args = vec![
-        "/drover-agent",
-        "--source",
-        source,
-        "--key",
-        "/keys/drover.pub",
-        "--cluster-name",
-        "site-7",
-        "--sink",
-        "dir:/manifests",
-        "--state-dir",
-        "/state",
-        "--listen",
-        "off",
-        "--once",
-    ];
-    for l in LABELS {
-        args.extend(["--label", l]);
-    }
-    args
+/// Runs `agent` in `chroot CHROOT_ARGS…` (the test runs as root, as CI does).
+fn chroot(chroot_args: &[&str], agent: &AgentRun) -> std::process::Output {
+    agent
+        .command_under(&require("chroot", "coreutils"), chroot_args)
+        .output()
+        .unwrap()
+}
+
+/// One cycle of the agent in the chroot, for site-7 reading `source`, with the key,
+/// manifests and state at the root.
+fn once(source: &str) -> AgentRun {
+    rooted_agent()
+        .source(source)
+        .key("/keys/drover.pub")
+        .cluster("site-7")
+        .dir_sink("/manifests")
+        .state_dir("/state")
+        .labels(LABELS)
+        .one_cycle()
 }
 
 #[test]
@@ -75,13 +71,13 @@ fn static_agent_syncs_alone_in_an_empty_chroot() {
     std::fs::copy(static_agent(), root.join("drover-agent")).unwrap();
     std::fs::copy(site.path("keys/drover.pub"), root.join("keys/drover.pub")).unwrap();
     // Nothing else: no libc, no /dev, no /etc, no /proc.
-    let version = chroot(&root, &["/drover-agent", "--version"]);
+    let version = chroot(&[root.to_str().unwrap()], &rooted_agent().arg("--version"));
     assert!(version.status.success(), "{}", text(&version));
     assert!(String::from_utf8_lossy(&version.stdout).starts_with("drover-agent "));
 
     let serve = drover_serve(&site.path("store"));
     assert!(serve.url.starts_with("http://127.0.0.1:"), "{}", serve.url);
-    let out = chroot(&root, &once_args(&serve.url));
+    let out = chroot(&[root.to_str().unwrap()], &once(&serve.url));
     assert!(out.status.success(), "static agent in chroot: {}", text(&out));
     assert_eq!(snapshot(&root.join("manifests")), snapshot(&site.path("manifests")));
 }
@@ -106,7 +102,7 @@ fn static_agent_resolves_names_from_etc_hosts_without_nss() {
     std::fs::write(root.join("etc/resolv.conf"), "nameserver 127.0.0.1\n").unwrap();
     let serve = drover_serve(&site.path("store"));
     let url = serve.url.replace("127.0.0.1", "store.drover.test");
-    let out = chroot(&root, &once_args(&url));
+    let out = chroot(&[root.to_str().unwrap()], &once(&url));
     assert!(
         out.status.success(),
         "static agent resolving via /etc/hosts: {}",
@@ -218,14 +214,9 @@ fn agent_image_is_reproducible_pushes_and_exports_for_k3s_air_gap() {
     } else {
         tar::Archive::new(layer.as_slice()).unpack(&rootfs).unwrap();
     }
-    let out = run(
-        &require("chroot", "coreutils"),
-        &[
-            "--userspec=65532:65532",
-            rootfs.to_str().unwrap(),
-            "/drover-agent",
-            "--version",
-        ],
+    let out = chroot(
+        &["--userspec=65532:65532", rootfs.to_str().unwrap()],
+        &rooted_agent().arg("--version"),
     );
     assert!(
         out.status.success(),

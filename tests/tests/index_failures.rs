@@ -3,7 +3,7 @@
 //! what the problem is, and leaves the manifests and state directories byte-for-byte as
 //! they were.
 
-use drover_e2e::{agent_command, drover_ok, drover_serve, free_port, minisign_sign, text, Site};
+use drover_e2e::{drover_ok, drover_serve, free_port, minisign_sign, text, AgentRun, Site};
 
 const CLUSTER: &str = "site-1";
 const LABELS: &[&str] = &["env=prod", "region=eu", "monitoring=on"];
@@ -20,7 +20,11 @@ fn applied_site() -> Site {
 
 /// Runs the agent and asserts it applied every bundle.
 fn apply_ok(site: &Site, source: &str) {
-    let out = site.agent(source, CLUSTER, LABELS);
+    let out = AgentRun::once(site)
+        .source(source)
+        .cluster(CLUSTER)
+        .labels(LABELS)
+        .run();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let names: Vec<String> = site.manifests().into_keys().collect();
     assert_eq!(
@@ -35,7 +39,11 @@ fn apply_ok(site: &Site, source: &str) {
 /// string of `expected`, and that the manifests and state directories did not change.
 fn assert_refused(site: &Site, source: &str, expected: &[&str]) {
     let before = site.sink_and_state();
-    let out = site.agent(source, CLUSTER, LABELS);
+    let out = AgentRun::once(site)
+        .source(source)
+        .cluster(CLUSTER)
+        .labels(LABELS)
+        .run();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("index not applied, nothing changed"), "{}", text(&out));
@@ -375,10 +383,11 @@ fn rejects_index_of_another_channel_signed_by_the_same_key() {
     );
 
     // Moving the cluster is a decision made on the cluster: --channel says so.
-    let out = agent_command(&site, &[&site.store_url()], CLUSTER, LABELS, &site.path(""))
+    let out = AgentRun::once(&site)
+        .cluster(CLUSTER)
+        .labels(LABELS)
         .args(["--channel", "canary"])
-        .output()
-        .unwrap();
+        .run();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let state: serde_json::Value = serde_json::from_slice(&read(&site, "state/state.json")).unwrap();
     assert_eq!(state["index"]["channel"], "canary", "{state}");
@@ -396,10 +405,11 @@ fn rejects_index_of_another_channel_signed_by_the_same_key() {
 fn configured_channel_refuses_the_first_index_of_another_channel() {
     let site = Site::new().with_examples();
     site.publish(&[]);
-    let out = agent_command(&site, &[&site.store_url()], CLUSTER, LABELS, &site.path(""))
+    let out = AgentRun::once(&site)
+        .cluster(CLUSTER)
+        .labels(LABELS)
         .args(["--channel", "edge"])
-        .output()
-        .unwrap();
+        .run();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -436,10 +446,12 @@ fn moving_to_a_channel_with_lower_versions_applies_it_and_still_refuses_its_roll
         read(&site, "canary/index.json.minisig"),
     );
     let with_channel = |source: &str, channel: &str| {
-        agent_command(&site, &[source], CLUSTER, LABELS, &site.path(""))
+        AgentRun::once(&site)
+            .source(source)
+            .cluster(CLUSTER)
+            .labels(LABELS)
             .args(["--channel", channel])
-            .output()
-            .unwrap()
+            .run()
     };
     let out = with_channel(&canary, "canary");
     assert_eq!(

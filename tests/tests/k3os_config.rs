@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 
-use drover_e2e::{drover_serve, repo_root, require, run, snapshot, static_agent, text, Site};
+use drover_e2e::{drover_serve, repo_root, require, run, snapshot, static_agent, text, AgentRun, Site};
 use serde_json::Value;
 
 /// Top-level keys of a k3os config.yaml, from the k3os README's configuration reference
@@ -137,7 +137,10 @@ fn script_var<'a>(script: &'a str, name: &str) -> &'a str {
 fn host_mode_runs_the_static_agent_and_fills_the_manifests_directory() {
     let site = Site::new().with_examples();
     site.publish(&[]);
-    let expected = site.agent(&site.store_url(), "site-7", &["env=prod", "region=eu", "monitoring=on"]);
+    let expected = AgentRun::once(&site)
+        .cluster("site-7")
+        .labels(&["env=prod", "region=eu", "monitoring=on"])
+        .run();
     assert!(expected.status.success(), "{}", text(&expected));
     let serve = drover_serve(&site.path("store"));
 
@@ -172,9 +175,11 @@ fn host_mode_runs_the_static_agent_and_fills_the_manifests_directory() {
     let script = std::fs::read_to_string(root.join("etc/init.d/drover-agent")).unwrap();
     let command = script_var(&script, "command");
     assert_eq!(Path::new(command), bin);
-    let mut args: Vec<&str> = script_var(&script, "command_args").split_whitespace().collect();
     // One cycle instead of the daemon, and no listener on the fixed port 9090.
-    args.extend(["--once", "--listen", "off"]);
+    let agent = AgentRun::bare()
+        .program(command)
+        .args(script_var(&script, "command_args").split_whitespace())
+        .one_cycle();
 
     // As the dedicated user boot_cmd makes, with only the rights start_pre gives it.
     assert_eq!(script_var(&script, "command_user"), "drover:drover");
@@ -225,12 +230,7 @@ fn host_mode_runs_the_static_agent_and_fills_the_manifests_directory() {
     assert_eq!(perm(&manifests), 0o1770);
     assert_eq!(perm(&state), 0o700);
 
-    let out = std::process::Command::new(command)
-        .args(&args)
-        .uid(65532)
-        .gid(65532)
-        .output()
-        .unwrap();
+    let out = agent.command().uid(65532).gid(65532).output().unwrap();
     assert!(out.status.success(), "host-mode agent as uid 65532: {}", text(&out));
     let mut written = snapshot(&manifests);
     assert_eq!(

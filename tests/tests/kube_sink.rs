@@ -1,16 +1,15 @@
 //! The `kube` sink against the in-repo Kubernetes API test double (tests/kube-double; no
 //! real kube-apiserver can run here), with stock kubectl as the independent reader.
 
-use std::process::{Command, Stdio};
-
-use drover_e2e::{bin, require, text, KubeApi, Site};
+use drover_e2e::{text, AgentRun, KubeApi, Kubectl, Site};
 
 const LABELS: &[&str] = &["env=prod", "region=eu", "monitoring=on"];
 
-/// The API double, killed on drop, with a kubeconfig pointing at it.
+/// The API double, killed on drop, with a kubeconfig pointing at it and kubectl for it.
 struct Api {
     _double: KubeApi,
     kubeconfig: String,
+    kubectl: Kubectl,
 }
 
 impl Api {
@@ -19,35 +18,9 @@ impl Api {
         let double = KubeApi::start_with(site.dir.path(), extra);
         Api {
             kubeconfig: double.kubeconfig.to_str().unwrap().to_string(),
+            kubectl: double.kubectl(),
             _double: double,
         }
-    }
-
-    /// Runs kubectl against the double; returns stdout, failing the test on error.
-    fn kubectl(&self, args: &[&str]) -> String {
-        let out = self.kubectl_raw(args);
-        assert!(out.status.success(), "kubectl {args:?}: {}", text(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn kubectl_raw(&self, args: &[&str]) -> std::process::Output {
-        Command::new(require("kubectl", "kubectl"))
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    /// Whether `kubectl get KIND NAME -n NS` finds the object.
-    fn exists(&self, kind: &str, name: &str, namespace: &str) -> bool {
-        self.kubectl_raw(&["get", kind, name, "-n", namespace]).status.success()
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut all = args.to_vec();
-        all.extend(["-o", "json"]);
-        serde_json::from_str(&self.kubectl(&all)).unwrap()
     }
 }
 
@@ -58,26 +31,12 @@ fn agent(site: &Site, api: &Api, labels: &[&str]) -> (Option<i32>, String) {
 
 /// [`agent`] with `extra` flags.
 fn agent_with(site: &Site, api: &Api, labels: &[&str], extra: &[&str]) -> (Option<i32>, String) {
-    let sink = format!("kube:{}", api.kubeconfig);
-    let (key, state, source) = (site.p("keys/drover.pub"), site.p("state"), site.store_url());
-    let mut args = vec![
-        "--source",
-        &source,
-        "--key",
-        &key,
-        "--cluster-name",
-        "site-7",
-        "--sink",
-        &sink,
-        "--state-dir",
-        &state,
-        "--once",
-    ];
-    for l in labels {
-        args.extend(["--label", l]);
-    }
-    args.extend_from_slice(extra);
-    let out = Command::new(bin("drover-agent")).args(&args).output().unwrap();
+    let out = AgentRun::once(site)
+        .kube(&api.kubeconfig)
+        .cluster("site-7")
+        .labels(labels)
+        .args(extra)
+        .run();
     (out.status.code(), text(&out))
 }
 
@@ -101,7 +60,9 @@ fn applies_bundles_with_applyset_labels_and_reports_ready_in_a_configmap() {
     for bundle in ["base", "monitoring", "web"] {
         assert!(line_of(&out, bundle).contains("Ready"), "{out}");
     }
-    let deploy = api.json(&["get", "deployment", "web", "-n", "web", "--show-managed-fields"]);
+    let deploy = api
+        .kubectl
+        .json(&["get", "deployment", "web", "-n", "web", "--show-managed-fields"]);
     let id = deploy["metadata"]["labels"]["applyset.kubernetes.io/part-of"]
         .as_str()
         .unwrap()
@@ -115,13 +76,17 @@ fn applies_bundles_with_applyset_labels_and_reports_ready_in_a_configmap() {
         managers.contains(&"drover"),
         "server-side applied by drover: {managers:?}"
     );
-    let parent = api.json(&["get", "configmap", "drover-applyset-web", "-n", "drover-system"]);
+    let parent = api
+        .kubectl
+        .json(&["get", "configmap", "drover-applyset-web", "-n", "drover-system"]);
     assert_eq!(parent["metadata"]["labels"]["applyset.kubernetes.io/id"], id.as_str());
     let kinds = parent["metadata"]["annotations"]["applyset.kubernetes.io/contains-group-kinds"]
         .as_str()
         .unwrap();
     assert_eq!(kinds, "Deployment.apps,Service", "{parent:#}");
-    let status = api.json(&["get", "configmap", "drover-status", "-n", "drover-system"]);
+    let status = api
+        .kubectl
+        .json(&["get", "configmap", "drover-status", "-n", "drover-system"]);
     let report: serde_json::Value = serde_json::from_str(status["data"]["status.json"].as_str().unwrap()).unwrap();
     assert_eq!(report["cluster"], "site-7");
     assert!(
@@ -158,10 +123,12 @@ fn objects_leaving_a_bundle_are_pruned_unless_opted_out_and_foreign_objects_surv
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: hand-made, namespace: web}\ndata: {a: b}\n",
     )
     .unwrap();
-    api.kubectl(&["apply", "--server-side", "-f", foreign.to_str().unwrap()]);
-    assert!(api.exists("configmap", "cluster-identity", "monitoring"));
+    api.kubectl
+        .ok(&["apply", "--server-side", "-f", foreign.to_str().unwrap()]);
+    assert!(api.kubectl.exists("configmap", "cluster-identity", "monitoring"));
 
-    let web_version = api.json(&["get", "deployment", "web", "-n", "web"])["metadata"]["resourceVersion"].clone();
+    let web_version =
+        api.kubectl.json(&["get", "deployment", "web", "-n", "web"])["metadata"]["resourceVersion"].clone();
 
     // Version 2: the Service and the monitoring ConfigMap leave their bundles.
     std::fs::remove_file(site.path("src/bundles/web/service.yaml")).unwrap();
@@ -175,10 +142,13 @@ fn objects_leaving_a_bundle_are_pruned_unless_opted_out_and_foreign_objects_surv
     let (code, out) = agent(&site, &api, LABELS);
     assert_eq!(code, Some(0), "{out}");
     assert!(line_of(&out, "monitoring").contains("1 pruned"), "{out}");
-    assert!(!api.exists("configmap", "cluster-identity", "monitoring"), "pruned");
-    assert!(api.exists("service", "web", "web"), "opted out: kept");
-    assert!(api.exists("deployment", "web", "web"));
-    let after = api.json(&["get", "deployment", "web", "-n", "web"])["metadata"]["resourceVersion"].clone();
+    assert!(
+        !api.kubectl.exists("configmap", "cluster-identity", "monitoring"),
+        "pruned"
+    );
+    assert!(api.kubectl.exists("service", "web", "web"), "opted out: kept");
+    assert!(api.kubectl.exists("deployment", "web", "web"));
+    let after = api.kubectl.json(&["get", "deployment", "web", "-n", "web"])["metadata"]["resourceVersion"].clone();
     assert_eq!(after, web_version, "an object the change did not touch is not written");
 
     // web no longer targets this cluster: its objects go, the hand-made one stays. (The
@@ -193,13 +163,13 @@ fn objects_leaving_a_bundle_are_pruned_unless_opted_out_and_foreign_objects_surv
     let (code, out) = agent(&site, &api, LABELS);
     assert_eq!(code, Some(0), "{out}");
     assert!(line_of(&out, "web").contains("Removed"), "{out}");
-    assert!(!api.exists("deployment", "web", "web"), "removed bundle pruned");
+    assert!(!api.kubectl.exists("deployment", "web", "web"), "removed bundle pruned");
     assert!(
-        api.exists("configmap", "hand-made", "web"),
+        api.kubectl.exists("configmap", "hand-made", "web"),
         "an object drover does not own is never deleted"
     );
     assert!(
-        !api.exists("configmap", "drover-applyset-web", "drover-system"),
+        !api.kubectl.exists("configmap", "drover-applyset-web", "drover-system"),
         "inventory parent gone"
     );
 }
@@ -229,14 +199,14 @@ fn depends_on_waits_until_the_dependency_is_ready() {
         "{out}"
     );
     assert!(line_of(&out, "addon").contains("PendingDependency"), "{out}");
-    assert!(!api.exists("configmap", "addon", "default"));
+    assert!(!api.kubectl.exists("configmap", "addon", "default"));
 
     // The Deployment becomes available (as its controller would report).
-    let generation = api.json(&["get", "deployment", "app", "-n", "default"])["metadata"]["generation"].clone();
+    let generation = api.kubectl.json(&["get", "deployment", "app", "-n", "default"])["metadata"]["generation"].clone();
     let patch = format!(
         r#"{{"status":{{"observedGeneration":{generation},"replicas":1,"updatedReplicas":1,"readyReplicas":1,"availableReplicas":1}}}}"#
     );
-    api.kubectl(&[
+    api.kubectl.ok(&[
         "patch",
         "deployment",
         "app",
@@ -253,7 +223,7 @@ fn depends_on_waits_until_the_dependency_is_ready() {
         line_of(&out, "app").contains("Ready") && line_of(&out, "addon").contains("Ready"),
         "{out}"
     );
-    assert!(api.exists("configmap", "addon", "default"));
+    assert!(api.kubectl.exists("configmap", "addon", "default"));
 }
 
 #[test]
@@ -265,17 +235,18 @@ fn drift_is_restored_and_counted_and_conflicts_with_other_managers_are_reported(
     assert_eq!(code, Some(0), "{out}");
 
     // Someone deletes an object: the next cycle puts it back and counts the drift.
-    api.kubectl(&["delete", "configmap", "cluster-identity", "-n", "monitoring"]);
+    api.kubectl
+        .ok(&["delete", "configmap", "cluster-identity", "-n", "monitoring"]);
     let (code, out) = agent(&site, &api, LABELS);
     assert_eq!(code, Some(0), "{out}");
     assert!(line_of(&out, "monitoring").contains("1 drifted"), "{out}");
-    assert!(api.exists("configmap", "cluster-identity", "monitoring"));
+    assert!(api.kubectl.exists("configmap", "cluster-identity", "monitoring"));
     // Nothing changed since: no drift.
     let (_, out) = agent(&site, &api, LABELS);
     assert!(line_of(&out, "monitoring").contains("0 drifted"), "{out}");
 
     // Another manager takes a field drover applies: reported as a conflict, not overwritten.
-    api.kubectl(&[
+    api.kubectl.ok(&[
         "patch",
         "deployment",
         "web",
@@ -289,9 +260,9 @@ fn drift_is_restored_and_counted_and_conflicts_with_other_managers_are_reported(
     assert_eq!(code, Some(1), "{out}");
     let web = line_of(&out, "web");
     assert!(web.contains("Error") && web.contains("conflict"), "{out}");
-    let replicas = api.json(&["get", "deployment", "web", "-n", "web"])["spec"]["replicas"].clone();
+    let replicas = api.kubectl.json(&["get", "deployment", "web", "-n", "web"])["spec"]["replicas"].clone();
     assert_eq!(replicas, 7, "not overwritten without force");
-    let events = api.kubectl(&["get", "events", "-n", "drover-system", "-o", "json"]);
+    let events = api.kubectl.ok(&["get", "events", "-n", "drover-system", "-o", "json"]);
     assert!(
         events.contains("ApplyFailed") && events.contains("conflict"),
         "a Warning Event: {events}"
@@ -304,7 +275,7 @@ fn drift_is_restored_and_counted_and_conflicts_with_other_managers_are_reported(
     let (code, out) = agent(&site, &api, LABELS);
     assert_eq!(code, Some(0), "{out}");
     assert!(line_of(&out, "web").contains("Ready"), "{out}");
-    let replicas = api.json(&["get", "deployment", "web", "-n", "web"])["spec"]["replicas"].clone();
+    let replicas = api.kubectl.json(&["get", "deployment", "web", "-n", "web"])["spec"]["replicas"].clone();
     assert_eq!(replicas, 5, "site-7's variant applied again with force");
 
     // An immutable field (the selector) changes: with force, deleted and created again.
@@ -314,7 +285,7 @@ fn drift_is_restored_and_counted_and_conflicts_with_other_managers_are_reported(
     site.publish(&[]);
     let (code, out) = agent(&site, &api, LABELS);
     assert_eq!(code, Some(0), "{out}");
-    let deploy = api.json(&["get", "deployment", "web", "-n", "web"]);
+    let deploy = api.kubectl.json(&["get", "deployment", "web", "-n", "web"]);
     assert_eq!(deploy["spec"]["selector"]["matchLabels"]["app"], "web2", "{deploy:#}");
 }
 
@@ -343,7 +314,9 @@ fn crd_and_its_custom_resources_in_dependent_bundles_apply_in_one_cycle() {
         line_of(&out, "crds").contains("Ready") && line_of(&out, "widgets").contains("Ready"),
         "{out}"
     );
-    let gear = api.json(&["get", "widgets.example.com", "gear", "-n", "default"]);
+    let gear = api
+        .kubectl
+        .json(&["get", "widgets.example.com", "gear", "-n", "default"]);
     assert_eq!(gear["spec"]["teeth"], 12, "{gear:#}");
 }
 
@@ -380,15 +353,15 @@ fn keep_resources_leaves_the_objects_when_the_bundle_goes() {
         "{out}"
     );
     assert!(
-        api.exists("configmap", "kept", "default"),
+        api.kubectl.exists("configmap", "kept", "default"),
         "keepResources: the object stays"
     );
     assert!(
-        !api.exists("configmap", "gone", "default"),
+        !api.kubectl.exists("configmap", "gone", "default"),
         "the other bundle's object is pruned"
     );
     assert!(
-        !api.exists("configmap", "drover-applyset-keep", "drover-system"),
+        !api.kubectl.exists("configmap", "drover-applyset-keep", "drover-system"),
         "inventory forgotten"
     );
 }
@@ -398,8 +371,6 @@ fn agent_killed_between_applies_converges_on_the_next_run() {
     let site = Site::new().with_examples();
     site.publish(&[]);
     let api = Api::start(&site, true);
-    let sink = format!("kube:{}", api.kubeconfig);
-    let (key, state, source) = (site.p("keys/drover.pub"), site.p("state"), site.store_url());
     let mut seed: u64 = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -415,40 +386,18 @@ fn agent_killed_between_applies_converges_on_the_next_run() {
         };
         std::fs::write(&path, next).unwrap();
         site.publish(&[]);
-        let mut child = Command::new(bin("drover-agent"))
-            .args([
-                "--source",
-                &source,
-                "--key",
-                &key,
-                "--cluster-name",
-                "site-7",
-                "--sink",
-                &sink,
-            ])
-            .args([
-                "--state-dir",
-                &state,
-                "--once",
-                "--label",
-                "env=prod",
-                "--label",
-                "region=eu",
-                "--label",
-                "monitoring=on",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        std::thread::sleep(std::time::Duration::from_micros((seed >> 33) % 60_000));
-        let _ = child.kill();
-        child.wait().unwrap();
+        AgentRun::once(&site)
+            .kube(&api.kubeconfig)
+            .cluster("site-7")
+            .labels(LABELS)
+            .kill_after(std::time::Duration::from_micros((seed >> 33) % 60_000));
     }
     let (code, out) = agent(&site, &api, LABELS);
     assert_eq!(code, Some(0), "{out}");
-    let ds = api.json(&["get", "daemonset", "node-exporter", "-n", "monitoring"]);
+    let ds = api
+        .kubectl
+        .json(&["get", "daemonset", "node-exporter", "-n", "monitoring"]);
     let image = ds["spec"]["template"]["spec"]["containers"][0]["image"]
         .as_str()
         .unwrap()
@@ -457,7 +406,10 @@ fn agent_killed_between_applies_converges_on_the_next_run() {
         image.ends_with("v1.8.2"),
         "the last published image (round 7 set v1.8.2): {image}"
     );
-    assert!(api.exists("deployment", "web", "web") && api.exists("configmap", "cluster-identity", "monitoring"));
+    assert!(
+        api.kubectl.exists("deployment", "web", "web")
+            && api.kubectl.exists("configmap", "cluster-identity", "monitoring")
+    );
     let (code, out) = agent(&site, &api, LABELS);
     assert_eq!(code, Some(0), "{out}");
     assert!(
@@ -489,9 +441,12 @@ fn objects_without_a_namespace_land_in_the_default_one_and_are_not_pruned() {
         let (code, out) = agent(&site, &api, &[]);
         assert_eq!(code, Some(0), "run {run}: {out}");
         assert!(line_of(&out, "plain").contains("0 pruned"), "run {run}: {out}");
-        assert!(api.exists("configmap", "plain", "default"), "run {run}: still there");
         assert!(
-            !api.exists("configmap", "plain", "drover-system"),
+            api.kubectl.exists("configmap", "plain", "default"),
+            "run {run}: still there"
+        );
+        assert!(
+            !api.kubectl.exists("configmap", "plain", "drover-system"),
             "run {run}: not in the agent's namespace"
         );
     }
@@ -511,7 +466,7 @@ fn allow_list_refuses_a_bundle_before_any_write_using_the_scope_discovery_report
          \x20   schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}\n",
     )
     .unwrap();
-    api.kubectl(&["apply", "-f", crd.to_str().unwrap()]);
+    api.kubectl.ok(&["apply", "-f", crd.to_str().unwrap()]);
     write(
         &site,
         "app/objects.yaml",
@@ -538,14 +493,15 @@ fn allow_list_refuses_a_bundle_before_any_write_using_the_scope_discovery_report
         gadgets.contains("Error") && gadgets.contains("Gadget g (cluster-scoped)"),
         "{out}"
     );
-    assert!(api.exists("configmap", "app", "web"));
+    assert!(api.kubectl.exists("configmap", "app", "web"));
     assert!(
-        !api.exists("configmap", "beside", "web"),
+        !api.kubectl.exists("configmap", "beside", "web"),
         "nothing of the refused bundle"
     );
-    assert!(!api.kubectl_raw(&["get", "gadget", "g"]).status.success());
+    assert!(!api.kubectl.run(&["get", "gadget", "g"]).status.success());
     assert!(
-        !api.exists("configmap", "drover-applyset-gadgets", "drover-system"),
+        !api.kubectl
+            .exists("configmap", "drover-applyset-gadgets", "drover-system"),
         "not even its ApplySet parent"
     );
     // Allowed, it applies.
@@ -556,5 +512,5 @@ fn allow_list_refuses_a_bundle_before_any_write_using_the_scope_discovery_report
         &["--allow-namespace", "web", "--allow-cluster-scoped"],
     );
     assert_eq!(code, Some(0), "{out}");
-    assert!(api.kubectl_raw(&["get", "gadget", "g"]).status.success(), "{out}");
+    assert!(api.kubectl.run(&["get", "gadget", "g"]).status.success(), "{out}");
 }

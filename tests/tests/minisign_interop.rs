@@ -1,6 +1,6 @@
 //! Keys and signatures interoperate both ways with the stock minisign CLI.
 
-use drover_e2e::{require, run, text, Site};
+use drover_e2e::{require, run, text, AgentRun, Site};
 
 fn minisign() -> std::path::PathBuf {
     require("minisign", "minisign")
@@ -60,7 +60,10 @@ fn agent_accepts_index_signed_by_stock_minisign(legacy: bool) {
     let algorithm = sig.lines().nth(1).map(|l| l[..2].to_string()).unwrap();
     assert_eq!(algorithm, if legacy { "RW" } else { "RU" }, "legacy={legacy}");
     std::fs::copy(&pk, site.path("keys/drover.pub")).unwrap();
-    let out = site.agent(&site.store_url(), "site-7", &["env=prod", "region=eu"]);
+    let out = AgentRun::once(&site)
+        .cluster("site-7")
+        .labels(&["env=prod", "region=eu"])
+        .run();
     assert!(out.status.success(), "{}", text(&out));
     assert!(site.manifests().contains_key("drover-web.yaml"));
 }

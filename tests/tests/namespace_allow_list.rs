@@ -3,16 +3,13 @@
 //! object is named, the bundle's previous manifests stay byte-for-byte, and the other
 //! bundles of the same index still apply.
 
-use drover_e2e::{agent_command, text, Site};
+use drover_e2e::{text, AgentRun, Site};
 
 const LABELS: &[&str] = &["env=prod", "region=eu", "monitoring=on"];
 
 /// `drover-agent --once` for site-1 with `extra` flags; returns (exit code, stdout+stderr).
 fn agent(site: &Site, extra: &[&str]) -> (Option<i32>, String) {
-    let out = agent_command(site, &[&site.store_url()], "site-1", LABELS, site.dir.path())
-        .args(extra)
-        .output()
-        .unwrap();
+    let out = AgentRun::once(site).cluster("site-1").labels(LABELS).args(extra).run();
     (out.status.code(), text(&out))
 }
 

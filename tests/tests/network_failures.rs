@@ -3,9 +3,7 @@
 //! the URL; nothing unverified lands in the sink or the blob cache; what was applied
 //! stays; a good source is still used.
 
-use std::process::Command;
-
-use drover_e2e::{agent_command, require, sha256_hex, snapshot, text, Behaviour, FaultyServer, Site};
+use drover_e2e::{require, sha256_hex, snapshot, text, AgentRun, Behaviour, FaultyServer, Site};
 
 const CLUSTER: &str = "site-1";
 const LABELS: &[&str] = &["env=prod", "region=eu", "monitoring=on"];
@@ -17,7 +15,7 @@ const UNRESOLVABLE: &str = "http://drover-does-not-exist.invalid/store/";
 fn upgraded_site() -> Site {
     let site = Site::new().with_examples();
     site.publish(&[]);
-    let out = site.agent(&site.store_url(), CLUSTER, LABELS);
+    let out = AgentRun::once(&site).cluster(CLUSTER).labels(LABELS).run();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     site.write(
         "src/bundles/web/release.yaml",
@@ -42,7 +40,11 @@ fn connection_cut_mid_blob_fails_those_bundles_and_keeps_what_was_applied() {
         }
     });
     let (sink_before, _) = site.sink_and_state();
-    let out = site.agent(&cut.url, CLUSTER, LABELS);
+    let out = AgentRun::once(&site)
+        .source(&cut.url)
+        .cluster(CLUSTER)
+        .labels(LABELS)
+        .run();
     let said = text(&out);
     assert_eq!(out.status.code(), Some(1), "{said}");
     for bundle in ["web", "monitoring"] {
@@ -66,7 +68,7 @@ fn connection_cut_mid_blob_fails_those_bundles_and_keeps_what_was_applied() {
         assert_eq!(name, sha256_hex(&bytes), "cache entry {name} is a whole blob");
     }
     // The same store, whole: converges.
-    let out = site.agent(&site.store_url(), CLUSTER, LABELS);
+    let out = AgentRun::once(&site).cluster(CLUSTER).labels(LABELS).run();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(site.manifests()["drover-web.yaml"].contains("web-v2"));
 }
@@ -78,11 +80,11 @@ fn unresolvable_store_host_is_a_clear_error_and_a_mirror_still_serves() {
     // lookup fails there without a packet reaching any resolver.
     let unshare = require("unshare", "util-linux");
     let run = |sources: &[&str]| {
-        let agent = agent_command(&site, sources, CLUSTER, LABELS, site.dir.path());
-        let out = Command::new(&unshare)
-            .arg("--net")
-            .arg(agent.get_program())
-            .args(agent.get_args())
+        let out = AgentRun::once(&site)
+            .sources(sources)
+            .cluster(CLUSTER)
+            .labels(LABELS)
+            .command_under(&unshare, &["--net"])
             .output()
             .unwrap();
         assert!(

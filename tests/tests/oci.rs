@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use drover_e2e::{bin, drover, require, snapshot, text, wait_for, Behaviour, FaultyServer, Registry, Site};
+use drover_e2e::{bin, drover, require, snapshot, text, wait_for, AgentRun, Behaviour, FaultyServer, Registry, Site};
 
 const CLUSTER: &str = "site-7";
 const LABELS: &[&str] = &["env=prod", "region=eu", "monitoring=on"];
@@ -29,24 +29,13 @@ fn channel(registry: &Registry) -> String {
 
 /// Runs `drover-agent --once` reading `source` into `dir`/manifests.
 fn agent_once(site: &Site, dir: &Path, source: &str, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
-        "--source".to_string(),
-        source.to_string(),
-        "--key".to_string(),
-        site.p("keys/drover.pub"),
-        "--cluster-name".to_string(),
-        CLUSTER.to_string(),
-        "--sink".to_string(),
-        format!("dir:{}", dir.join("manifests").display()),
-        "--state-dir".to_string(),
-        dir.join("state").display().to_string(),
-        "--once".to_string(),
-    ];
-    for l in LABELS {
-        args.extend(["--label".to_string(), l.to_string()]);
-    }
-    args.extend(extra.iter().map(|s| s.to_string()));
-    Command::new(bin("drover-agent")).args(&args).output().unwrap()
+    AgentRun::once(site)
+        .source(source)
+        .cluster(CLUSTER)
+        .labels(LABELS)
+        .under(dir)
+        .args(extra)
+        .run()
 }
 
 fn change_monitoring(site: &Site, marker: &str) {
@@ -141,28 +130,13 @@ fn agent_from_registry_applies_what_it_applies_from_http_and_polls_with_one_head
     );
 
     // Daemon: an unchanged poll is one HEAD of the manifest.
-    let args = [
-        "--source",
-        &oci,
-        "--insecure-registry",
-        "--key",
-        &site.p("keys/drover.pub"),
-        "--cluster-name",
-        CLUSTER,
-        "--label",
-        "env=prod",
-        "--label",
-        "region=eu",
-        "--label",
-        "monitoring=on",
-        "--sink",
-        &format!("dir:{}", site.p("via-oci/manifests")),
-        "--state-dir",
-        &site.p("via-oci/state"),
-        "--interval",
-        "1h",
-    ];
-    let agent = drover_e2e::AgentDaemon::start(&args);
+    let agent = AgentRun::daemon(&site)
+        .source(&oci)
+        .arg("--insecure-registry")
+        .cluster(CLUSTER)
+        .labels(LABELS)
+        .under(site.path("via-oci"))
+        .start();
     agent.wait_first_cycle();
     let before = registry.requests().len();
     assert_eq!(agent.sync()["result"], "unchanged");

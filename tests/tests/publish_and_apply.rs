@@ -2,9 +2,14 @@
 //! run the agent --once, and check the manifests directory holds exactly the targeted
 //! bundles, substituted; then change and un-target bundles.
 
-use drover_e2e::{drover_serve, nginx, text, Site};
+use drover_e2e::{drover_serve, nginx, text, AgentRun, Site};
 
 const SITE7: &[&str] = &["env=prod", "region=eu", "monitoring=on"];
+
+/// The agent of site-7 with its usual labels.
+fn site7(site: &Site) -> AgentRun {
+    AgentRun::once(site).cluster("site-7").labels(SITE7)
+}
 
 fn assert_full_site7(site: &Site) {
     let m = site.manifests();
@@ -26,7 +31,7 @@ fn agent_applies_targeted_bundles_served_by_drover_serve() {
     let site = Site::new().with_examples();
     site.publish(&[]);
     let server = drover_serve(&site.path("store"));
-    let out = site.agent(&server.url, "site-7", SITE7);
+    let out = site7(&site).source(&server.url).run();
     assert!(out.status.success(), "{}", text(&out));
     assert_full_site7(&site);
 }
@@ -36,7 +41,7 @@ fn agent_applies_targeted_bundles_served_by_nginx() {
     let site = Site::new().with_examples();
     site.publish(&[]);
     let server = nginx(&site.path("store"), &site.path("nginx"));
-    let out = site.agent(&server.url, "site-7", SITE7);
+    let out = site7(&site).source(&server.url).run();
     assert!(out.status.success(), "{}", text(&out));
     assert_full_site7(&site);
 }
@@ -45,7 +50,7 @@ fn agent_applies_targeted_bundles_served_by_nginx() {
 fn agent_applies_from_a_file_store_like_a_usb_stick() {
     let site = Site::new().with_examples();
     site.publish(&[]);
-    let out = site.agent(&site.store_url(), "site-7", SITE7);
+    let out = site7(&site).run();
     assert!(out.status.success(), "{}", text(&out));
     assert_full_site7(&site);
 }
@@ -54,7 +59,10 @@ fn agent_applies_from_a_file_store_like_a_usb_stick() {
 fn cluster_gets_only_what_its_labels_select() {
     let site = Site::new().with_examples();
     site.publish(&[]);
-    let out = site.agent(&site.store_url(), "lab-3", &["env=lab", "monitoring=on"]);
+    let out = AgentRun::once(&site)
+        .cluster("lab-3")
+        .labels(&["env=lab", "monitoring=on"])
+        .run();
     assert!(out.status.success(), "{}", text(&out));
     let m = site.manifests();
     assert_eq!(
@@ -70,7 +78,10 @@ fn cluster_gets_only_what_its_labels_select() {
 fn prod_cluster_other_than_site7_gets_the_default_variant() {
     let site = Site::new().with_examples();
     site.publish(&[]);
-    let out = site.agent(&site.store_url(), "site-9", &["env=prod", "region=us"]);
+    let out = AgentRun::once(&site)
+        .cluster("site-9")
+        .labels(&["env=prod", "region=us"])
+        .run();
     assert!(out.status.success(), "{}", text(&out));
     let web = &site.manifests()["drover-web.yaml"];
     assert!(
@@ -84,7 +95,7 @@ fn unchanged_index_rewrites_nothing() {
     use std::os::unix::fs::MetadataExt;
     let site = Site::new().with_examples();
     site.publish(&[]);
-    assert!(site.agent(&site.store_url(), "site-7", SITE7).status.success());
+    assert!(site7(&site).run().status.success());
     let inode = |f: &str| std::fs::metadata(site.path("manifests").join(f)).unwrap().ino();
     let before: Vec<u64> = ["drover-base.yaml", "drover-web.yaml"]
         .iter()
@@ -93,7 +104,7 @@ fn unchanged_index_rewrites_nothing() {
     // A re-publish of the same input bumps the version but not a single blob.
     let out = site.publish(&[]);
     assert!(out.contains("0 new blobs"), "{out}");
-    let run = site.agent(&site.store_url(), "site-7", SITE7);
+    let run = site7(&site).run();
     assert!(run.status.success(), "{}", text(&run));
     let after: Vec<u64> = ["drover-base.yaml", "drover-web.yaml"]
         .iter()
@@ -107,7 +118,7 @@ fn unchanged_index_rewrites_nothing() {
 fn changed_bundle_is_rewritten_and_untargeted_bundle_becomes_a_tombstone() {
     let site = Site::new().with_examples();
     site.publish(&[]);
-    assert!(site.agent(&site.store_url(), "site-7", SITE7).status.success());
+    assert!(site7(&site).run().status.success());
     // New image for web; monitoring now only for env=staging clusters.
     let dep = site.path("src/bundles/web/site-7/deployment.yaml");
     let text_before = std::fs::read_to_string(&dep).unwrap();
@@ -117,7 +128,7 @@ fn changed_bundle_is_rewritten_and_untargeted_bundle_becomes_a_tombstone() {
         "namespace: monitoring\ntargets:\n  - clusterSelector: {matchLabels: {env: staging}}\n",
     );
     site.publish(&[]);
-    let out = site.agent(&site.store_url(), "site-7", SITE7);
+    let out = site7(&site).run();
     assert!(out.status.success(), "{}", text(&out));
     let m = site.manifests();
     assert!(m["drover-web.yaml"].contains("nginx:1.28-alpine"));
@@ -133,11 +144,11 @@ fn changed_bundle_is_rewritten_and_untargeted_bundle_becomes_a_tombstone() {
 fn locally_edited_manifest_is_restored_on_the_next_cycle() {
     let site = Site::new().with_examples();
     site.publish(&[]);
-    assert!(site.agent(&site.store_url(), "site-7", SITE7).status.success());
+    assert!(site7(&site).run().status.success());
     let good = site.manifests()["drover-web.yaml"].clone();
     site.write("manifests/drover-web.yaml", "# someone edited this by hand\n");
     std::fs::remove_file(site.path("manifests/drover-base.yaml")).unwrap();
-    let out = site.agent(&site.store_url(), "site-7", SITE7);
+    let out = site7(&site).run();
     assert!(out.status.success(), "{}", text(&out));
     let m = site.manifests();
     assert_eq!(m["drover-web.yaml"], good);
@@ -153,7 +164,7 @@ fn agent_never_touches_files_it_did_not_write() {
         "# written by an operator, not in the index\n",
     );
     site.publish(&[]);
-    assert!(site.agent(&site.store_url(), "site-7", SITE7).status.success());
+    assert!(site7(&site).run().status.success());
     let m = site.manifests();
     assert_eq!(m["traefik.yaml"], "# k3s packaged component\n");
     assert_eq!(
@@ -258,8 +269,11 @@ fn drover_serve_answers_if_none_match_with_304() {
 fn changed_cluster_labels_re_render_and_a_missing_label_is_an_error() {
     let site = Site::new().with_examples();
     site.publish(&[]);
-    assert!(site.agent(&site.store_url(), "site-7", SITE7).status.success());
-    let out = site.agent(&site.store_url(), "site-7", &["env=prod", "region=us", "monitoring=on"]);
+    assert!(site7(&site).run().status.success());
+    let out = AgentRun::once(&site)
+        .cluster("site-7")
+        .labels(&["env=prod", "region=us", "monitoring=on"])
+        .run();
     assert!(out.status.success(), "{}", text(&out));
     let web = site.manifests()["drover-web.yaml"].clone();
     assert!(
@@ -267,7 +281,10 @@ fn changed_cluster_labels_re_render_and_a_missing_label_is_an_error() {
         "same index, new labels:\n{web}"
     );
     // Without the label the variable is unknown: an error, and the last good file stays.
-    let out = site.agent(&site.store_url(), "site-7", &["env=prod", "monitoring=on"]);
+    let out = AgentRun::once(&site)
+        .cluster("site-7")
+        .labels(&["env=prod", "monitoring=on"])
+        .run();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("no label \"region\""),
@@ -281,14 +298,14 @@ fn changed_cluster_labels_re_render_and_a_missing_label_is_an_error() {
 fn failed_removal_is_retried_on_the_next_cycle() {
     let site = Site::new().with_examples();
     site.publish(&[]);
-    assert!(site.agent(&site.store_url(), "site-7", SITE7).status.success());
+    assert!(site7(&site).run().status.success());
     // Without monitoring=on the bundle must go; make its file impossible to replace.
     let file = site.path("manifests/drover-monitoring.yaml");
     std::fs::remove_file(&file).unwrap();
     std::fs::create_dir(&file).unwrap();
     std::fs::write(file.join("keep"), "x").unwrap();
     let labels = ["env=prod", "region=eu"];
-    let out = site.agent(&site.store_url(), "site-7", &labels);
+    let out = AgentRun::once(&site).cluster("site-7").labels(&labels).run();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("could not remove"),
@@ -296,7 +313,7 @@ fn failed_removal_is_retried_on_the_next_cycle() {
         text(&out)
     );
     std::fs::remove_dir_all(&file).unwrap();
-    let out = site.agent(&site.store_url(), "site-7", &labels);
+    let out = AgentRun::once(&site).cluster("site-7").labels(&labels).run();
     assert!(out.status.success(), "{}", text(&out));
     let tomb = &site.manifests()["drover-monitoring.yaml"];
     assert!(tomb.lines().all(|l| l.starts_with('#')), "removal retried:\n{tomb}");

@@ -22,10 +22,13 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     n.checked_mul(factor).ok_or_else(|| format!("{s:?} is too large"))
 }
 
-/// Parses `KEY=VALUE`.
+/// Parses `KEY=VALUE`, a label key and value as Kubernetes allows them.
 pub fn parse_label(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        Some((k, v)) if !k.is_empty() => {
+            crate::format::check_label_key(k).and_then(|()| crate::format::check_label_value(k, v))?;
+            Ok((k.to_string(), v.to_string()))
+        }
         _ => Err(format!("{s:?} is not KEY=VALUE")),
     }
 }
@@ -83,5 +86,7 @@ mod tests {
         assert_eq!(parse_label("gpu="), Ok(("gpu".into(), "".into())));
         assert!(parse_label("=x").is_err());
         assert!(parse_label("env").is_err());
+        assert!(parse_label("bad key!=x").is_err());
+        assert!(parse_label("env=with space").is_err());
     }
 }

@@ -5,10 +5,12 @@
 //! every field described here is checked by [`Index::validate`].
 
 mod digest;
+mod label;
 mod name;
 mod selector;
 
 pub use digest::Digest;
+pub use label::{check_label_key, check_label_value};
 pub use name::{check_dns_label, BundleName};
 pub use selector::{LabelSelector, Operator, Requirement};
 

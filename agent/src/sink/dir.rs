@@ -23,6 +23,9 @@ use crate::error::{Error, Result};
 use crate::format::{BundleName, Digest};
 use crate::fsutil;
 use crate::render::{ObjectWriter, Rendered};
+use crate::select::Cluster;
+use crate::sink::{BundleSink, Cleared, Job, Placed, Stage};
+use crate::state::{BundleState, Status};
 
 /// A k3s manifests directory.
 #[derive(Debug, Clone)]
@@ -71,7 +74,7 @@ impl DirSink {
     }
 
     /// Writes the bundle's manifests from memory; returns the sha256 of the file.
-    pub fn apply(&self, bundle: &BundleName, digest: &Digest, rendered: &Rendered) -> Result<Digest> {
+    pub fn write_rendered(&self, bundle: &BundleName, digest: &Digest, rendered: &Rendered) -> Result<Digest> {
         let mut file = self.begin(bundle, digest)?;
         for doc in &rendered.documents {
             file.write_object(doc)?;
@@ -81,7 +84,7 @@ impl DirSink {
 
     /// Replaces the bundle's file by a tombstone so that k3s prunes its objects; returns
     /// the sha256 of the tombstone.
-    pub fn remove(&self, bundle: &BundleName, reason: &str) -> Result<Digest> {
+    pub fn write_tombstone(&self, bundle: &BundleName, reason: &str) -> Result<Digest> {
         let text = format!(
             "# Managed by drover-agent: bundle {bundle} was removed from this cluster ({reason}).\n\
              # This file holds no objects on purpose: k3s deletes the objects it applied from it.\n\
@@ -100,6 +103,101 @@ impl DirSink {
         fsutil::write_atomic(&path, bytes)?;
         Ok(digest)
     }
+}
+
+/// The dir sink in the cycle: a bundle is in place once its file holds it, so a dependent
+/// waits for its dependencies to be written. An unchanged bundle whose file is intact is
+/// neither fetched nor rendered.
+impl BundleSink for DirSink {
+    fn dependency_goal(&self) -> &'static str {
+        "applied"
+    }
+
+    fn unblocks_dependents(&self, result: &BundleState, _previous: Option<&BundleState>) -> bool {
+        result.digest.is_some() && result.file_sha256.is_some() && result.status != Status::Removed
+    }
+
+    async fn apply(&mut self, job: &Job<'_>, stage: &mut Stage<'_>) -> Result<Placed> {
+        let (name, chosen) = (job.name(), job.chosen);
+        let inputs = render_inputs(job, stage.render.cluster);
+        if let Some(placed) = self.unchanged(job, &inputs).await {
+            return Ok(placed);
+        }
+        let blob = stage.fetch(job).await?;
+        // Rendered into a temporary file beside the bundle's file: the sink shows nothing
+        // of it until the commit below.
+        let file = {
+            let (sink, name, digest) = (self.clone(), name.clone(), chosen.digest.clone());
+            crate::blocking::run(move || sink.begin(&name, &digest)).await?
+        };
+        let (file, objects) = stage.render_into(blob, job, file).await?;
+        stage
+            .record_intent(name, &chosen.digest, format!("writing {}", chosen.digest.short()))
+            .await?;
+        let file_sha = crate::blocking::run(move || file.commit()).await?;
+        Ok(Placed {
+            status: Status::Applied,
+            message: format!(
+                "{} written to {} ({objects} objects, target {}{})",
+                chosen.digest.short(),
+                self.file_for(name).display(),
+                chosen.target,
+                chosen.wave_note()
+            ),
+            file_sha256: Some(file_sha),
+            inputs: Some(inputs),
+        })
+    }
+
+    /// Writes the tombstone.
+    async fn remove(&mut self, bundle: &BundleName, reason: &str) -> Result<Cleared> {
+        let (sink, name, why) = (self.clone(), bundle.clone(), reason.to_string());
+        let sha = crate::blocking::run(move || sink.write_tombstone(&name, &why)).await?;
+        Ok(Cleared {
+            message: format!("{reason}; tombstone written so k3s deletes its objects"),
+            file_sha256: Some(sha),
+        })
+    }
+}
+
+impl DirSink {
+    /// The result for a job whose blob and render inputs are those of the previous apply
+    /// and whose file still holds what was written, or `None` when it must be written.
+    async fn unchanged(&self, job: &Job<'_>, inputs: &Digest) -> Option<Placed> {
+        let previous = job.previous?;
+        let file_sha = previous.file_sha256.clone()?;
+        if !job.same_digest() || previous.inputs.as_ref() != Some(inputs) {
+            return None;
+        }
+        let (sink, name, sha) = (self.clone(), job.name().clone(), file_sha.clone());
+        if !crate::blocking::run(move || sink.is_in_place(&name, &sha)).await {
+            return None;
+        }
+        // Keep the message of the apply that put it there: an unchanged poll then leaves
+        // the state byte-for-byte as it was, and nothing is rewritten.
+        let message = match previous.status {
+            Status::Applied => previous.message.clone(),
+            _ => format!("{} already in place", job.chosen.digest.short()),
+        };
+        Some(Placed {
+            status: Status::Applied,
+            message,
+            file_sha256: Some(file_sha),
+            inputs: Some(inputs.clone()),
+        })
+    }
+}
+
+/// Fingerprint of the render inputs other than the blob: the same blob renders differently
+/// for another cluster name, other labels or another default namespace.
+fn render_inputs(job: &Job<'_>, cluster: &Cluster) -> Digest {
+    let inputs = serde_json::json!({
+        "digest": job.chosen.digest.as_str(),
+        "namespace": job.bundle.namespace.as_deref(),
+        "cluster": cluster.name,
+        "labels": cluster.labels,
+    });
+    Digest::of(inputs.to_string().as_bytes())
 }
 
 /// A bundle's file being written: a temporary file beside it, hashed as it is written.
@@ -183,7 +281,7 @@ mod tests {
         let sink = DirSink::new(dir.path().join("manifests"));
         let name = BundleName::parse("web").expect("name");
         let sha = sink
-            .apply(&name, &Digest::of(b"blob"), &rendered(&["a: 1\n", "b: 2\n"]))
+            .write_rendered(&name, &Digest::of(b"blob"), &rendered(&["a: 1\n", "b: 2\n"]))
             .expect("apply");
         let text = std::fs::read_to_string(dir.path().join("manifests/drover-web.yaml")).expect("read");
         assert!(text.ends_with("---\na: 1\n---\nb: 2\n"), "{text}");
@@ -195,12 +293,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let sink = DirSink::new(dir.path().to_path_buf());
         let name = BundleName::parse("web").expect("name");
-        sink.apply(&name, &Digest::of(b"blob"), &rendered(&["a: 1\n"]))
+        sink.write_rendered(&name, &Digest::of(b"blob"), &rendered(&["a: 1\n"]))
             .expect("apply");
         use std::os::unix::fs::MetadataExt;
         let path = sink.file_for(&name);
         let before = std::fs::metadata(&path).expect("stat").ino();
-        sink.apply(&name, &Digest::of(b"blob"), &rendered(&["a: 1\n"]))
+        sink.write_rendered(&name, &Digest::of(b"blob"), &rendered(&["a: 1\n"]))
             .expect("apply");
         let after = std::fs::metadata(&path).expect("stat").ino();
         assert_eq!(
@@ -214,9 +312,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let sink = DirSink::new(dir.path().to_path_buf());
         let name = BundleName::parse("web").expect("name");
-        sink.apply(&name, &Digest::of(b"blob"), &rendered(&["a: 1\n"]))
+        sink.write_rendered(&name, &Digest::of(b"blob"), &rendered(&["a: 1\n"]))
             .expect("apply");
-        sink.remove(&name, "no target matches").expect("remove");
+        sink.write_tombstone(&name, "no target matches").expect("remove");
         let text = std::fs::read_to_string(sink.file_for(&name)).expect("tombstone");
         assert!(text.lines().all(|l| l.starts_with('#')), "{text}");
     }
@@ -227,7 +325,7 @@ mod tests {
         let sink = DirSink::new(dir.path().to_path_buf());
         let name = BundleName::parse("web").expect("name");
         let sha = sink
-            .apply(&name, &Digest::of(b"blob"), &rendered(&["a: 1\n"]))
+            .write_rendered(&name, &Digest::of(b"blob"), &rendered(&["a: 1\n"]))
             .expect("apply");
         let mut file = sink.begin(&name, &Digest::of(b"other")).expect("begin");
         file.write_object("b: 2\n").expect("write");
@@ -254,7 +352,7 @@ mod tests {
         file.write_object("a: 1\n").expect("write");
         let restarted = file.commit().expect("commit");
         let direct = sink
-            .apply(&api, &Digest::of(b"blob"), &rendered(&["a: 1\n"]))
+            .write_rendered(&api, &Digest::of(b"blob"), &rendered(&["a: 1\n"]))
             .expect("apply");
         let text = |n: &BundleName| std::fs::read_to_string(sink.file_for(n)).expect("read");
         assert_eq!(text(&web).replace("bundle web", "bundle api"), text(&api));

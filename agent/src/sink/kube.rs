@@ -16,6 +16,9 @@
 //! * **Drift**: every cycle re-applies; an object whose `generation` (or, for kinds without
 //!   one, `resourceVersion`) moved since drover last applied it had drifted and is counted.
 
+pub(crate) mod bundles;
+mod health;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;

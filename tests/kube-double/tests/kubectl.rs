@@ -3,82 +3,32 @@
 //! it expects from a real apiserver, the double is faithful where drover relies on it.
 //!
 //! Each test runs the built `kube-api-double` binary on a free port and kubectl with a
-//! throwaway HOME, kubeconfig and cache directory, so ~/.kube is never read or written.
+//! throwaway HOME, kubeconfig and cache directory, so ~/.kube is never read or written
+//! (drover-e2e's `KubeApi` and `Kubectl`, which the end-to-end tests use too).
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
 
+use drover_e2e::{KubeApi, Kubectl};
 use serde_json::Value;
 
-/// kubectl on PATH, or a failure saying how to get it. Never skipped.
-fn kubectl_path() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/bin".into(), "/usr/local/bin".into()])
-        .map(|dir| dir.join("kubectl"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "kubectl is required by the kube API double tests but is not installed: install kubectl v1.32 \
-                 (Debian package `kubectl` from the Kubernetes or Google Cloud apt repository)"
-            )
-        })
-}
-
-/// A running `kube-api-double` and a kubectl configured for it only.
+/// A running `kube-api-double` (logging its requests) and a kubectl configured for it only.
 struct Cluster {
-    child: Child,
-    port: u16,
+    api: KubeApi,
+    kubectl: Kubectl,
     dir: tempfile::TempDir,
-    kubectl: PathBuf,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Cluster {
     fn start(extra: &[&str]) -> Cluster {
-        let kubectl = kubectl_path();
         let dir = tempfile::tempdir().unwrap();
-        let log = std::fs::File::create(dir.path().join("double.log")).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kube-api-double"))
-            .args(["--listen", "127.0.0.1:0", "--verbose"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("spawn kube-api-double");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port: u16 = line
-            .trim()
-            .strip_prefix("listening on http://127.0.0.1:")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("kube-api-double printed {line:?}"));
-        std::fs::create_dir_all(dir.path().join("home")).unwrap();
-        std::fs::write(
-            dir.path().join("kubeconfig"),
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: double\n  cluster:\n    server: http://127.0.0.1:{port}\n\
-                 contexts:\n- name: double\n  context:\n    cluster: double\n    user: test\n    namespace: default\n\
-                 users:\n- name: test\n  user: {{}}\ncurrent-context: double\n"
-            ),
-        )
-        .unwrap();
+        let api = KubeApi::start_with(dir.path(), extra);
         Cluster {
-            child,
-            port,
+            kubectl: api.kubectl(),
+            api,
             dir,
-            kubectl,
         }
     }
 
@@ -93,67 +43,14 @@ impl Cluster {
         p.to_str().unwrap().to_string()
     }
 
-    fn run(&self, args: &[&str]) -> Output {
-        let p = |rel: &str| self.path(rel).to_str().unwrap().to_string();
-        Command::new(&self.kubectl)
-            .arg(format!("--kubeconfig={}", p("kubeconfig")))
-            .arg(format!("--cache-dir={}", p("cache")))
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", p("home"))
-            .env("KUBECONFIG", p("kubeconfig"))
-            .stdin(Stdio::null())
-            .output()
-            .expect("run kubectl")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.path("double.log")).unwrap_or_default()
-    }
-
-    fn describe(&self, args: &[&str], out: &Output) -> String {
-        format!(
-            "kubectl {}\nexit {:?}\nstdout:\n{}\nstderr:\n{}\ndouble's request log:\n{}",
-            args.join(" "),
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            self.log()
-        )
-    }
-
-    /// Runs kubectl, asserts success, returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(out.status.success(), "expected success: {}", self.describe(args, &out));
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Runs kubectl, asserts failure, returns stderr.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(!out.status.success(), "expected failure: {}", self.describe(args, &out));
-        String::from_utf8(out.stderr).unwrap()
-    }
-
-    /// `kubectl ARGS -o json`, parsed.
+    /// `kubectl ARGS -o json --show-managed-fields`, parsed.
     fn json(&self, args: &[&str]) -> Value {
-        let mut args = args.to_vec();
-        args.extend(["-o", "json", "--show-managed-fields"]);
-        serde_json::from_str(&self.ok(&args)).unwrap()
-    }
-
-    /// `kubectl apply --server-side -f FILE EXTRA…`.
-    fn apply(&self, file: &str, extra: &[&str]) -> String {
-        let mut args = vec!["apply", "--server-side", "-f", file];
-        args.extend_from_slice(extra);
-        self.ok(&args)
+        self.kubectl.json(&[args, &["--show-managed-fields"]].concat())
     }
 
     /// A plain GET on the double (for its test-only endpoints): (status, body).
     fn http_get(&self, path: &str) -> (u16, String) {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let mut stream = TcpStream::connect(("127.0.0.1", self.api.port())).unwrap();
         write!(
             stream,
             "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
@@ -264,7 +161,7 @@ fn rv(obj: &Value) -> String {
 fn multi_document_apply_then_get_and_label_selectors() {
     let c = Cluster::start(&[]);
     let file = c.manifest("app.yaml", APP);
-    let out = c.apply(&file, &[]);
+    let out = c.kubectl.apply(&file, &[]);
     for line in [
         "namespace/shop serverside-applied",
         "configmap/settings serverside-applied",
@@ -290,7 +187,7 @@ fn multi_document_apply_then_get_and_label_selectors() {
     let names = |args: &[&str]| {
         let mut a = args.to_vec();
         a.extend(["-o", "name"]);
-        c.ok(&a)
+        c.kubectl.ok(&a)
     };
     assert_eq!(names(&["get", "cm", "-A", "-l", "tier=front"]), "configmap/settings\n");
     assert_eq!(
@@ -314,7 +211,7 @@ fn multi_document_apply_then_get_and_label_selectors() {
         names(&["get", "cm", "-n", "shop", "--field-selector", "metadata.name=settings"]),
         "configmap/settings\n"
     );
-    let table = c.ok(&["get", "ns"]);
+    let table = c.kubectl.ok(&["get", "ns"]);
     for ns in ["default", "kube-system", "shop"] {
         assert!(table.contains(ns), "{table}");
     }
@@ -327,19 +224,19 @@ fn multi_document_apply_then_get_and_label_selectors() {
 fn reapplying_changes_only_what_changed() {
     let c = Cluster::start(&[]);
     let file = c.manifest("app.yaml", APP);
-    c.apply(&file, &[]);
+    c.kubectl.apply(&file, &[]);
     let cm = c.json(&["get", "cm", "settings", "-n", "shop"]);
     let deploy = c.json(&["get", "deploy", "web", "-n", "shop"]);
 
     // The same manifest again is a no-op: no resourceVersion moves.
-    c.apply(&file, &[]);
+    c.kubectl.apply(&file, &[]);
     assert_eq!(rv(&c.json(&["get", "cm", "settings", "-n", "shop"])), rv(&cm));
     assert_eq!(rv(&c.json(&["get", "deploy", "web", "-n", "shop"])), rv(&deploy));
 
     // One value changed and one key dropped: only the ConfigMap changes, and the dropped
     // key (owned by kubectl alone) is removed.
     let changed = APP.replace("color: blue\n  size: large", "color: green");
-    c.apply(&c.manifest("app2.yaml", &changed), &[]);
+    c.kubectl.apply(&c.manifest("app2.yaml", &changed), &[]);
     let cm2 = c.json(&["get", "cm", "settings", "-n", "shop"]);
     assert_ne!(rv(&cm2), rv(&cm));
     assert_eq!(cm2["data"], serde_json::json!({"color": "green"}));
@@ -347,14 +244,14 @@ fn reapplying_changes_only_what_changed() {
 
     // A spec change bumps the generation; a label change does not.
     let scaled = APP.replace("replicas: 2", "replicas: 4");
-    c.apply(&c.manifest("app3.yaml", &scaled), &[]);
+    c.kubectl.apply(&c.manifest("app3.yaml", &scaled), &[]);
     let d = c.json(&["get", "deploy", "web", "-n", "shop"]);
     assert_eq!(
         (d["spec"]["replicas"].as_u64(), d["metadata"]["generation"].as_u64()),
         (Some(4), Some(2))
     );
     let relabelled = scaled.replace("  labels: {app: web}\nspec:", "  labels: {app: web, extra: x}\nspec:");
-    c.apply(&c.manifest("app4.yaml", &relabelled), &[]);
+    c.kubectl.apply(&c.manifest("app4.yaml", &relabelled), &[]);
     let d = c.json(&["get", "deploy", "web", "-n", "shop"]);
     assert_eq!(
         (
@@ -368,13 +265,15 @@ fn reapplying_changes_only_what_changed() {
 #[test]
 fn a_second_manager_conflicts_until_it_forces() {
     let c = Cluster::start(&[]);
-    c.apply(&c.manifest("app.yaml", APP), &[]);
+    c.kubectl.apply(&c.manifest("app.yaml", APP), &[]);
     let other = c.manifest(
         "other.yaml",
         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\nspec: {replicas: 5}\n",
     );
 
-    let err = c.fails(&["apply", "--server-side", "--field-manager", "other", "-f", &other]);
+    let err = c
+        .kubectl
+        .fails(&["apply", "--server-side", "--field-manager", "other", "-f", &other]);
     assert!(
         err.contains("Apply failed with 1 conflict: conflict with \"kubectl\": .spec.replicas"),
         "{err}"
@@ -390,11 +289,12 @@ fn a_second_manager_conflicts_until_it_forces() {
         "same.yaml",
         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\nspec: {replicas: 2}\n",
     );
-    c.apply(&same, &["--field-manager", "other"]);
+    c.kubectl.apply(&same, &["--field-manager", "other"]);
     let d = c.json(&["get", "deploy", "web", "-n", "shop"]);
     assert_eq!(owners(&d, &["spec", "replicas"]), ["kubectl Apply", "other Apply"]);
 
-    c.apply(&other, &["--field-manager", "other", "--force-conflicts"]);
+    c.kubectl
+        .apply(&other, &["--field-manager", "other", "--force-conflicts"]);
     let d = c.json(&["get", "deploy", "web", "-n", "shop"]);
     assert_eq!(d["spec"]["replicas"], 5);
     assert_eq!(owners(&d, &["spec", "replicas"]), ["other Apply"]);
@@ -402,19 +302,22 @@ fn a_second_manager_conflicts_until_it_forces() {
     // An imperative change (kubectl scale, through /scale) takes the field too, and the
     // original applier then conflicts with it.
     assert!(c
+        .kubectl
         .ok(&["scale", "deploy", "web", "-n", "shop", "--replicas=3"])
         .contains("scaled"));
     let d = c.json(&["get", "deploy", "web", "-n", "shop"]);
     assert_eq!(d["spec"]["replicas"], 3);
     assert_eq!(owners(&d, &["spec", "replicas"]), ["kubectl Update scale"]);
-    let err = c.fails(&["apply", "--server-side", "-f", &c.path("app.yaml").to_string_lossy()]);
+    let err = c
+        .kubectl
+        .fails(&["apply", "--server-side", "-f", &c.path("app.yaml").to_string_lossy()]);
     assert!(
         err.contains("conflict with \"kubectl\" with subresource \"scale\" using apps/v1: .spec.replicas"),
         "{err}"
     );
 
     // kubectl patch (strategic merge) is an Update by kubectl-patch.
-    c.ok(&[
+    c.kubectl.ok(&[
         "patch",
         "cm",
         "settings",
@@ -425,7 +328,9 @@ fn a_second_manager_conflicts_until_it_forces() {
     ]);
     let cm = c.json(&["get", "cm", "settings", "-n", "shop"]);
     assert_eq!(owners(&cm, &["data", "color"]), ["kubectl-patch Update"]);
-    let err = c.fails(&["apply", "--server-side", "-f", &c.path("app.yaml").to_string_lossy()]);
+    let err = c
+        .kubectl
+        .fails(&["apply", "--server-side", "-f", &c.path("app.yaml").to_string_lossy()]);
     assert!(
         err.contains("conflict with \"kubectl-patch\" using v1: .data.color"),
         "{err}"
@@ -435,7 +340,7 @@ fn a_second_manager_conflicts_until_it_forces() {
 #[test]
 fn status_is_a_subresource() {
     let c = Cluster::start(&[]);
-    c.apply(&c.manifest("app.yaml", APP), &[]);
+    c.kubectl.apply(&c.manifest("app.yaml", APP), &[]);
     let before = c.json(&["get", "deploy", "web", "-n", "shop"]);
     assert!(
         before["status"].is_null() || before["status"]["readyReplicas"].is_null(),
@@ -444,7 +349,7 @@ fn status_is_a_subresource() {
 
     let status = r#"{"status":{"observedGeneration":1,"replicas":2,"readyReplicas":2,"availableReplicas":2,
         "conditions":[{"type":"Available","status":"True","reason":"MinimumReplicasAvailable","message":"ok"}]}}"#;
-    c.ok(&[
+    c.kubectl.ok(&[
         "patch",
         "deploy",
         "web",
@@ -468,8 +373,8 @@ fn status_is_a_subresource() {
 
     // The main resource ignores .status, whoever sends it.
     let with_status = APP.to_string() + "status:\n  readyReplicas: 0\n";
-    c.apply(&c.manifest("with-status.yaml", &with_status), &[]);
-    c.ok(&[
+    c.kubectl.apply(&c.manifest("with-status.yaml", &with_status), &[]);
+    c.kubectl.ok(&[
         "patch",
         "deploy",
         "web",
@@ -485,7 +390,7 @@ fn status_is_a_subresource() {
     );
 
     // kubectl wait reads it (over a watch).
-    let out = c.ok(&[
+    let out = c.kubectl.ok(&[
         "wait",
         "--for=condition=Available",
         "deploy/web",
@@ -499,9 +404,11 @@ fn status_is_a_subresource() {
 #[test]
 fn immutable_fields_and_missing_namespaces_are_refused() {
     let c = Cluster::start(&[]);
-    c.apply(&c.manifest("app.yaml", APP), &[]);
+    c.kubectl.apply(&c.manifest("app.yaml", APP), &[]);
     let moved = APP.replace("matchLabels: {app: web}", "matchLabels: {app: other}");
-    let err = c.fails(&["apply", "--server-side", "-f", &c.manifest("moved.yaml", &moved)]);
+    let err = c
+        .kubectl
+        .fails(&["apply", "--server-side", "-f", &c.manifest("moved.yaml", &moved)]);
     assert!(
         err.contains("The Deployment \"web\" is invalid: spec.selector: Invalid value:")
             && err.contains("field is immutable"),
@@ -516,15 +423,15 @@ fn immutable_fields_and_missing_namespaces_are_refused() {
         "stray.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: nowhere}\ndata: {a: b}\n",
     );
-    let err = c.fails(&["apply", "--server-side", "-f", &stray]);
+    let err = c.kubectl.fails(&["apply", "--server-side", "-f", &stray]);
     assert!(err.contains("namespaces \"nowhere\" not found"), "{err}");
-    let err = c.fails(&["get", "cm", "nothing", "-n", "shop"]);
+    let err = c.kubectl.fails(&["get", "cm", "nothing", "-n", "shop"]);
     assert!(err.contains("configmaps \"nothing\" not found"), "{err}");
     let bad = c.manifest(
         "bad.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: Bad_Name, namespace: shop}\n",
     );
-    let err = c.fails(&["apply", "--server-side", "-f", &bad]);
+    let err = c.kubectl.fails(&["apply", "--server-side", "-f", &bad]);
     assert!(err.contains("metadata.name: Invalid value: \"Bad_Name\""), "{err}");
 }
 
@@ -562,7 +469,7 @@ spec:
 #[test]
 fn crds_add_kinds_to_discovery_until_deleted() {
     let c = Cluster::start(&[]);
-    let builtins = c.ok(&["api-resources"]);
+    let builtins = c.kubectl.ok(&["api-resources"]);
     for line in [
         "configmaps ",
         "deployments ",
@@ -576,11 +483,12 @@ fn crds_add_kinds_to_discovery_until_deleted() {
         "HelmChart is not built in: {builtins}"
     );
     assert!(c
+        .kubectl
         .fails(&["get", "helmcharts", "-A"])
         .contains("the server doesn't have a resource type"));
 
-    c.apply(&c.manifest("crd.yaml", CRD), &[]);
-    let established = c.ok(&[
+    c.kubectl.apply(&c.manifest("crd.yaml", CRD), &[]);
+    let established = c.kubectl.ok(&[
         "get",
         "crd",
         "helmcharts.helm.cattle.io",
@@ -588,30 +496,33 @@ fn crds_add_kinds_to_discovery_until_deleted() {
         "jsonpath={.status.conditions[?(@.type==\"Established\")].status}",
     ]);
     assert_eq!(established, "True");
-    let resources = c.ok(&["api-resources", "--api-group=helm.cattle.io"]);
+    let resources = c.kubectl.ok(&["api-resources", "--api-group=helm.cattle.io"]);
     assert!(
         resources.contains("helmcharts") && resources.contains("HelmChart"),
         "{resources}"
     );
 
-    c.apply(&c.manifest("chart.yaml", CHART), &[]);
+    c.kubectl.apply(&c.manifest("chart.yaml", CHART), &[]);
     let chart = c.json(&["get", "helmchart", "traefik", "-n", "kube-system"]);
     assert_eq!(chart["spec"]["chart"], "traefik");
     assert_eq!(chart["metadata"]["generation"], 1);
     assert_eq!(
-        c.ok(&["get", "helmcharts", "-A", "-l", "app=traefik", "-o", "name"]),
+        c.kubectl
+            .ok(&["get", "helmcharts", "-A", "-l", "app=traefik", "-o", "name"]),
         "helmchart.helm.cattle.io/traefik\n"
     );
     assert!(c
+        .kubectl
         .ok(&["delete", "helmchart", "traefik", "-n", "kube-system"])
         .contains("deleted"));
     assert!(c
+        .kubectl
         .fails(&["get", "helmchart", "traefik", "-n", "kube-system"])
         .contains("not found"));
 
-    c.apply(&c.manifest("chart.yaml", CHART), &[]);
-    c.ok(&["delete", "crd", "helmcharts.helm.cattle.io"]);
-    assert!(!c.ok(&["api-resources"]).contains("helmcharts"));
+    c.kubectl.apply(&c.manifest("chart.yaml", CHART), &[]);
+    c.kubectl.ok(&["delete", "crd", "helmcharts.helm.cattle.io"]);
+    assert!(!c.kubectl.ok(&["api-resources"]).contains("helmcharts"));
     let (_, objects) = c.http_get("/_double/objects");
     assert!(
         !objects.contains("HelmChart"),
@@ -622,22 +533,25 @@ fn crds_add_kinds_to_discovery_until_deleted() {
 #[test]
 fn deleting_a_namespace_deletes_what_is_in_it() {
     let c = Cluster::start(&[]);
-    c.apply(&c.manifest("app.yaml", APP), &[]);
-    let out = c.ok(&["delete", "namespace", "shop"]);
+    c.kubectl.apply(&c.manifest("app.yaml", APP), &[]);
+    let out = c.kubectl.ok(&["delete", "namespace", "shop"]);
     assert!(out.contains("namespace \"shop\" deleted"), "{out}");
     assert!(c
+        .kubectl
         .fails(&["get", "ns", "shop"])
         .contains("namespaces \"shop\" not found"));
-    assert_eq!(c.ok(&["get", "cm,deploy", "-A", "-l", "app", "-o", "name"]), "");
-    let err = c.fails(&["delete", "namespace", "default"]);
+    assert_eq!(c.kubectl.ok(&["get", "cm,deploy", "-A", "-l", "app", "-o", "name"]), "");
+    let err = c.kubectl.fails(&["delete", "namespace", "default"]);
     assert!(err.contains("this namespace may not be deleted"), "{err}");
 }
 
 #[test]
 fn auto_ready_makes_workloads_ready_and_crds_can_take_time() {
     let c = Cluster::start(&["--auto-ready", "--crd-establish-delay", "300"]);
-    c.apply(&c.manifest("app.yaml", APP), &[]);
-    let out = c.ok(&["rollout", "status", "deploy/web", "-n", "shop", "--timeout=10s"]);
+    c.kubectl.apply(&c.manifest("app.yaml", APP), &[]);
+    let out = c
+        .kubectl
+        .ok(&["rollout", "status", "deploy/web", "-n", "shop", "--timeout=10s"]);
     assert!(out.contains("successfully rolled out"), "{out}");
     let d = c.json(&["get", "deploy", "web", "-n", "shop"]);
     assert_eq!(d["status"]["readyReplicas"], 2);
@@ -648,8 +562,8 @@ fn auto_ready_makes_workloads_ready_and_crds_can_take_time() {
         "apiVersion: batch/v1\nkind: Job\nmetadata: {name: migrate, namespace: shop}\n\
          spec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: m, image: busybox}]\n",
     );
-    c.apply(&job, &[]);
-    let out = c.ok(&[
+    c.kubectl.apply(&job, &[]);
+    let out = c.kubectl.ok(&[
         "wait",
         "--for=condition=Complete",
         "job/migrate",
@@ -659,17 +573,17 @@ fn auto_ready_makes_workloads_ready_and_crds_can_take_time() {
     ]);
     assert!(out.contains("condition met"), "{out}");
 
-    c.apply(&c.manifest("crd.yaml", CRD), &[]);
-    let out = c.ok(&[
+    c.kubectl.apply(&c.manifest("crd.yaml", CRD), &[]);
+    let out = c.kubectl.ok(&[
         "wait",
         "--for=condition=Established",
         "crd/helmcharts.helm.cattle.io",
         "--timeout=10s",
     ]);
     assert!(out.contains("condition met"), "{out}");
-    c.apply(&c.manifest("chart.yaml", CHART), &[]);
+    c.kubectl.apply(&c.manifest("chart.yaml", CHART), &[]);
     assert_eq!(
-        c.ok(&["get", "helmcharts", "-A", "-o", "name"]),
+        c.kubectl.ok(&["get", "helmcharts", "-A", "-o", "name"]),
         "helmchart.helm.cattle.io/traefik\n"
     );
 }
@@ -677,7 +591,7 @@ fn auto_ready_makes_workloads_ready_and_crds_can_take_time() {
 #[test]
 fn the_request_log_shows_what_clients_sent() {
     let c = Cluster::start(&[]);
-    c.apply(
+    c.kubectl.apply(
         &c.manifest("app.yaml", APP),
         &["--force-conflicts", "--field-manager", "drover"],
     );

@@ -1,0 +1,95 @@
+//! A real OCI registry (the CNCF distribution registry) on a free port.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::net::free_port;
+use crate::process::{require, wait_for, Daemon};
+
+/// A real CNCF distribution registry (Debian `docker-registry`) on a free port, storing
+/// into `work/data`, logging requests to `work/registry.log`. With `htpasswd` (a file made
+/// by `htpasswd -Bbn`), it requires basic auth.
+pub struct Registry {
+    /// `127.0.0.1:PORT`.
+    pub host: String,
+    /// Its config file (for `docker-registry garbage-collect`).
+    pub config: PathBuf,
+    /// The request log.
+    pub log: PathBuf,
+    _daemon: Daemon,
+}
+
+impl Registry {
+    /// Starts the registry.
+    pub fn start(work: &Path, htpasswd: Option<&Path>) -> Registry {
+        Registry::start_with(work, htpasswd, "")
+    }
+
+    /// Starts the registry with `http_extra` added under its `http:` section (indented two
+    /// spaces, e.g. a `tls:` block).
+    pub fn start_with(work: &Path, htpasswd: Option<&Path>, http_extra: &str) -> Registry {
+        let bin = require("docker-registry", "docker-registry");
+        std::fs::create_dir_all(work.join("data")).unwrap();
+        let port = free_port();
+        let auth = htpasswd
+            .map(|p| {
+                format!(
+                    "auth:\n  htpasswd:\n    realm: drover-test\n    path: {}\n",
+                    p.display()
+                )
+            })
+            .unwrap_or_default();
+        let config = work.join("registry.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    \
+                 rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: drover-test\n{http_extra}{auth}",
+                work.join("data").display()
+            ),
+        )
+        .unwrap();
+        let log = work.join("registry.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(bin)
+            .args(["serve", config.to_str().unwrap()])
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("spawn docker-registry");
+        let daemon = Daemon {
+            child,
+            url: format!("http://127.0.0.1:{port}/"),
+        };
+        wait_for("docker-registry to listen", Duration::from_secs(20), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Registry {
+            host: format!("127.0.0.1:{port}"),
+            config,
+            log,
+            _daemon: daemon,
+        }
+    }
+
+    /// Request lines of its access log (`"METHOD PATH HTTP/1.1" STATUS`), in order.
+    pub fn requests(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let start = l
+                    .find("\"HEAD ")
+                    .or_else(|| l.find("\"GET "))
+                    .or_else(|| l.find("\"PUT "));
+                let start = start.or_else(|| l.find("\"POST ")).or_else(|| l.find("\"PATCH "))?;
+                let rest = &l[start + 1..];
+                let (request, after) = rest.split_once('"')?;
+                let status = after.split_whitespace().next().unwrap_or("");
+                Some(format!("{request} {status}"))
+            })
+            .collect()
+    }
+}
