@@ -78,10 +78,8 @@ impl BlobWriter {
     /// [`BlobWriter::finish`] on tokio's blocking pool, for network transports: persisting
     /// fsyncs the file and its directory, which must not stall the runtime.
     pub async fn finish_off_runtime(self, dest: &Path) -> Result<()> {
-        let target = dest.to_path_buf();
-        tokio::task::spawn_blocking(move || self.finish(&target))
-            .await
-            .map_err(|e| Error::io(dest, std::io::Error::other(e)))?
+        let dest = dest.to_path_buf();
+        crate::blocking::run(move || self.finish(&dest)).await
     }
 }
 
