@@ -11,33 +11,26 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed for one request, its body included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// A client with drover's user agent and the timeouts above.
-pub fn client() -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .user_agent(concat!("drover/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(CONNECT_TIMEOUT)
+/// A client with drover's user agent and the timeouts above (the agent's one client
+/// factory, so TLS roots and settings are the same everywhere).
+pub fn client() -> Result<reqwest::Client, drover_agent::transport::ClientError> {
+    drover_agent::transport::ClientOptions::new(drover_agent::transport::PUBLISHER_USER_AGENT, CONNECT_TIMEOUT)
         .timeout(REQUEST_TIMEOUT)
         .build()
 }
 
 /// GETs `url` and returns its body, refusing more than `limit` bytes.
 pub async fn fetch(client: &reqwest::Client, url: &Url, limit: u64) -> Result<Vec<u8>, String> {
-    let mut response = client.get(url.clone()).send().await.map_err(|e| describe(&e))?;
+    let response = client.get(url.clone()).send().await.map_err(|e| describe(&e))?;
     if !response.status().is_success() {
         return Err(format!("HTTP {}", response.status()));
     }
-    let too_large = || format!("larger than {limit} bytes");
-    if response.content_length().is_some_and(|n| n > limit) {
-        return Err(too_large());
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e))? {
-        if (body.len() + chunk.len()) as u64 > limit {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+    drover_agent::transport::read_body(response, limit, None)
+        .await
+        .map_err(|e| match e {
+            drover_agent::transport::BodyError::Transport(e) => describe(&e),
+            too_large => too_large.to_string(),
+        })
 }
 
 /// reqwest's top-level message hides the cause ("error sending request"); add the chain.

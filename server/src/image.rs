@@ -20,6 +20,7 @@ use flate2::{Compression, GzBuilder};
 use serde_json::json;
 
 use crate::error::{Error, Result};
+use crate::oci_push::RegistryPush as _;
 use crate::pack::GZIP_LEVEL;
 
 /// The user the agent runs as in the image (and in manifests/: `runAsUser`).

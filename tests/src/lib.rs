@@ -5,7 +5,16 @@
 //! does it). A missing external component fails the test with a message saying how to
 //! install it; nothing is skipped silently.
 //!
-//! One module per thing a test drives; everything a test needs is re-exported here.
+//! One module per thing a test drives; everything a test needs is re-exported here. A
+//! test runs the agent only through [`AgentRun`] (one cycle, a daemon, a run killed at
+//! some point) and kubectl only through [`Kubectl`], so a flag or an isolation setting is
+//! added in one place:
+//!
+//! - [`agent`], [`agent_daemon`], [`static_agent`](mod@static_agent): the agent under test;
+//! - [`site`], [`versions`], [`publisher`], [`minisign`]: what the publisher side makes;
+//! - [`kube_api`], [`kubectl`]: the Kubernetes API double and stock kubectl;
+//! - [`nginx`](mod@nginx), [`registry`], [`faulty`], [`pki`], [`net`]: the servers a store is read from;
+//! - [`process`], [`fsutil`], [`tmpfs`]: running programs, files, a disk that can be filled.
 
 pub mod agent;
 pub mod agent_daemon;
