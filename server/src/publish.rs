@@ -652,10 +652,6 @@ fn check_dependencies(sources: &[BundleSource]) -> Result<()> {
     Ok(())
 }
 
-/// The store's current index, or `None` for a new store. It is the publisher's own file,
-/// read for its version (the next one is higher) and its targets' digests (the previous
-/// blobs of a rollout). An unreadable one is an error rather than a silent restart at 1,
-/// which every agent would refuse as a rollback.
 /// Bundles in `previous` that no source provides any more.
 fn removed_bundles(previous: Option<&Index>, sources: &[BundleSource]) -> Vec<BundleName> {
     let kept: std::collections::BTreeSet<&BundleName> = sources.iter().map(|s| &s.name).collect();
@@ -686,6 +682,10 @@ fn check_same_channel(opts: &PublishOptions, previous: Option<&Index>) -> Result
     }
 }
 
+/// The store's current index, or `None` for a new store. It is the publisher's own file,
+/// read for its version (the next one is higher) and its targets' digests (the previous
+/// blobs of a rollout). An unreadable one is an error rather than a silent restart at 1,
+/// which every agent would refuse as a rollback.
 fn previous_index(store: &Path) -> Result<Option<Index>> {
     let path = store.join(INDEX_FILE);
     match std::fs::read(&path) {
