@@ -157,25 +157,32 @@ fn index_record(verified: &VerifiedIndex, now: OffsetDateTime) -> IndexState {
     }
 }
 
-/// Removes the temporary files a killed agent left in the state directory and the
-/// sink's directory, before this cycle needs the space. Best effort: a failure is
-/// logged and the cycle goes on; returns whether every directory was swept.
+/// Removes the temporary files a killed agent left in the state directory, its blob
+/// cache and the sink's directory, before this cycle needs the space (the cache is also
+/// swept when the state changes, but a kill between saving the state and that sweep
+/// leaves an unchanged state behind). Best effort: a failure is logged and the cycle
+/// goes on; returns whether every directory was swept.
 fn remove_leftover_temp_files(cfg: &AgentConfig) -> bool {
-    let mut swept = true;
     let dirs = std::iter::once(cfg.state_dir.as_path()).chain(cfg.sink.scratch_dir());
-    for dir in dirs {
-        match crate::fsutil::remove_temp_files(dir) {
+    let swept = dirs.map(|dir| (dir.to_path_buf(), crate::fsutil::remove_temp_files(dir)));
+    let cache = std::iter::once((
+        cfg.state_dir.join(crate::state::BLOB_CACHE_DIR),
+        crate::state::remove_partial_blobs(&cfg.state_dir),
+    ));
+    let mut all = true;
+    for (dir, result) in swept.chain(cache) {
+        match result {
             Ok(0) => {}
             Ok(n) => {
                 tracing::info!(dir = %dir.display(), removed = n, "removed temporary files left by an interrupted run")
             }
             Err(e) => {
                 tracing::warn!(error = %e, "could not remove leftover temporary files");
-                swept = false;
+                all = false;
             }
         }
     }
-    swept
+    all
 }
 
 /// Which bundles the index lists (the others are removed when the sink may hold them).

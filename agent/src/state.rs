@@ -234,7 +234,7 @@ pub fn prune_blob_cache(dir: &Path, state: &State, max_bytes: u64) -> Result<()>
         let path = entry.path();
         let meta = entry.metadata().map_err(|e| Error::io(&path, e))?;
         let name = entry.file_name();
-        if name.to_string_lossy().starts_with('.') {
+        if is_partial(&name) {
             std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
         } else if in_use.iter().any(|k| name == std::ffi::OsStr::new(k)) {
             total += meta.len();
@@ -252,6 +252,36 @@ pub fn prune_blob_cache(dir: &Path, state: &State, max_bytes: u64) -> Result<()>
         }
     }
     Ok(())
+}
+
+/// Whether a file of the blob cache is a download or spool in progress (or left by a
+/// killed run): those are named with a leading dot, blobs by their hex digest.
+fn is_partial(name: &std::ffi::OsStr) -> bool {
+    name.to_string_lossy().starts_with('.')
+}
+
+/// Removes the partial downloads a killed run left in the blob cache of state directory
+/// `dir`; returns how many. Only call it when no download is under way.
+pub fn remove_partial_blobs(dir: &Path) -> Result<usize> {
+    let cache = dir.join(BLOB_CACHE_DIR);
+    let entries = match std::fs::read_dir(&cache) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io(cache, e)),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(&cache, e))?;
+        if is_partial(&entry.file_name()) {
+            let path = entry.path();
+            match std::fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(path, e)),
+            }
+        }
+    }
+    Ok(removed)
 }
 
 #[cfg(test)]
@@ -316,6 +346,19 @@ mod tests {
             "in-use blob kept over the bound"
         );
         assert!(!cached_blob(dir.path(), &recent).exists());
+    }
+
+    #[test]
+    fn partial_downloads_a_killed_run_left_are_removed_and_blobs_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(remove_partial_blobs(dir.path()).expect("no cache yet"), 0);
+        let cache = dir.path().join(BLOB_CACHE_DIR);
+        std::fs::create_dir_all(&cache).expect("mkdir");
+        let blob = cached_blob(dir.path(), &Digest::of(b"blob"));
+        std::fs::write(&blob, b"blob").expect("write");
+        std::fs::write(cache.join(".blob-partial"), b"x").expect("write");
+        assert_eq!(remove_partial_blobs(dir.path()).expect("sweep"), 1);
+        assert!(blob.exists() && !cache.join(".blob-partial").exists());
     }
 
     #[test]
