@@ -32,6 +32,7 @@ use serde_norway::{Mapping, Value};
 use crate::allow::{api_group, builtin_scope, AllowList, Placement};
 use crate::error::{Error, Result};
 use crate::select::Cluster;
+use crate::source::blob::VerifiedBlob;
 use documents::{Documents, SplitError};
 use tarball::{Manifest, Spool, Stop};
 
@@ -107,7 +108,7 @@ pub struct ManifestFile {
     pub text: String,
 }
 
-/// Reads, substitutes and validates the bundle blob at `blob`, handing each object to `out`
+/// Reads, substitutes and validates the verified bundle `blob`, handing each object to `out`
 /// as soon as it is checked; returns the number of objects. `what` names the bundle in
 /// errors; `namespace` is the bundle's default namespace. On error, `out` holds a part of
 /// the bundle and must be discarded. A hand-made tarball whose manifests are not in path
@@ -119,7 +120,7 @@ pub struct ManifestFile {
 /// knows must pass both ways unless the sink checks with discovery); if any is refused,
 /// the whole bundle is an [`Error::NotAllowed`] naming each refused object.
 pub fn render_bundle(
-    blob: &Path,
+    blob: &VerifiedBlob,
     what: &str,
     namespace: Option<&str>,
     cluster: &Cluster,
@@ -133,7 +134,7 @@ pub fn render_bundle(
     loop {
         let mut visit = |m: Manifest<'_>| renderer.render_file(m, out);
         let walked = match &mut spool {
-            None => tarball::walk_sorted(tarball::open(blob)?, what, limits, &mut visit),
+            None => tarball::walk_sorted(tarball::open(blob.path())?, what, limits, &mut visit),
             Some(spool) => spool.visit(what, &mut visit),
         };
         match walked {
@@ -149,8 +150,8 @@ pub fn render_bundle(
             // least one kind more, so this ends.
             Ok(()) => {}
             Err(Stop::Unsorted) => {
-                let dir = blob.parent().unwrap_or(Path::new("."));
-                spool = Some(Spool::extract(blob, dir, what, limits)?);
+                let dir = blob.path().parent().unwrap_or(Path::new("."));
+                spool = Some(Spool::extract(blob.path(), dir, what, limits)?);
             }
             Err(Stop::Failed(e)) => return Err(e),
         }
@@ -863,12 +864,19 @@ mod tests {
             .collect())
     }
 
+    /// The blob at `path`, checked against its own digest.
+    fn verified(path: std::path::PathBuf) -> VerifiedBlob {
+        let bytes = std::fs::read(&path).expect("read blob");
+        VerifiedBlob::check_file(path, &crate::format::Digest::of(&bytes), bytes.len() as u64).expect("intact")
+    }
+
     fn render_streaming(blob: &[u8], namespace: Option<&str>, limits: &Limits) -> Result<Vec<String>> {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("blob");
         std::fs::write(&path, blob).expect("write blob");
+        let blob = verified(path);
         let mut out = Rendered::default();
-        let objects = render_bundle(&path, "bundle web", namespace, &cluster(), limits, None, &mut out)?;
+        let objects = render_bundle(&blob, "bundle web", namespace, &cluster(), limits, None, &mut out)?;
         assert_eq!(objects as usize, out.documents.len());
         let left: Vec<_> = std::fs::read_dir(dir.path()).expect("ls").collect();
         assert_eq!(left.len(), 1, "no spool file is left behind");
@@ -1048,7 +1056,7 @@ mod tests {
         std::fs::write(&path, tar_gz(&[("m.yaml", tar::EntryType::Regular, yaml.as_bytes())])).expect("write blob");
         let mut out = Rendered::default();
         render_bundle(
-            &path,
+            &verified(path),
             "bundle web",
             namespace,
             &cluster(),

@@ -2,7 +2,7 @@
 //! verified), rendering with this cluster's settings, and the state, so the sink records
 //! its `Applying` intent before it changes anything.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use time::OffsetDateTime;
 
@@ -12,7 +12,7 @@ use crate::format::{BundleName, Digest};
 use crate::render::{render_bundle, Limits, ObjectWriter};
 use crate::select::Cluster;
 use crate::sink::Job;
-use crate::source::blob::BlobFetch;
+use crate::source::blob::{BlobFetch, VerifiedBlob};
 use crate::state::{BundleState, State, Status};
 
 /// How bundles render for this cluster.
@@ -36,13 +36,13 @@ pub(crate) struct Stage<'a> {
 
 impl Stage<'_> {
     /// A verified copy of the job's blob.
-    pub(crate) async fn fetch(&self, job: &Job<'_>) -> Result<PathBuf> {
+    pub(crate) async fn fetch(&self, job: &Job<'_>) -> Result<VerifiedBlob> {
         self.blobs.fetch(&job.chosen.digest, job.chosen.size).await
     }
 
     /// Renders `blob` for `job` into `out` on the blocking pool; returns `out` and the
     /// number of objects. On error, what `out` received must be discarded.
-    pub(crate) async fn render_into<W>(&self, blob: PathBuf, job: &Job<'_>, mut out: W) -> Result<(W, u64)>
+    pub(crate) async fn render_into<W>(&self, blob: VerifiedBlob, job: &Job<'_>, mut out: W) -> Result<(W, u64)>
     where
         W: ObjectWriter + Send + 'static,
     {
