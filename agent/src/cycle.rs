@@ -270,6 +270,7 @@ async fn apply<S: BundleSink>(sink: &mut S, job: &Job<'_>, stage: &mut Stage<'_>
             file_sha256: placed.file_sha256,
             inputs: placed.inputs,
             since: None,
+            reason: placed.reason,
         },
         Err(e) => sink.failed(job, stage.state.bundles.get(job.name()), e.to_string()),
     }
@@ -291,6 +292,7 @@ async fn remove<S: BundleSink>(
             file_sha256: cleared.file_sha256,
             inputs: None,
             since: None,
+            reason: None,
         },
         Err(e) => BundleState::keeping(previous, Status::Error, format!("could not remove ({reason}): {e}")),
     }

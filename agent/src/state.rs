@@ -86,6 +86,24 @@ pub struct BundleState {
     /// When the bundle entered this status with this digest (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<String>,
+    /// Why the bundle is in this status, when a later cycle decides on it (the message
+    /// explains it to people; this says it to the agent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+}
+
+/// Why a bundle is in its status, for the decisions of later cycles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+#[non_exhaustive]
+pub enum Reason {
+    /// Its objects were not healthy within the bundle's health timeout (kube sink): it
+    /// stays an Error until they are, rather than flapping back to Applying.
+    #[serde(rename_all = "camelCase")]
+    HealthTimeout {
+        /// The timeout that passed, in seconds.
+        after_seconds: u64,
+    },
 }
 
 impl BundleState {
@@ -98,6 +116,7 @@ impl BundleState {
             file_sha256: previous.and_then(|p| p.file_sha256.clone()),
             inputs: previous.and_then(|p| p.inputs.clone()),
             since: None,
+            reason: None,
         }
     }
 
@@ -302,6 +321,7 @@ mod tests {
                 file_sha256: None,
                 inputs: None,
                 since: Some("2026-11-26T00:00:00Z".into()),
+                reason: None,
             },
         );
         state.save(dir.path()).expect("save");
@@ -333,6 +353,7 @@ mod tests {
                 file_sha256: None,
                 inputs: None,
                 since: None,
+                reason: None,
             },
         );
         prune_blob_cache(dir.path(), &state, 250).expect("prune");

@@ -146,6 +146,7 @@ impl BundleSink for DirSink {
             ),
             file_sha256: Some(file_sha),
             inputs: Some(inputs),
+            reason: None,
         })
     }
 
@@ -184,6 +185,7 @@ impl DirSink {
             message,
             file_sha256: Some(file_sha),
             inputs: Some(inputs.clone()),
+            reason: None,
         })
     }
 }

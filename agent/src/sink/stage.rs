@@ -77,6 +77,7 @@ impl Stage<'_> {
             file_sha256: None,
             inputs: None,
             since: None,
+            reason: None,
         };
         self.state.bundles.insert(bundle.clone(), intent);
         let (state, dir) = (self.state.clone(), self.state_dir.to_path_buf());

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::health::{waiting_for_health, HEALTH_TIMEOUT};
+use super::health::{waiting_for_health, Unsettled, HEALTH_TIMEOUT};
 use super::{Applied, KubeSink, Policy};
 use crate::error::Result;
 use crate::format::BundleName;
@@ -82,8 +82,12 @@ impl<'a> KubeBundles<'a> {
             applied.drifted,
             applied.pruned
         );
-        let (status, message) = match applied.unhealthy {
-            None => (Status::Ready, summary),
+        let record = match applied.unhealthy {
+            None => Unsettled {
+                status: Status::Ready,
+                message: summary,
+                reason: None,
+            },
             Some(why) => {
                 let timeout = job
                     .bundle
@@ -92,14 +96,15 @@ impl<'a> KubeBundles<'a> {
                 waiting_for_health(job.previous, digest, why, timeout, stage.now)
             }
         };
-        if status == Status::Error {
-            self.sink.event(job.name(), "NotReady", &message).await;
+        if record.status == Status::Error {
+            self.sink.event(job.name(), "NotReady", &record.message).await;
         }
         Placed {
-            status,
-            message,
+            status: record.status,
+            message: record.message,
             file_sha256: None,
             inputs: None,
+            reason: record.reason,
         }
     }
 }
