@@ -45,7 +45,8 @@ use renderer::Renderer;
 use tarball::{Manifest, Spool, Stop};
 
 pub use manifests::{check_tarball, read_manifests};
-pub use objects::check_manifest;
+pub use objects::{check_manifest, Object};
+pub(crate) use scope::crd_scope;
 pub use substitute::substitute;
 pub use tarball::MAX_HEADER_BYTES;
 
@@ -84,28 +85,35 @@ impl Default for Limits {
 
 /// Where rendered objects go, one at a time, in order.
 pub trait ObjectWriter {
-    /// Appends one object: a YAML document without the `---` separator.
-    fn write_object(&mut self, document: &str) -> Result<()>;
+    /// Appends one object.
+    fn write_object(&mut self, object: Object) -> Result<()>;
     /// Discards every object written so far: rendering starts over.
     fn restart(&mut self) -> Result<()>;
 }
 
-/// A bundle's manifests held in memory (tests, small tools); the agent writes them to the
-/// sink instead.
+/// A bundle's objects held in memory (the kube sink, tests, small tools); the dir sink
+/// writes them to a file as they come instead.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Rendered {
-    /// The objects, each a YAML document without the `---` separator.
-    pub documents: Vec<String>,
+    /// The objects, in the bundle's order.
+    pub objects: Vec<Object>,
+}
+
+impl Rendered {
+    /// Each object as a YAML document without the `---` separator.
+    pub fn documents(&self) -> impl Iterator<Item = &str> {
+        self.objects.iter().map(|o| o.text.as_str())
+    }
 }
 
 impl ObjectWriter for Rendered {
-    fn write_object(&mut self, document: &str) -> Result<()> {
-        self.documents.push(document.to_string());
+    fn write_object(&mut self, object: Object) -> Result<()> {
+        self.objects.push(object);
         Ok(())
     }
 
     fn restart(&mut self) -> Result<()> {
-        self.documents.clear();
+        self.objects.clear();
         Ok(())
     }
 }

@@ -146,8 +146,7 @@ mod properties {
             let mut out = Rendered::default();
             render_bundle(&path, "prop", None, &Cluster::default(), &Limits::default(), None, &mut out).expect("a packed bundle renders");
             let rendered: Vec<Value> = out
-                .documents
-                .iter()
+                .documents()
                 .map(|d| serde_norway::from_str(d).expect("a rendered document parses"))
                 .collect();
             let objects: Vec<Value> = tree.values().flatten().cloned().map(Value::Mapping).collect();

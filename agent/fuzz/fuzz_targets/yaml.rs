@@ -40,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
     let rendered = render_bundle(&blob, "fuzz", Some("apps"), &cluster, &limits, None, &mut out);
     if rendered.is_ok() {
         // Whatever the agent renders must itself be a valid manifest again.
-        for document in &out.documents {
+        for document in out.documents() {
             check_manifest(document, "rendered").expect("a rendered object is a valid manifest");
         }
     }

@@ -5,7 +5,58 @@ use serde::Deserialize;
 use serde_norway::{Mapping, Value};
 
 use super::documents;
+use crate::allow::api_group;
 use crate::error::{Error, Result};
+
+/// One rendered Kubernetes object: who it is, its body as parsed (namespace defaulted),
+/// and the YAML text the dir sink writes. Made only by rendering, from a checked object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Object {
+    /// `apiVersion`, such as `apps/v1`.
+    pub api_version: String,
+    /// `kind`.
+    pub kind: String,
+    /// `metadata.name`; `None` for an object the API server names (`generateName`).
+    pub name: Option<String>,
+    /// `metadata.generateName`, if any.
+    pub generate_name: Option<String>,
+    /// `metadata.namespace` after defaulting, if any.
+    pub namespace: Option<String>,
+    /// The object as parsed.
+    pub body: Mapping,
+    /// The object as a YAML document without the `---` separator.
+    pub text: String,
+}
+
+impl Object {
+    /// A checked object (see [`check_object`]) with its text.
+    pub(super) fn new(body: Mapping, text: String) -> Object {
+        let metadata = body.get("metadata").and_then(Value::as_mapping);
+        let meta = |key: &str| metadata.and_then(|m| str_field(m, key)).map(str::to_string);
+        Object {
+            api_version: str_field(&body, "apiVersion").unwrap_or_default().to_string(),
+            kind: str_field(&body, "kind").unwrap_or_default().to_string(),
+            name: meta("name"),
+            generate_name: meta("generateName"),
+            namespace: meta("namespace"),
+            text,
+            body,
+        }
+    }
+
+    /// The API group (`""` for the core group).
+    pub fn group(&self) -> &str {
+        api_group(&self.api_version)
+    }
+
+    /// The name, or the prefix the API server names it from.
+    pub fn name_or_prefix(&self) -> &str {
+        self.name
+            .as_deref()
+            .or(self.generate_name.as_deref())
+            .unwrap_or_default()
+    }
+}
 
 /// Checks that `text` is YAML made of Kubernetes objects, as the agent will require after
 /// substitution (`${cluster.*}` placeholders inside values parse as strings). The publisher

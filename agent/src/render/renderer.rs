@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_norway::{Mapping, Value};
 
 use super::documents::{Documents, SplitError};
-use super::objects::{for_each_object, str_field, Part};
+use super::objects::{for_each_object, str_field, Object, Part};
 use super::scope::crd_scope;
 use super::substitute::substitute;
 use super::tarball::{Manifest, Stop};
@@ -144,7 +144,7 @@ impl<'a> Renderer<'a> {
         }
         let document =
             serde_norway::to_string(&obj).map_err(|e| Error::invalid(self.what, format!("cannot write YAML: {e}")))?;
-        out.write_object(&document)?;
+        out.write_object(Object::new(obj, document))?;
         self.objects += 1;
         Ok(())
     }

@@ -9,7 +9,7 @@ use crate::allow::api_group;
 /// The (group, kind) a CustomResourceDefinition defines, and whether `spec.scope` makes
 /// it cluster-scoped. The group is `spec.group`, else what follows the first dot of the
 /// CRD's name (`<plural>.<group>`).
-pub(super) fn crd_scope(obj: &Mapping) -> Option<((String, String), bool)> {
+pub(crate) fn crd_scope(obj: &Mapping) -> Option<((String, String), bool)> {
     if str_field(obj, "kind") != Some("CustomResourceDefinition")
         || api_group(str_field(obj, "apiVersion").unwrap_or_default()) != "apiextensions.k8s.io"
     {

@@ -212,10 +212,10 @@ fn render_streaming(blob: &[u8], namespace: Option<&str>, limits: &Limits) -> Re
     let blob = verified(path);
     let mut out = Rendered::default();
     let objects = render_bundle(&blob, "bundle web", namespace, &cluster(), limits, None, &mut out)?;
-    assert_eq!(objects as usize, out.documents.len());
+    assert_eq!(objects as usize, out.objects.len());
     let left: Vec<_> = std::fs::read_dir(dir.path()).expect("ls").collect();
     assert_eq!(left.len(), 1, "no spool file is left behind");
-    Ok(out.documents)
+    Ok(out.documents().map(str::to_string).collect())
 }
 
 fn config_map(i: usize) -> String {
@@ -398,7 +398,7 @@ fn render_allowed(yaml: &str, namespace: Option<&str>, allow: &AllowList) -> Res
         Some(allow),
         &mut out,
     )?;
-    Ok(out.documents)
+    Ok(out.documents().map(str::to_string).collect())
 }
 
 #[test]

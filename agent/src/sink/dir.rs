@@ -22,7 +22,7 @@ use sha2::{Digest as _, Sha256};
 use crate::error::{Error, Result};
 use crate::format::{BundleName, Digest};
 use crate::fsutil;
-use crate::render::{ObjectWriter, Rendered};
+use crate::render::{Object, ObjectWriter};
 use crate::select::Cluster;
 use crate::sink::{BundleSink, Cleared, Job, Placed, Stage};
 use crate::state::{BundleState, Status};
@@ -73,11 +73,12 @@ impl DirSink {
         Ok(file)
     }
 
-    /// Writes the bundle's manifests from memory; returns the sha256 of the file.
-    pub fn write_rendered(&self, bundle: &BundleName, digest: &Digest, rendered: &Rendered) -> Result<Digest> {
+    /// Writes `documents` as the bundle's manifests at once; returns the sha256 of the file.
+    #[cfg(test)]
+    fn write_documents(&self, bundle: &BundleName, digest: &Digest, documents: &[&str]) -> Result<Digest> {
         let mut file = self.begin(bundle, digest)?;
-        for doc in &rendered.documents {
-            file.write_object(doc)?;
+        for doc in documents {
+            file.write_document(doc)?;
         }
         file.commit()
     }
@@ -243,10 +244,17 @@ impl BundleFile {
     }
 }
 
-impl ObjectWriter for BundleFile {
-    fn write_object(&mut self, document: &str) -> Result<()> {
+impl BundleFile {
+    /// Appends one YAML document, after a `---` separator.
+    fn write_document(&mut self, document: &str) -> Result<()> {
         self.put(b"---\n")?;
         self.put(document.as_bytes())
+    }
+}
+
+impl ObjectWriter for BundleFile {
+    fn write_object(&mut self, object: Object) -> Result<()> {
+        self.write_document(&object.text)
     }
 
     fn restart(&mut self) -> Result<()> {
@@ -271,19 +279,13 @@ fn file_sha256(path: &Path) -> Option<Digest> {
 mod tests {
     use super::*;
 
-    fn rendered(docs: &[&str]) -> Rendered {
-        Rendered {
-            documents: docs.iter().map(|d| d.to_string()).collect(),
-        }
-    }
-
     #[test]
     fn writes_one_multi_document_file_per_bundle() {
         let dir = tempfile::tempdir().expect("tempdir");
         let sink = DirSink::new(dir.path().join("manifests"));
         let name = BundleName::parse("web").expect("name");
         let sha = sink
-            .write_rendered(&name, &Digest::of(b"blob"), &rendered(&["a: 1\n", "b: 2\n"]))
+            .write_documents(&name, &Digest::of(b"blob"), &["a: 1\n", "b: 2\n"])
             .expect("apply");
         let text = std::fs::read_to_string(dir.path().join("manifests/drover-web.yaml")).expect("read");
         assert!(text.ends_with("---\na: 1\n---\nb: 2\n"), "{text}");
@@ -295,12 +297,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let sink = DirSink::new(dir.path().to_path_buf());
         let name = BundleName::parse("web").expect("name");
-        sink.write_rendered(&name, &Digest::of(b"blob"), &rendered(&["a: 1\n"]))
+        sink.write_documents(&name, &Digest::of(b"blob"), &["a: 1\n"])
             .expect("apply");
         use std::os::unix::fs::MetadataExt;
         let path = sink.file_for(&name);
         let before = std::fs::metadata(&path).expect("stat").ino();
-        sink.write_rendered(&name, &Digest::of(b"blob"), &rendered(&["a: 1\n"]))
+        sink.write_documents(&name, &Digest::of(b"blob"), &["a: 1\n"])
             .expect("apply");
         let after = std::fs::metadata(&path).expect("stat").ino();
         assert_eq!(
@@ -314,7 +316,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let sink = DirSink::new(dir.path().to_path_buf());
         let name = BundleName::parse("web").expect("name");
-        sink.write_rendered(&name, &Digest::of(b"blob"), &rendered(&["a: 1\n"]))
+        sink.write_documents(&name, &Digest::of(b"blob"), &["a: 1\n"])
             .expect("apply");
         sink.write_tombstone(&name, "no target matches").expect("remove");
         let text = std::fs::read_to_string(sink.file_for(&name)).expect("tombstone");
@@ -327,10 +329,10 @@ mod tests {
         let sink = DirSink::new(dir.path().to_path_buf());
         let name = BundleName::parse("web").expect("name");
         let sha = sink
-            .write_rendered(&name, &Digest::of(b"blob"), &rendered(&["a: 1\n"]))
+            .write_documents(&name, &Digest::of(b"blob"), &["a: 1\n"])
             .expect("apply");
         let mut file = sink.begin(&name, &Digest::of(b"other")).expect("begin");
-        file.write_object("b: 2\n").expect("write");
+        file.write_document("b: 2\n").expect("write");
         drop(file);
         assert!(sink.is_in_place(&name, &sha));
         let names: Vec<_> = std::fs::read_dir(dir.path())
@@ -349,12 +351,12 @@ mod tests {
             BundleName::parse("api").expect("name"),
         );
         let mut file = sink.begin(&web, &Digest::of(b"blob")).expect("begin");
-        file.write_object("stale: 1\n").expect("write");
+        file.write_document("stale: 1\n").expect("write");
         file.restart().expect("restart");
-        file.write_object("a: 1\n").expect("write");
+        file.write_document("a: 1\n").expect("write");
         let restarted = file.commit().expect("commit");
         let direct = sink
-            .write_rendered(&api, &Digest::of(b"blob"), &rendered(&["a: 1\n"]))
+            .write_documents(&api, &Digest::of(b"blob"), &["a: 1\n"])
             .expect("apply");
         let text = |n: &BundleName| std::fs::read_to_string(sink.file_for(n)).expect("read");
         assert_eq!(text(&web).replace("bundle web", "bundle api"), text(&api));

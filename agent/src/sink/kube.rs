@@ -31,6 +31,7 @@ use sha2::Digest as _;
 use crate::allow::{AllowList, Placement};
 use crate::error::{Error, KubeContext, KubeWait, Result};
 use crate::format::BundleName;
+use crate::render::{crd_scope, Object as Rendered};
 
 /// Field manager of every apply.
 pub const FIELD_MANAGER: &str = "drover";
@@ -265,14 +266,14 @@ impl KubeSink {
     pub async fn apply(
         &self,
         bundle: &BundleName,
-        documents: &[String],
+        rendered: &[Rendered],
         policy: Policy,
         previous: &BTreeMap<String, String>,
     ) -> Result<Applied> {
         let what = format!("bundle {bundle}");
-        let mut objects = documents
+        let mut objects = rendered
             .iter()
-            .map(|d| parse_object(d, &what))
+            .map(|o| to_apply(o, &what))
             .collect::<Result<Vec<_>>>()?;
         // Namespaces, then CRDs, then the rest, keeping the bundle's order within each.
         objects.sort_by_key(apply_order);
@@ -346,13 +347,11 @@ impl KubeSink {
     /// reports (or the bundle's own CRD says, for a kind not served yet); reads only, so
     /// nothing is written when an object is refused. A namespaced object without a namespace
     /// is placed where the API will put it: the client's default namespace.
-    pub async fn check_allowed(&self, what: &str, documents: &[String], allow: &AllowList) -> Result<()> {
-        let objects = documents
-            .iter()
-            .map(|d| parse_object(d, what))
-            .collect::<Result<Vec<_>>>()?;
-        // Scope per (group, kind): the bundle's own CRDs first, then discovery, asked once.
-        let mut scopes: BTreeMap<(String, String), bool> = objects.iter().filter_map(crd_scope).collect();
+    pub async fn check_allowed(&self, what: &str, rendered: &[Rendered], allow: &AllowList) -> Result<()> {
+        let objects = rendered.iter().map(|o| to_apply(o, what)).collect::<Result<Vec<_>>>()?;
+        // Scope per (group, kind): the bundle's own CRDs first (read as rendering reads
+        // them), then discovery, asked once.
+        let mut scopes: BTreeMap<(String, String), bool> = rendered.iter().filter_map(|o| crd_scope(&o.body)).collect();
         let mut refused = Vec::new();
         for object in &objects {
             let key = (object.gvk.group.clone(), object.gvk.kind.clone());
@@ -637,41 +636,33 @@ fn object_key(gvk: &GroupVersionKind, namespace: Option<&str>, name: &str) -> St
     format!("{}/{}/{}", group_kind(gvk), namespace.unwrap_or(""), name)
 }
 
-fn parse_object(document: &str, what: &str) -> Result<Object> {
-    let body: Value = serde_norway::from_str(document).map_err(|e| Error::invalid(what, format!("not YAML: {e}")))?;
-    let api_version = body["apiVersion"].as_str().unwrap_or_default();
-    let kind = body["kind"].as_str().unwrap_or_default().to_string();
-    let name = body["metadata"]["name"].as_str().unwrap_or_default().to_string();
-    if api_version.is_empty() || kind.is_empty() || name.is_empty() {
+/// The object to apply for a rendered one: the API names objects itself only on create,
+/// which server-side apply never does, so each needs its `metadata.name`.
+fn to_apply(rendered: &Rendered, what: &str) -> Result<Object> {
+    let Some(name) = rendered.name.clone() else {
         return Err(Error::invalid(
             what,
             "an object without apiVersion, kind or metadata.name",
         ));
-    }
+    };
+    let body = serde_json::to_value(&rendered.body)
+        .map_err(|e| Error::invalid(what, format!("{} {name}: not expressible as JSON: {e}", rendered.kind)))?;
     if !(body["metadata"]["labels"].is_null() || body["metadata"]["labels"].is_object()) {
         return Err(Error::invalid(
             what,
-            format!("{kind} {name}: metadata.labels is not a mapping"),
+            format!("{} {name}: metadata.labels is not a mapping", rendered.kind),
         ));
     }
-    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let (group, version) = rendered
+        .api_version
+        .split_once('/')
+        .unwrap_or(("", &rendered.api_version));
     Ok(Object {
-        gvk: GroupVersionKind::gvk(group, version, &kind),
-        namespace: body["metadata"]["namespace"].as_str().map(str::to_string),
+        gvk: GroupVersionKind::gvk(group, version, &rendered.kind),
+        namespace: rendered.namespace.clone(),
         name,
         body,
     })
-}
-
-/// For a CustomResourceDefinition: its (group, kind) and whether it is cluster-scoped.
-fn crd_scope(object: &Object) -> Option<((String, String), bool)> {
-    if object.gvk.kind != "CustomResourceDefinition" {
-        return None;
-    }
-    let spec = &object.body["spec"];
-    let group = spec["group"].as_str()?.to_string();
-    let kind = spec["names"]["kind"].as_str()?.to_string();
-    Some(((group, kind), spec["scope"].as_str() == Some("Cluster")))
 }
 
 /// What tells a change by someone else: `generation` when the kind has one (status
@@ -785,5 +776,36 @@ mod tests {
             waited.to_string(),
             "CustomResourceDefinition widgets.example.com: not Established after 60s"
         );
+    }
+
+    fn rendered(yaml: &str) -> Rendered {
+        let body: serde_norway::Mapping = serde_norway::from_str(yaml).expect("a mapping");
+        let meta = |k: &str| body["metadata"].get(k).and_then(|v| v.as_str()).map(str::to_string);
+        Rendered {
+            api_version: body["apiVersion"].as_str().expect("apiVersion").into(),
+            kind: body["kind"].as_str().expect("kind").into(),
+            name: meta("name"),
+            generate_name: meta("generateName"),
+            namespace: meta("namespace"),
+            text: yaml.into(),
+            body,
+        }
+    }
+
+    #[test]
+    fn a_rendered_object_is_applied_from_its_parsed_body_and_needs_a_name() {
+        let web = rendered(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\nspec: {replicas: 2}\n",
+        );
+        let object = to_apply(&web, "bundle web").expect("applicable");
+        assert_eq!(object.gvk, GroupVersionKind::gvk("apps", "v1", "Deployment"));
+        assert_eq!(
+            (object.name.as_str(), object.namespace.as_deref()),
+            ("web", Some("shop"))
+        );
+        assert_eq!(object.body["spec"]["replicas"], json!(2));
+        let generated = rendered("apiVersion: v1\nkind: ConfigMap\nmetadata: {generateName: web-}\n");
+        let err = to_apply(&generated, "bundle web").expect_err("no name").to_string();
+        assert!(err.contains("without apiVersion, kind or metadata.name"), "{err}");
     }
 }

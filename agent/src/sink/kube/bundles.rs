@@ -48,7 +48,7 @@ impl<'a> KubeBundles<'a> {
         let (rendered, _) = stage.render_into(blob, job, Rendered::default()).await?;
         if let Some(allow) = stage.render.allow {
             // Again with the scope the API server reports, before any write.
-            self.sink.check_allowed(&job.what(), &rendered.documents, allow).await?;
+            self.sink.check_allowed(&job.what(), &rendered.objects, allow).await?;
         }
         // Drift is a change by someone else: a new digest changes the objects on purpose,
         // so its first apply counts none.
@@ -66,7 +66,7 @@ impl<'a> KubeBundles<'a> {
             keep_resources: job.bundle.keep_resources,
         };
         self.sink
-            .apply(job.name(), &rendered.documents, policy, &previous_marks)
+            .apply(job.name(), &rendered.objects, policy, &previous_marks)
             .await
     }
 
