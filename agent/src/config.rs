@@ -399,12 +399,7 @@ impl AgentConfig {
             }
             None
         } else {
-            let allow = crate::allow::AllowList::new(allow_namespaces, allow_cluster_scoped)?;
-            // The kube sink checks every object again with API discovery before it writes.
-            Some(match sink {
-                Sink::Kube(_) => allow.checked_by_discovery(),
-                Sink::Dir(_) => allow,
-            })
+            Some(crate::allow::AllowList::new(allow_namespaces, allow_cluster_scoped)?)
         };
         Ok(AgentConfig {
             sources,

@@ -37,7 +37,6 @@ mod tests;
 
 use std::path::Path;
 
-use crate::allow::AllowList;
 use crate::error::Result;
 use crate::select::Cluster;
 use crate::source::blob::VerifiedBlob;
@@ -46,7 +45,7 @@ use tarball::{Manifest, Spool, Stop};
 
 pub use manifests::{check_tarball, read_manifests};
 pub use objects::{check_manifest, Object};
-pub(crate) use scope::crd_scope;
+pub use scope::Scopes;
 pub use substitute::substitute;
 pub use tarball::MAX_HEADER_BYTES;
 
@@ -127,28 +126,31 @@ pub struct ManifestFile {
     pub text: String,
 }
 
+/// What rendering a bundle yields besides its objects.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rendering {
+    /// How many objects were written.
+    pub objects: u64,
+    /// The scopes the objects were placed by: built-in kinds and the bundle's CRDs.
+    pub scopes: Scopes,
+}
+
 /// Reads, substitutes and validates the verified bundle `blob`, handing each object to `out`
-/// as soon as it is checked; returns the number of objects. `what` names the bundle in
-/// errors; `namespace` is the bundle's default namespace. On error, `out` holds a part of
-/// the bundle and must be discarded. A hand-made tarball whose manifests are not in path
-/// order is first copied to a temporary file in the blob's directory.
-///
-/// With an `allow` list, every object is checked against it once its namespace is known
-/// (kinds of [`crate::allow::builtin_scope`] or defined cluster-scoped by a CRD of the
-/// bundle, and objects left without a namespace, count as cluster-scoped; a kind neither
-/// knows must pass both ways unless the sink checks with discovery); if any is refused,
-/// the whole bundle is an [`Error::NotAllowed`] naming each refused object.
+/// as soon as it is checked. `what` names the bundle in errors; `namespace` is the bundle's
+/// default namespace, given to objects of kinds not known to be cluster-scoped. On error,
+/// `out` holds a part of the bundle and must be discarded. A hand-made tarball whose
+/// manifests are not in path order is first copied to a temporary file in the blob's
+/// directory. The namespace allow-list is not checked here: the sink checks the objects
+/// once, with [`Rendering::scopes`] (and, for the kube sink, API discovery).
 pub fn render_bundle(
     blob: &VerifiedBlob,
     what: &str,
     namespace: Option<&str>,
     cluster: &Cluster,
     limits: &Limits,
-    allow: Option<&AllowList>,
     out: &mut dyn ObjectWriter,
-) -> Result<u64> {
+) -> Result<Rendering> {
     let mut renderer = Renderer::new(what, namespace, cluster, limits);
-    renderer.allow = allow;
     let mut spool: Option<Spool> = None;
     loop {
         let mut visit = |m: Manifest<'_>| renderer.render_file(m, out);
@@ -158,14 +160,13 @@ pub fn render_bundle(
         };
         match walked {
             Ok(()) if !renderer.stale => {
-                return match (allow, renderer.refused.is_empty()) {
-                    (Some(allow), false) => Err(allow.refused(what, &renderer.refused)),
-                    _ => Ok(renderer.objects),
-                }
+                return Ok(Rendering {
+                    objects: renderer.objects,
+                    scopes: renderer.scopes,
+                })
             }
             // A CRD made a kind cluster-scoped after objects of that kind got the bundle's
-            // namespace (or namespaced after objects of it were checked with an unknown
-            // scope): render again, knowing it from the start. Each such pass learns at
+            // namespace: render again, knowing it from the start. Each such pass learns at
             // least one kind more, so this ends.
             Ok(()) => {}
             Err(Stop::Unsorted) => {

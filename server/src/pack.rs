@@ -144,7 +144,7 @@ mod properties {
             std::fs::write(&path, &blob).expect("write blob");
             let path = VerifiedBlob::check_file(path, &Digest::of(&blob), blob.len() as u64).expect("intact");
             let mut out = Rendered::default();
-            render_bundle(&path, "prop", None, &Cluster::default(), &Limits::default(), None, &mut out).expect("a packed bundle renders");
+            render_bundle(&path, "prop", None, &Cluster::default(), &Limits::default(), &mut out).expect("a packed bundle renders");
             let rendered: Vec<Value> = out
                 .documents()
                 .map(|d| serde_norway::from_str(d).expect("a rendered document parses"))

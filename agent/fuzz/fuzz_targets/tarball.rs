@@ -38,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
         labels: BTreeMap::from([("env".into(), "prod".into())]),
     };
     let mut out = Rendered::default();
-    if render_bundle(&blob, "fuzz", Some("apps"), &cluster, &limits, None, &mut out).is_ok() {
+    if render_bundle(&blob, "fuzz", Some("apps"), &cluster, &limits, &mut out).is_ok() {
         assert!(
             checked.is_ok(),
             "render_bundle accepted a bundle check_tarball refuses: {checked:?}"

@@ -37,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
     std::fs::write(&blob, &bytes).expect("write blob");
     let blob = VerifiedBlob::check_file(blob, &Digest::of(&bytes), bytes.len() as u64).expect("the blob just written");
     let mut out = Rendered::default();
-    let rendered = render_bundle(&blob, "fuzz", Some("apps"), &cluster, &limits, None, &mut out);
+    let rendered = render_bundle(&blob, "fuzz", Some("apps"), &cluster, &limits, &mut out);
     if rendered.is_ok() {
         // Whatever the agent renders must itself be a valid manifest again.
         for document in out.documents() {

@@ -9,7 +9,7 @@ use super::objects::{parse_objects, str_field};
 use super::renderer::default_namespace;
 use super::scope::crd_scope;
 use super::*;
-use crate::allow::{api_group, builtin_scope};
+use crate::allow::{api_group, builtin_scope, placement_offline, AllowList, Candidate};
 use crate::error::Error;
 
 fn cluster() -> Cluster {
@@ -211,8 +211,8 @@ fn render_streaming(blob: &[u8], namespace: Option<&str>, limits: &Limits) -> Re
     std::fs::write(&path, blob).expect("write blob");
     let blob = verified(path);
     let mut out = Rendered::default();
-    let objects = render_bundle(&blob, "bundle web", namespace, &cluster(), limits, None, &mut out)?;
-    assert_eq!(objects as usize, out.objects.len());
+    let rendering = render_bundle(&blob, "bundle web", namespace, &cluster(), limits, &mut out)?;
+    assert_eq!(rendering.objects as usize, out.objects.len());
     let left: Vec<_> = std::fs::read_dir(dir.path()).expect("ls").collect();
     assert_eq!(left.len(), 1, "no spool file is left behind");
     Ok(out.documents().map(str::to_string).collect())
@@ -389,15 +389,25 @@ fn render_allowed(yaml: &str, namespace: Option<&str>, allow: &AllowList) -> Res
     let path = dir.path().join("blob");
     std::fs::write(&path, tar_gz(&[("m.yaml", tar::EntryType::Regular, yaml.as_bytes())])).expect("write blob");
     let mut out = Rendered::default();
-    render_bundle(
+    let rendering = render_bundle(
         &verified(path),
         "bundle web",
         namespace,
         &cluster(),
         &Limits::default(),
-        Some(allow),
         &mut out,
     )?;
+    // As the dir sink checks them: no API server to ask.
+    let placed = out.objects.iter().map(|o| Candidate {
+        group: o.group(),
+        kind: &o.kind,
+        name: o.name_or_prefix(),
+        placement: placement_offline(
+            rendering.scopes.cluster_scoped(o.group(), &o.kind),
+            o.namespace.as_deref(),
+        ),
+    });
+    allow.check("bundle web", placed)?;
     Ok(out.documents().map(str::to_string).collect())
 }
 
@@ -472,12 +482,11 @@ fn a_cluster_scoped_custom_kind_is_refused_even_when_it_names_an_allowed_namespa
         "{}---\napiVersion: x.io/v1\nkind: Widget\nmetadata: {{name: w, namespace: web}}\n",
         WIDGET_CRD.replace("SCOPE", "Cluster")
     );
-    for allow in [allow.clone(), allow.checked_by_discovery()] {
-        let err = render_allowed(&yaml, Some("web"), &allow)
-            .expect_err("refused")
-            .to_string();
-        assert!(err.contains("Widget w (cluster-scoped)"), "{err}");
-    }
+    // The kube sink places it by the bundle's CRD too, before it asks discovery.
+    let err = render_allowed(&yaml, Some("web"), &allow)
+        .expect_err("refused")
+        .to_string();
+    assert!(err.contains("Widget w (cluster-scoped)"), "{err}");
 }
 
 #[test]
@@ -501,9 +510,6 @@ fn on_the_dir_sink_a_kind_of_unknown_scope_needs_its_crd_in_the_bundle() {
             .len(),
         1
     );
-    // The kube sink checks again with discovery: rendering takes the kind as namespaced.
-    let kube = allow.clone().checked_by_discovery();
-    assert_eq!(render_allowed(widget, Some("web"), &kube).expect("namespaced").len(), 1);
     // A Namespaced CRD of the same group and kind, even after the object, places it
     // (the CRD itself is cluster-scoped, and named).
     let namespaced = WIDGET_CRD.replace("SCOPE", "Namespaced");

@@ -19,10 +19,11 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
+use crate::allow::{placement_offline, AllowList, Candidate};
 use crate::error::{Error, Result};
 use crate::format::{BundleName, Digest};
 use crate::fsutil;
-use crate::render::{Object, ObjectWriter};
+use crate::render::{Object, ObjectWriter, Scopes};
 use crate::select::Cluster;
 use crate::sink::{BundleSink, Cleared, Job, Placed, Stage};
 use crate::state::{BundleState, Status};
@@ -68,6 +69,7 @@ impl DirSink {
             ),
             out: std::io::BufWriter::with_capacity(64 << 10, tmp),
             hasher: Sha256::new(),
+            listed: None,
         };
         file.put_header()?;
         Ok(file)
@@ -131,7 +133,15 @@ impl BundleSink for DirSink {
             let (sink, name, digest) = (self.clone(), name.clone(), chosen.digest.clone());
             crate::blocking::run(move || sink.begin(&name, &digest)).await?
         };
-        let (file, objects) = stage.render_into(blob, job, file).await?;
+        let file = match stage.render.allow {
+            Some(_) => file.listing_objects(),
+            None => file,
+        };
+        let (file, rendering) = stage.render_into(blob, job, file).await?;
+        if let Some(allow) = stage.render.allow {
+            file.check_allowed(&job.what(), allow, &rendering.scopes)?;
+        }
+        let objects = rendering.objects;
         stage
             .record_intent(name, &chosen.digest, format!("writing {}", chosen.digest.short()))
             .await?;
@@ -212,6 +222,17 @@ pub struct BundleFile {
     header: String,
     out: std::io::BufWriter<tempfile::NamedTempFile>,
     hasher: Sha256,
+    /// Who each object written is, when the allow-list will check them.
+    listed: Option<Vec<Listed>>,
+}
+
+/// An object written, as the allow-list judges it.
+#[derive(Debug)]
+struct Listed {
+    group: String,
+    kind: String,
+    name: String,
+    namespace: Option<String>,
 }
 
 impl BundleFile {
@@ -245,6 +266,28 @@ impl BundleFile {
 }
 
 impl BundleFile {
+    /// The same file, also noting who each object written is, for [`BundleFile::check_allowed`].
+    pub fn listing_objects(mut self) -> Self {
+        self.listed = Some(Vec::new());
+        self
+    }
+
+    /// Checks the objects written against `allow`, placed by `scopes` without an API
+    /// server to ask ([`crate::allow::placement_offline`]). A file not
+    /// [listing](BundleFile::listing_objects) its objects has nothing to check.
+    pub fn check_allowed(&self, what: &str, allow: &AllowList, scopes: &Scopes) -> Result<()> {
+        let listed = self.listed.iter().flatten();
+        allow.check(
+            what,
+            listed.map(|o| Candidate {
+                group: &o.group,
+                kind: &o.kind,
+                name: &o.name,
+                placement: placement_offline(scopes.cluster_scoped(&o.group, &o.kind), o.namespace.as_deref()),
+            }),
+        )
+    }
+
     /// Appends one YAML document, after a `---` separator.
     fn write_document(&mut self, document: &str) -> Result<()> {
         self.put(b"---\n")?;
@@ -254,7 +297,16 @@ impl BundleFile {
 
 impl ObjectWriter for BundleFile {
     fn write_object(&mut self, object: Object) -> Result<()> {
-        self.write_document(&object.text)
+        self.write_document(&object.text)?;
+        if let Some(listed) = &mut self.listed {
+            listed.push(Listed {
+                group: object.group().to_string(),
+                name: object.name_or_prefix().to_string(),
+                kind: object.kind,
+                namespace: object.namespace,
+            });
+        }
+        Ok(())
     }
 
     fn restart(&mut self) -> Result<()> {
@@ -266,6 +318,9 @@ impl ObjectWriter for BundleFile {
             .and_then(|()| file.rewind())
             .map_err(|e| Error::io(&path, e))?;
         self.hasher = Sha256::new();
+        if let Some(listed) = &mut self.listed {
+            listed.clear();
+        }
         self.put_header()
     }
 }
@@ -363,5 +418,41 @@ mod tests {
         assert!(!text(&web).contains("stale"));
         assert_eq!(restarted, Digest::of(text(&web).as_bytes()));
         assert_eq!(direct, Digest::of(text(&api).as_bytes()));
+    }
+
+    fn config_map(name: &str, namespace: Option<&str>) -> Object {
+        Object {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            name: Some(name.into()),
+            generate_name: None,
+            namespace: namespace.map(str::to_string),
+            body: serde_norway::Mapping::new(),
+            text: format!("kind: ConfigMap\nmetadata: {{name: {name}}}\n"),
+        }
+    }
+
+    #[test]
+    fn the_objects_written_since_the_last_restart_are_checked_against_the_allow_list() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sink = DirSink::new(dir.path().to_path_buf());
+        let allow = AllowList::new(["web".to_string()], false).expect("allow");
+        let name = BundleName::parse("web").expect("name");
+        let mut file = sink
+            .begin(&name, &Digest::of(b"blob"))
+            .expect("begin")
+            .listing_objects();
+        file.write_object(config_map("stale", Some("elsewhere")))
+            .expect("write");
+        file.restart().expect("restart");
+        file.write_object(config_map("ok", Some("web"))).expect("write");
+        file.check_allowed("bundle web", &allow, &Scopes::default())
+            .expect("allowed");
+        file.write_object(config_map("loose", None)).expect("write");
+        let err = file
+            .check_allowed("bundle web", &allow, &Scopes::default())
+            .expect_err("no namespace: counted as cluster-scoped")
+            .to_string();
+        assert!(err.ends_with("ConfigMap loose (cluster-scoped)"), "{err}");
     }
 }

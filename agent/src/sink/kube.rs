@@ -28,10 +28,10 @@ use kube::discovery::{ApiCapabilities, ApiResource, Scope};
 use serde_json::{json, Value};
 use sha2::Digest as _;
 
-use crate::allow::{AllowList, Placement};
+use crate::allow::{AllowList, Candidate, Placement};
 use crate::error::{Error, KubeContext, KubeWait, Result};
 use crate::format::BundleName;
-use crate::render::{crd_scope, Object as Rendered};
+use crate::render::{Object as Rendered, Scopes};
 
 /// Field manager of every apply.
 pub const FIELD_MANAGER: &str = "drover";
@@ -343,40 +343,47 @@ impl KubeSink {
         result.map_err(|e| apply_err(key, e))
     }
 
-    /// Checks every object of a rendered bundle against `allow` with the scope API discovery
-    /// reports (or the bundle's own CRD says, for a kind not served yet); reads only, so
-    /// nothing is written when an object is refused. A namespaced object without a namespace
-    /// is placed where the API will put it: the client's default namespace.
-    pub async fn check_allowed(&self, what: &str, rendered: &[Rendered], allow: &AllowList) -> Result<()> {
+    /// Checks every object of a rendered bundle against `allow`, placed by `scopes` (the
+    /// built-in kinds and the bundle's own CRDs, as rendering placed them) or, for a kind
+    /// neither knows, by the scope API discovery reports; reads only, so nothing is written
+    /// when an object is refused. A namespaced object without a namespace is placed where
+    /// the API will put it: the default namespace.
+    pub async fn check_allowed(
+        &self,
+        what: &str,
+        rendered: &[Rendered],
+        scopes: &Scopes,
+        allow: &AllowList,
+    ) -> Result<()> {
         let objects = rendered.iter().map(|o| to_apply(o, what)).collect::<Result<Vec<_>>>()?;
-        // Scope per (group, kind): the bundle's own CRDs first (read as rendering reads
-        // them), then discovery, asked once.
-        let mut scopes: BTreeMap<(String, String), bool> = rendered.iter().filter_map(|o| crd_scope(&o.body)).collect();
-        let mut refused = Vec::new();
+        // Discovery is asked once per (group, kind).
+        let mut discovered: BTreeMap<(String, String), bool> = BTreeMap::new();
+        let mut placed = Vec::with_capacity(objects.len());
         for object in &objects {
-            let key = (object.gvk.group.clone(), object.gvk.kind.clone());
-            let cluster_scoped = match scopes.get(&key) {
-                Some(cluster_scoped) => *cluster_scoped,
-                None => {
-                    let cluster_scoped = matches!(self.resolve(&object.gvk).await?.1.scope, Scope::Cluster);
-                    scopes.insert(key, cluster_scoped);
-                    cluster_scoped
-                }
+            let (group, kind) = (object.gvk.group.as_str(), object.gvk.kind.as_str());
+            let cluster_scoped = match scopes.cluster_scoped(group, kind) {
+                Some(known) => known,
+                None => match discovered.get(&(group.to_string(), kind.to_string())) {
+                    Some(found) => *found,
+                    None => {
+                        let found = matches!(self.resolve(&object.gvk).await?.1.scope, Scope::Cluster);
+                        discovered.insert((group.to_string(), kind.to_string()), found);
+                        found
+                    }
+                },
             };
-            let placement = if cluster_scoped {
-                Placement::ClusterScoped
-            } else {
-                Placement::Namespaced(object.namespace.as_deref().unwrap_or(OBJECT_DEFAULT_NAMESPACE))
-            };
-            if let Some(r) = allow.refusal(&object.gvk.group, &object.gvk.kind, &object.name, placement) {
-                tracing::warn!(bundle = what, object = %r, "object outside the namespace allow-list");
-                refused.push(r);
-            }
+            placed.push(cluster_scoped);
         }
-        match refused.is_empty() {
-            true => Ok(()),
-            false => Err(allow.refused(what, &refused)),
-        }
+        let candidates = objects.iter().zip(placed).map(|(object, cluster_scoped)| Candidate {
+            group: &object.gvk.group,
+            kind: &object.gvk.kind,
+            name: &object.name,
+            placement: match cluster_scoped {
+                true => Placement::ClusterScoped,
+                false => Placement::Namespaced(object.namespace.as_deref().unwrap_or(OBJECT_DEFAULT_NAMESPACE)),
+            },
+        });
+        allow.check(what, candidates)
     }
 
     /// Deletes every object of `bundle`'s inventory (but those opted out), then its parent.

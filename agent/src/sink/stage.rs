@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use crate::allow::AllowList;
 use crate::error::Result;
 use crate::format::{BundleName, Digest};
-use crate::render::{render_bundle, Limits, ObjectWriter};
+use crate::render::{render_bundle, Limits, ObjectWriter, Rendering};
 use crate::select::Cluster;
 use crate::sink::Job;
 use crate::source::blob::{BlobFetch, VerifiedBlob};
@@ -40,9 +40,9 @@ impl Stage<'_> {
         self.blobs.fetch(&job.chosen.digest, job.chosen.size).await
     }
 
-    /// Renders `blob` for `job` into `out` on the blocking pool; returns `out` and the
-    /// number of objects. On error, what `out` received must be discarded.
-    pub(crate) async fn render_into<W>(&self, blob: VerifiedBlob, job: &Job<'_>, mut out: W) -> Result<(W, u64)>
+    /// Renders `blob` for `job` into `out` on the blocking pool; returns `out` and what
+    /// rendering learnt. On error, what `out` received must be discarded.
+    pub(crate) async fn render_into<W>(&self, blob: VerifiedBlob, job: &Job<'_>, mut out: W) -> Result<(W, Rendering)>
     where
         W: ObjectWriter + Send + 'static,
     {
@@ -50,18 +50,9 @@ impl Stage<'_> {
         let namespace = job.bundle.namespace.clone();
         let cluster = self.render.cluster.clone();
         let limits = self.render.limits.clone();
-        let allow = self.render.allow.cloned();
         crate::blocking::run(move || {
-            let objects = render_bundle(
-                &blob,
-                &what,
-                namespace.as_deref(),
-                &cluster,
-                &limits,
-                allow.as_ref(),
-                &mut out,
-            )?;
-            Ok((out, objects))
+            let rendering = render_bundle(&blob, &what, namespace.as_deref(), &cluster, &limits, &mut out)?;
+            Ok((out, rendering))
         })
         .await
     }

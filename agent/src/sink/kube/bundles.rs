@@ -45,10 +45,14 @@ impl<'a> KubeBundles<'a> {
     /// Fetches, renders, checks and applies the job's bundle.
     async fn put(&self, job: &Job<'_>, stage: &mut Stage<'_>) -> Result<Applied> {
         let blob = stage.fetch(job).await?;
-        let (rendered, _) = stage.render_into(blob, job, Rendered::default()).await?;
+        let (rendered, rendering) = stage.render_into(blob, job, Rendered::default()).await?;
         if let Some(allow) = stage.render.allow {
-            // Again with the scope the API server reports, before any write.
-            self.sink.check_allowed(&job.what(), &rendered.objects, allow).await?;
+            // With the scope the API server reports for kinds rendering cannot place,
+            // before any write.
+            let (what, objects) = (job.what(), &rendered.objects);
+            self.sink
+                .check_allowed(&what, objects, &rendering.scopes, allow)
+                .await?;
         }
         // Drift is a change by someone else: a new digest changes the objects on purpose,
         // so its first apply counts none.
