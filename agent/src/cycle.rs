@@ -85,11 +85,12 @@ impl Counters {
 
 /// Runs one cycle. `Err` means the index could not be used and nothing was changed.
 pub async fn run_cycle(cfg: &AgentConfig, now: OffsetDateTime, counters: &Counters) -> Result<CycleReport> {
-    let mut state = State::load(&cfg.state_dir)?;
+    let dir = cfg.state_dir.clone();
+    let mut state = crate::blocking::run(move || State::load(&dir)).await?;
     let before = state.clone();
     let best = index::best_index(cfg, &state, now, counters).await?;
     let verified = &best.verified;
-    if !counters.swept.load(Ordering::Relaxed) && remove_leftover_temp_files(cfg) {
+    if !counters.swept.load(Ordering::Relaxed) && remove_leftover_temp_files(cfg).await {
         counters.swept.store(true, Ordering::Relaxed);
     }
     let index_changed = before.index.as_ref().map(|i| &i.sha256) != Some(verified.sha256());
@@ -162,15 +163,25 @@ fn index_record(verified: &VerifiedIndex, now: OffsetDateTime) -> IndexState {
 /// swept when the state changes, but a kill between saving the state and that sweep
 /// leaves an unchanged state behind). Best effort: a failure is logged and the cycle
 /// goes on; returns whether every directory was swept.
-fn remove_leftover_temp_files(cfg: &AgentConfig) -> bool {
-    let dirs = std::iter::once(cfg.state_dir.as_path()).chain(cfg.sink.scratch_dir());
-    let swept = dirs.map(|dir| (dir.to_path_buf(), crate::fsutil::remove_temp_files(dir)));
-    let cache = std::iter::once((
-        cfg.state_dir.join(crate::state::BLOB_CACHE_DIR),
-        crate::state::remove_partial_blobs(&cfg.state_dir),
-    ));
+async fn remove_leftover_temp_files(cfg: &AgentConfig) -> bool {
+    let state_dir = cfg.state_dir.clone();
+    let dirs: Vec<std::path::PathBuf> = std::iter::once(state_dir.clone())
+        .chain(cfg.sink.scratch_dir().map(std::path::Path::to_path_buf))
+        .collect();
+    let results = crate::blocking::run(move || {
+        let swept = dirs.into_iter().map(|dir| {
+            let result = crate::fsutil::remove_temp_files(&dir);
+            (dir, result)
+        });
+        let cache = (
+            state_dir.join(crate::state::BLOB_CACHE_DIR),
+            crate::state::remove_partial_blobs(&state_dir),
+        );
+        swept.chain(std::iter::once(cache)).collect::<Vec<_>>()
+    })
+    .await;
     let mut all = true;
-    for (dir, result) in swept.chain(cache) {
+    for (dir, result) in results {
         match result {
             Ok(0) => {}
             Ok(n) => {
