@@ -578,6 +578,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_invalid_plan_is_an_error_that_keeps_what_is_applied() {
+        let mut bench = Bench::new();
+        bench.cycle(&index(1, vec![bundle("web", "web-1")])).await;
+        let mut web = bundle("web", "web-2");
+        web["dependsOn"] = json!(["nowhere"]);
+        let report = bench.cycle(&index(2, vec![web])).await;
+        let web = result(&report, "web");
+        assert_eq!((web.status, web.digest.as_ref()), (Status::Error, Some(&blob("web-1"))));
+        assert!(web.message.contains("unknown bundle(s): nowhere"), "{}", web.message);
+        assert_eq!(bench.sink.writes, 1);
+    }
+
+    #[tokio::test]
+    async fn a_paused_dependency_that_is_in_place_lets_its_dependents_go() {
+        let mut bench = Bench::new();
+        bench.cycle(&index(1, vec![bundle("db", "db-1")])).await;
+        let mut db = bundle("db", "db-2");
+        db["paused"] = json!(true);
+        let mut api = bundle("api", "api-1");
+        api["dependsOn"] = json!(["db"]);
+        let report = bench.cycle(&index(2, vec![db, api])).await;
+        assert_eq!(result(&report, "db").status, Status::Paused);
+        assert_eq!(result(&report, "api").status, Status::Applied);
+    }
+
+    #[tokio::test]
     async fn an_unchanged_poll_writes_nothing() {
         let mut bench = Bench::new();
         let index = index(1, vec![bundle("web", "web-1")]);
