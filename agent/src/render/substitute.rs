@@ -54,3 +54,35 @@ fn first_line(s: &str) -> &str {
     let line = s.lines().next().unwrap_or("");
     &line[..line.len().min(40)]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster() -> Cluster {
+        Cluster {
+            name: "site-7".into(),
+            labels: [("env".to_string(), "prod".to_string())].into(),
+        }
+    }
+
+    #[test]
+    fn substitutes_cluster_name_and_labels() {
+        let out = substitute("host: ${cluster.name}.${cluster.labels.env}.example", &cluster()).expect("ok");
+        assert_eq!(out, "host: site-7.prod.example");
+    }
+
+    #[test]
+    fn unknown_variable_is_an_error_not_an_empty_string() {
+        let err = substitute("x: ${cluster.labels.region}", &cluster()).expect_err("missing label");
+        assert!(err.contains("region"), "{err}");
+        assert!(substitute("x: ${cluster.zone}", &cluster()).is_err());
+        assert!(substitute("x: ${cluster.name", &cluster()).is_err());
+    }
+
+    #[test]
+    fn other_dollar_braces_and_escapes_are_left_for_the_workload() {
+        let out = substitute("run: echo ${HOME} $${cluster.name} ${cluster.name}", &cluster()).expect("ok");
+        assert_eq!(out, "run: echo ${HOME} ${cluster.name} site-7");
+    }
+}

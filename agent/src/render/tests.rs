@@ -103,26 +103,6 @@ fn rejects_garbage_that_is_not_gzip() {
 }
 
 #[test]
-fn substitutes_cluster_name_and_labels() {
-    let out = substitute("host: ${cluster.name}.${cluster.labels.env}.example", &cluster()).expect("ok");
-    assert_eq!(out, "host: site-7.prod.example");
-}
-
-#[test]
-fn unknown_variable_is_an_error_not_an_empty_string() {
-    let err = substitute("x: ${cluster.labels.region}", &cluster()).expect_err("missing label");
-    assert!(err.contains("region"), "{err}");
-    assert!(substitute("x: ${cluster.zone}", &cluster()).is_err());
-    assert!(substitute("x: ${cluster.name", &cluster()).is_err());
-}
-
-#[test]
-fn other_dollar_braces_and_escapes_are_left_for_the_workload() {
-    let out = substitute("run: echo ${HOME} $${cluster.name} ${cluster.name}", &cluster()).expect("ok");
-    assert_eq!(out, "run: echo ${HOME} ${cluster.name} site-7");
-}
-
-#[test]
 fn namespaced_objects_get_the_bundle_namespace_cluster_scoped_do_not() {
     let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n---\n\
                 apiVersion: v1\nkind: Namespace\nmetadata:\n  name: web\n---\n\
