@@ -259,10 +259,62 @@ fn drover_serve_answers_if_none_match_with_304() {
             "/dev/null",
             "-w",
             "%{http_code}",
+            // Without --path-as-is curl folds `/../` away and never sends the traversal.
+            "--path-as-is",
             &format!("{}../keys/drover.key", server.url),
         ],
     );
     assert_eq!(String::from_utf8_lossy(&outside.stdout), "404");
+}
+
+/// Paths that try to leave the store, sent byte for byte as written (no client
+/// normalises them): dot segments, percent-encoded dots and slashes, backslashes, a NUL.
+/// The key they aim at exists, so a server that followed any of them would answer 200.
+#[test]
+fn drover_serve_never_answers_a_path_outside_the_store() {
+    let site = Site::new().with_examples();
+    site.publish(&[]);
+    let key = std::fs::read_to_string(site.path("store/../keys/drover.key")).unwrap();
+    let secret = key.lines().last().unwrap().trim().to_string();
+    assert!(secret.len() > 20, "the target of the traversal exists: {key}");
+    let server = drover_serve(&site.path("store"));
+    let port: u16 = server
+        .url
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        drover_e2e::http(port, "GET", "/index.json").0,
+        200,
+        "the server answers"
+    );
+    let attempts = [
+        "/../keys/drover.key",
+        "/blobs/../../keys/drover.key",
+        "/blobs/sha256/../../../keys/drover.key",
+        "/%2e%2e/keys/drover.key",
+        "/%2E%2E/keys/drover.key",
+        "/%2e%2e%2fkeys%2fdrover.key",
+        "/blobs/..%2f..%2fkeys%2fdrover.key",
+        "/..%5ckeys%5cdrover.key",
+        "/..\\keys\\drover.key",
+        "/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        "//etc/passwd",
+    ];
+    for path in attempts {
+        let (status, body) = drover_e2e::http(port, "GET", path);
+        assert_eq!(status, 404, "{path:?} answered {status}: {body}");
+        assert!(!body.contains(&secret), "{path:?} leaked the key");
+    }
+    // A NUL is not a valid request-target byte; a 400 is the right answer to it.
+    for path in ["/index.json\0", "/\0/../keys/drover.key", "/%00/../keys/drover.key"] {
+        let (status, body) = drover_e2e::http(port, "GET", path);
+        assert!(status == 400 || status == 404, "{path:?} answered {status}: {body}");
+        assert!(!body.contains(&secret), "{path:?} leaked the key");
+    }
 }
 
 #[test]
