@@ -169,7 +169,7 @@ fn agent_from_registry_applies_what_it_applies_from_http_and_polls_with_one_head
 }
 
 #[test]
-fn tampered_source_blob_is_refused_and_nothing_reaches_the_registry() {
+fn tampered_source_blob_is_refused_and_neither_it_nor_a_tag_reaches_the_registry() {
     let site = published();
     let registry = Registry::start(&site.path("registry"), None);
     let blobs = site.path("store/blobs/sha256");
@@ -193,6 +193,30 @@ fn tampered_source_blob_is_refused_and_nothing_reaches_the_registry() {
         .filter(|r| r.starts_with("PUT /v2/fleet/edge/manifests/"))
         .collect();
     assert!(manifests.is_empty(), "no channel tag written: {manifests:?}");
+    // Blobs verified before the tampered one may already be uploaded (docs/air-gap.md: an
+    // interrupted push leaves blobs no manifest references); the tampered one never is.
+    let victim_hex = victim.file_name().unwrap().to_str().unwrap().to_string();
+    let tampered_hex = drover_e2e::sha256_hex(&std::fs::read(&victim).unwrap());
+    let uploads_of_victim: Vec<String> = registry
+        .requests()
+        .into_iter()
+        .filter(|r| r.contains(&victim_hex) && !r.starts_with("HEAD "))
+        .collect();
+    assert!(
+        uploads_of_victim.is_empty(),
+        "tampered blob sent: {uploads_of_victim:?}"
+    );
+    // The access log can lag the registry's work; its storage cannot.
+    let stored = snapshot(&site.path("registry/data"));
+    for (path, bytes) in &stored {
+        assert!(!path.contains("/_manifests/"), "a manifest or tag was stored: {path}");
+        assert!(!path.contains(&victim_hex), "the tampered blob was stored: {path}");
+        assert_ne!(
+            drover_e2e::sha256_hex(bytes),
+            tampered_hex,
+            "tampered bytes stored at {path}"
+        );
+    }
 }
 
 #[test]
@@ -394,6 +418,11 @@ fn tls_registry_with_a_private_ca_and_client_certificates() {
     // Trusted CA, but no client certificate: the registry refuses the handshake.
     let out = sync(&[&site.p("store"), &oci, "--key", &key, "--ca-file", ca_file]);
     assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("manifests/stable: error sending request"),
+        "fails at the TLS handshake for the tag, not later: {}",
+        text(&out)
+    );
     // Both: the channel is pushed, and an agent with the same options applies it.
     sync_ok(&[
         &site.p("store"),
