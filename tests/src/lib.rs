@@ -40,7 +40,7 @@ pub use agent::{AgentRun, Ended};
 pub use agent_daemon::AgentDaemon;
 pub use applyset::applyset_id;
 pub use faulty::{Behaviour, FaultyServer};
-pub use fsutil::{copy_dir, repo_root, restore, sha256_hex, snapshot};
+pub use fsutil::{assert_tombstone, copy_dir, repo_root, restore, sha256_hex, snapshot, stamp, stamps, Stamp};
 pub use kube_api::KubeApi;
 pub use kubectl::{kustomize, Kubectl};
 pub use minisign::minisign_sign;

@@ -114,6 +114,12 @@ fn unchanged_poll_is_one_conditional_get_answered_304() {
     );
     let manifests = site.manifests();
     let state = std::fs::read(site.path("state/state.json")).unwrap();
+    let written = || {
+        let mut stamps = drover_e2e::stamps(&site.path("manifests"));
+        stamps.insert("state".into(), drover_e2e::stamp(&site.path("state/state.json")));
+        stamps
+    };
+    let stamps = written();
 
     for _ in 0..3 {
         let before = served.log().len();
@@ -134,6 +140,7 @@ fn unchanged_poll_is_one_conditional_get_answered_304() {
         std::fs::read(site.path("state/state.json")).unwrap() == state,
         "unchanged polls write no state"
     );
+    assert_eq!(written(), stamps, "unchanged polls touch no manifest and no state file");
 
     // A new publish is noticed by the next poll and fetches only what changed.
     change_monitoring(site, "node-exporter-v2");

@@ -101,6 +101,7 @@ fn unchanged_index_rewrites_nothing() {
         .iter()
         .map(|f| inode(f))
         .collect();
+    let stamps_before = drover_e2e::stamps(&site.path("manifests"));
     // A re-publish of the same input bumps the version but not a single blob.
     let out = site.publish(&[]);
     assert!(out.contains("0 new blobs"), "{out}");
@@ -111,6 +112,12 @@ fn unchanged_index_rewrites_nothing() {
         .map(|f| inode(f))
         .collect();
     assert_eq!(before, after, "files must not be replaced (k3s would re-apply them)");
+    // Nor written in place, nor touched: k3s re-applies a file when its mtime changes.
+    assert_eq!(
+        stamps_before,
+        drover_e2e::stamps(&site.path("manifests")),
+        "nothing written"
+    );
     assert!(String::from_utf8_lossy(&run.stdout).contains("version 2"));
 }
 
@@ -133,6 +140,7 @@ fn changed_bundle_is_rewritten_and_untargeted_bundle_becomes_a_tombstone() {
     let m = site.manifests();
     assert!(m["drover-web.yaml"].contains("nginx:1.28-alpine"));
     let tomb = &m["drover-monitoring.yaml"];
+    drover_e2e::assert_tombstone(tomb, "monitoring");
     assert!(
         tomb.lines().all(|l| l.starts_with('#')),
         "tombstone holds no objects:\n{tomb}"
@@ -368,5 +376,6 @@ fn failed_removal_is_retried_on_the_next_cycle() {
     let out = AgentRun::once(&site).cluster("site-7").labels(&labels).run();
     assert!(out.status.success(), "{}", text(&out));
     let tomb = &site.manifests()["drover-monitoring.yaml"];
+    drover_e2e::assert_tombstone(tomb, "monitoring");
     assert!(tomb.lines().all(|l| l.starts_with('#')), "removal retried:\n{tomb}");
 }
