@@ -127,9 +127,189 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The configuration is not usable.
+    /// The configuration is not usable (untyped; new code uses [`Error::Configuration`]).
     #[error("configuration: {0}")]
     Config(String),
+    /// The configuration is not usable: the variant names the flag, key or file.
+    #[error(transparent)]
+    Configuration(#[from] ConfigError),
+}
+
+/// A setting (flag, `--config` key, a file they name, a source or registry spec) that
+/// cannot be used. Each message starts with `configuration:`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The `--config` file is not YAML of the documented shape (an unknown key included).
+    #[error("configuration: {}: {source}", path.display())]
+    File {
+        /// The config file.
+        path: PathBuf,
+        /// What the YAML reader said.
+        #[source]
+        source: serde_norway::Error,
+    },
+    /// A required setting is neither a flag nor a config key.
+    #[error("configuration: {flag} (or {key}) is required{hint}")]
+    Missing {
+        /// The flag, such as `--state-dir`.
+        flag: &'static str,
+        /// The config key, such as `stateDir`.
+        key: &'static str,
+        /// An example, or nothing.
+        hint: &'static str,
+    },
+    /// No `--source` and no `sources`.
+    #[error("configuration: at least one --source (or sources) is required")]
+    NoSource,
+    /// The cluster name is the empty string.
+    #[error("configuration: cluster name must not be empty")]
+    EmptyClusterName,
+    /// A duration or size in the config file does not parse.
+    #[error("configuration: {key}: {message}")]
+    Value {
+        /// The config key.
+        key: &'static str,
+        /// What the parser said.
+        message: String,
+    },
+    /// `interval` is zero.
+    #[error("configuration: interval must be more than 0s")]
+    ZeroInterval,
+    /// `intervalJitter` is over 50.
+    #[error("configuration: intervalJitter: {percent} is over 50 (percent)")]
+    JitterTooLarge {
+        /// The value given.
+        percent: u8,
+    },
+    /// `listen` is neither `ADDR:PORT` nor `off`.
+    #[error("configuration: listen: {addr:?} is not ADDR:PORT or off ({source})")]
+    Listen {
+        /// The value given.
+        addr: String,
+        /// What the address parser said.
+        #[source]
+        source: std::net::AddrParseError,
+    },
+    /// `logFormat` is neither `text` nor `json`.
+    #[error("configuration: logFormat: {found:?} is not text or json")]
+    LogFormat {
+        /// The value given.
+        found: String,
+    },
+    /// `reportUrl` is not an `http(s)://` URL.
+    #[error("configuration: reportUrl: {spec:?} is not an http(s) URL")]
+    ReportUrl {
+        /// The value given.
+        spec: String,
+    },
+    /// `allowClusterScoped` without `allowNamespaces`.
+    #[error(
+        "configuration: allowClusterScoped only makes sense with allowNamespaces (--allow-namespace); \
+         without an allow-list everything is allowed"
+    )]
+    ClusterScopedWithoutAllowList,
+    /// A CA bundle (`caFile`, a registry CA file) is not PEM.
+    #[error("configuration: {}{}: not a PEM CA bundle: {source}", key.map(|k| format!("{k} ")).unwrap_or_default(), path.display())]
+    NotCaBundle {
+        /// The config key naming the file, when it is reported.
+        key: Option<&'static str>,
+        /// The file.
+        path: PathBuf,
+        /// What the PEM reader said.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// `caFile` holds no certificate.
+    #[error("configuration: caFile {}: no certificate in it", path.display())]
+    EmptyCaBundle {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A client certificate file is not a PEM certificate with its key.
+    #[error("configuration: {}: not a PEM certificate and key: {source}", path.display())]
+    NotIdentity {
+        /// The file.
+        path: PathBuf,
+        /// What the PEM reader said.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The HTTP client could not be built.
+    #[error("configuration: HTTP client: {source}")]
+    HttpClient {
+        /// What reqwest said.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// A source is not a URL.
+    #[error("configuration: source {spec:?}: not a URL ({source}); use http(s)://… or file:///path")]
+    SourceNotUrl {
+        /// The source as given.
+        spec: String,
+        /// What the URL parser said.
+        #[source]
+        source: url::ParseError,
+    },
+    /// A `file://` source without an absolute local path.
+    #[error("configuration: source {spec:?}: file:// URL needs an absolute local path")]
+    SourceNotAbsolute {
+        /// The source as given.
+        spec: String,
+    },
+    /// A source of an unsupported scheme.
+    #[error("configuration: source {spec:?}: unsupported scheme {scheme:?} (supported: http, https, file, oci)")]
+    SourceScheme {
+        /// The source as given.
+        spec: String,
+        /// Its scheme.
+        scheme: String,
+    },
+    /// A store URL (base + relative path) that does not join.
+    #[error("configuration: {url}: {source}")]
+    StoreUrl {
+        /// The base URL and the relative path.
+        url: String,
+        /// What the URL parser said.
+        #[source]
+        source: url::ParseError,
+    },
+    /// An `oci://` reference that does not parse.
+    #[error("configuration: {spec:?}: {why}; expected oci://HOST[:PORT]/REPOSITORY:CHANNEL")]
+    Reference {
+        /// The reference as given.
+        spec: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// A registry host that does not make a URL.
+    #[error("configuration: registry {host:?}: {source}")]
+    RegistryHost {
+        /// The host as given.
+        host: String,
+        /// What the URL parser said.
+        #[source]
+        source: url::ParseError,
+    },
+    /// A docker `config.json` that is not JSON.
+    #[error("configuration: {}: not a docker config.json: {source}", path.display())]
+    DockerConfig {
+        /// The file.
+        path: PathBuf,
+        /// What the JSON reader said.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A docker `config.json` whose `auth` for a host is unusable.
+    #[error("configuration: {}: auths.{host}.auth is not {expected}", path.display())]
+    DockerAuth {
+        /// The file.
+        path: PathBuf,
+        /// The registry host.
+        host: String,
+        /// What it should be.
+        expected: &'static str,
+    },
 }
 
 impl Error {

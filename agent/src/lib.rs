@@ -8,6 +8,8 @@
 //! source → verify → select → render → sink → state/report
 //! ```
 //!
+//! * [`transport`] is the store-reading layer under [`source`] and [`oci`]: limits, the
+//!   digest-checking blob writer, the bounded body reader and the one HTTP client factory.
 //! * [`source`] reads index, signature and blobs from `http(s)://` and `file://` stores, with
 //!   size limits enforced while streaming and every blob checked against its sha256.
 //! * [`verify`] checks the minisign signature before the index is parsed, then expiry and
@@ -35,11 +37,13 @@ pub mod metrics;
 pub mod oci;
 pub mod render;
 pub mod report;
+pub mod secret;
 pub mod select;
 pub mod sink;
 pub mod source;
 pub mod state;
 pub mod status;
+pub mod transport;
 pub mod verify;
 
 pub use error::Error;

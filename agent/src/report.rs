@@ -10,6 +10,7 @@ use crate::config::ReportConfig;
 use crate::error::{Error, Result};
 use crate::source::Limits;
 use crate::status::ClusterStatus;
+use crate::transport::{ClientOptions, AGENT_USER_AGENT};
 
 /// Sends status reports for one cluster.
 #[derive(Debug)]
@@ -28,17 +29,11 @@ impl Reporter {
             .map_err(|()| Error::Config(format!("reportUrl {}: cannot hold a path", cfg.url)))?
             .pop_if_empty()
             .push(&format!("{cluster}.json"));
-        let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("drover-agent/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(limits.connect_timeout)
+        let client = ClientOptions::new(AGENT_USER_AGENT, limits.connect_timeout)
             .read_timeout(limits.read_timeout)
-            .timeout(limits.request_timeout);
-        for cert in &limits.extra_roots {
-            builder = builder.add_root_certificate(cert.clone());
-        }
-        let client = builder
-            .build()
-            .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
+            .timeout(limits.request_timeout)
+            .roots(&limits.extra_roots)
+            .build()?;
         Ok(Reporter {
             client,
             url,

@@ -84,8 +84,8 @@ fn parse_key(path: &Path, text: &str) -> Result<(Option<KeyId>, minisign_verify:
 /// Why `text` is not a public key, naming what it is when it is another minisign file.
 fn wrong_key_file(text: &str, e: minisign_verify::Error) -> String {
     match MinisignFile::classify(text) {
-        MinisignFile::SecretKey(_) => "this is a minisign secret key (like drover.key); trust its public half instead (drover.pub, written next to it by drover keygen)".into(),
-        MinisignFile::Signature(id) => format!("this is a minisign signature (made by key ID {id}), not a public key"),
+        MinisignFile::SecretKey(_) => "not a minisign public key: this is a minisign secret key (like drover.key); trust its public half instead (drover.pub, written next to it by drover keygen)".into(),
+        MinisignFile::Signature(id) => format!("not a minisign public key: this is a minisign signature (made by key ID {id})"),
         MinisignFile::PublicKey(_) | MinisignFile::Unknown => format!("not a minisign public key: {e}"),
     }
 }

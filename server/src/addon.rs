@@ -56,6 +56,12 @@ pub struct AddonOptions {
 }
 
 /// The add-on documents for `opts`, as one multi-document YAML text.
+pub fn run(opts: &AddonOptions) -> Result<()> {
+    print!("{}", render(opts)?);
+    Ok(())
+}
+
+/// The add-on's YAML for `opts`.
 pub fn render(opts: &AddonOptions) -> Result<String> {
     let keys = read_keys(&opts.keys)?;
     check_values(opts)?;

@@ -34,10 +34,12 @@ use std::path::{Path, PathBuf};
 use drover_agent::format::{BundleName, LabelSelector, Rollout};
 use serde::Deserialize;
 
+use crate::bundle_files::collect_manifests;
 use crate::error::{Error, Result};
+use crate::helm::CHART_FILE;
+use crate::kustomize::KUSTOMIZATION_FILES;
 
-/// Name of the optional per-bundle settings file.
-pub const BUNDLE_FILE: &str = "bundle.yaml";
+pub use crate::bundle_files::BUNDLE_FILE;
 
 /// The parsed `bundle.yaml`.
 #[derive(Debug, Default, Deserialize)]
@@ -147,12 +149,6 @@ fn implicit_every_cluster(text: &str, spec: &BundleSpec) -> Vec<String> {
 fn selects_all(selector: &LabelSelector) -> bool {
     selector.match_labels.is_empty() && selector.match_expressions.is_empty()
 }
-
-/// File names that make a directory a kustomization, as kustomize looks for them.
-pub const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
-
-/// Name of the file that makes a bundle directory a Helm chart.
-pub const CHART_FILE: &str = "Chart.yaml";
 
 /// What a bundle directory is, and what publishing it needs.
 #[derive(Debug)]
@@ -381,59 +377,6 @@ fn check_subdir(dir: &Path, spec_path: &Path, field: &str, sub: &Path) -> Result
         return Err(Error::source(&full, format!("{field}: directory not found")));
     }
     Ok(full)
-}
-
-/// Collects `.yaml`/`.yml` files under `dir` (recursively), keyed by their path relative to
-/// `root`, skipping `skip` directories and the top-level `bundle.yaml`. Symlinks are refused
-/// so a bundle is exactly what is in its directory.
-fn collect_manifests(root: &Path, dir: &Path, skip: &[PathBuf]) -> Result<BTreeMap<String, Vec<u8>>> {
-    collect_files(root, dir, skip, |rel| rel.ends_with(".yaml") || rel.ends_with(".yml"))
-}
-
-/// Every regular file under `dir` but the top-level `bundle.yaml` (a Helm chart's files).
-pub(crate) fn collect_all_files(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
-    collect_files(dir, dir, &[], |_| true)
-}
-
-fn collect_files(
-    root: &Path,
-    dir: &Path,
-    skip: &[PathBuf],
-    wanted: impl Fn(&str) -> bool,
-) -> Result<BTreeMap<String, Vec<u8>>> {
-    let mut files = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(current) = stack.pop() {
-        let entries = std::fs::read_dir(&current).map_err(|e| drover_agent::Error::io(&current, e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| drover_agent::Error::io(&current, e))?;
-            let path = entry.path();
-            let kind = entry.file_type().map_err(|e| drover_agent::Error::io(&path, e))?;
-            if kind.is_symlink() {
-                return Err(Error::source(
-                    &path,
-                    "symlinks are not allowed in a bundle; copy the file instead",
-                ));
-            }
-            if kind.is_dir() {
-                if !skip.contains(&path) {
-                    stack.push(path);
-                }
-                continue;
-            }
-            let rel = path
-                .strip_prefix(root)
-                .expect("walked paths are under the root")
-                .to_string_lossy()
-                .replace('\\', "/");
-            if !kind.is_file() || !wanted(&rel) || rel == BUNDLE_FILE {
-                continue;
-            }
-            let bytes = std::fs::read(&path).map_err(|e| drover_agent::Error::io(&path, e))?;
-            files.insert(rel, bytes);
-        }
-    }
-    Ok(files)
 }
 
 /// Checks one manifest file (`path` names it) as an agent will: UTF-8, YAML made of

@@ -16,7 +16,22 @@ use drover_agent::format::{Bundle, Index, Target};
 use drover_agent::source::Source;
 
 use crate::error::Result;
-use crate::store::describe_target;
+use crate::runtime;
+use crate::store::{self, describe_target};
+
+/// `drover diff STORE_A STORE_B`: reads both indexes and prints what changes.
+pub fn run(store_a: &str, store_b: &str) -> Result<()> {
+    let (a, b) = (store::open(store_a)?, store::open(store_b)?);
+    let rt = runtime::start()?;
+    let a = rt.block_on(read_index(&a))?;
+    let b = rt.block_on(read_index(&b))?;
+    println!(
+        "{store_a} (version {}) -> {store_b} (version {}):",
+        a.version, b.version
+    );
+    print!("{}", diff(&a, &b).render());
+    Ok(())
+}
 
 /// Reads the index of `source` without verifying its signature (see the module docs).
 pub async fn read_index(source: &Source) -> Result<Index> {

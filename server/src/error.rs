@@ -68,6 +68,29 @@ pub enum Error {
         /// What was expected and what was found.
         message: String,
     },
+    /// The async runtime could not be started.
+    #[error("cannot start the async runtime")]
+    Runtime {
+        /// Why (threads, file descriptors).
+        #[source]
+        source: std::io::Error,
+    },
+    /// `drover serve` could not listen on its address, or stopped serving.
+    #[error("cannot listen on {address}")]
+    Listen {
+        /// The address as given.
+        address: String,
+        /// The socket error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Writing a command's output to stdout failed (a closed pipe, a full disk).
+    #[error("cannot write the output")]
+    Output {
+        /// The write error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Error {
@@ -88,6 +111,18 @@ impl Error {
             message: message.into(),
         }
     }
+}
+
+/// `error` and its causes on one line, `outer: inner: innermost`, as the CLI prints them.
+pub fn one_line(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        cause = e.source();
+    }
+    out
 }
 
 /// Result type of the publisher.

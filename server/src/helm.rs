@@ -14,9 +14,12 @@ use drover_agent::format::BundleName;
 use serde::Deserialize;
 use serde_norway::{Mapping, Value};
 
-use crate::bundle_spec::{collect_all_files, CHART_FILE};
+use crate::bundle_files::collect_all_files;
 use crate::error::{Error, Result};
+use crate::http;
 
+/// Name of the file that makes a bundle directory a Helm chart.
+pub const CHART_FILE: &str = "Chart.yaml";
 /// `apiVersion` of the k3s HelmChart custom resource.
 pub const HELM_CHART_API_VERSION: &str = "helm.cattle.io/v1";
 /// The namespace k3s's helm-controller watches for HelmChart objects.
@@ -160,14 +163,9 @@ async fn pull(chart: &ChartRef) -> std::result::Result<Chart, String> {
     if !base.path().ends_with('/') {
         base.set_path(&format!("{}/", base.path()));
     }
-    let client = reqwest::Client::builder()
-        .user_agent(concat!("drover/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(crate::fleet_status::HTTP_CONNECT_TIMEOUT)
-        .timeout(crate::fleet_status::HTTP_REQUEST_TIMEOUT)
-        .build()
-        .map_err(|e| format!("HTTP client: {e}"))?;
+    let client = http::client().map_err(|e| format!("HTTP client: {e}"))?;
     let index_url = base.join("index.yaml").map_err(|e| format!("{base}: {e}"))?;
-    let bytes = crate::fleet_status::fetch(&client, &index_url, MAX_REPO_INDEX_BYTES)
+    let bytes = http::fetch(&client, &index_url, MAX_REPO_INDEX_BYTES)
         .await
         .map_err(|e| format!("{index_url}: {e}"))?;
     let index: RepoIndex =
@@ -182,7 +180,7 @@ async fn pull(chart: &ChartRef) -> std::result::Result<Chart, String> {
         .first()
         .ok_or_else(|| format!("{index_url}: chart {} {} lists no urls", chart.name, chart.version))?;
     let url = base.join(url).map_err(|e| format!("{index_url}: url {url:?}: {e}"))?;
-    let archive = crate::fleet_status::fetch(&client, &url, MAX_CHART_ARCHIVE_BYTES)
+    let archive = http::fetch(&client, &url, MAX_CHART_ARCHIVE_BYTES)
         .await
         .map_err(|e| format!("{url}: {e}"))?;
     if let Some(expected) = &entry.digest {

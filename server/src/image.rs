@@ -20,6 +20,7 @@ use flate2::{Compression, GzBuilder};
 use serde_json::json;
 
 use crate::error::{Error, Result};
+use crate::oci_push::RegistryPush as _;
 use crate::pack::GZIP_LEVEL;
 
 /// The user the agent runs as in the image (and in manifests/: `runAsUser`).
@@ -74,6 +75,29 @@ struct Entry {
     mode: u32,
     uid: u32,
     content: Option<Vec<u8>>,
+}
+
+/// Where `drover image` puts the image: a layout directory, a registry repository, or both.
+#[derive(Debug, Default)]
+pub struct ImageDestinations {
+    /// OCI image layout directory to write.
+    pub layout: Option<PathBuf>,
+    /// `HOST[:PORT]/REPO` to push to, and how to reach it.
+    pub push: Option<(String, RegistryOptions)>,
+}
+
+/// `drover image`: builds the image, then writes and/or pushes it, one line per destination.
+pub fn run(input: &ImageInput, to: &ImageDestinations) -> Result<()> {
+    let image = build(input)?;
+    if let Some(dir) = &to.layout {
+        write_layout(&image, dir)?;
+        println!("wrote {}:{} {}", dir.display(), image.tag, image.digest());
+    }
+    if let Some((repository, options)) = &to.push {
+        let digest = crate::runtime::start()?.block_on(push(&image, repository, options))?;
+        println!("pushed {repository}:{} {digest}", image.tag);
+    }
+    Ok(())
 }
 
 /// Builds the image from `input`.

@@ -15,8 +15,10 @@ use std::time::{Duration, Instant};
 
 use serde_norway::Value;
 
-use crate::bundle_spec::KUSTOMIZATION_FILES;
 use crate::error::{Error, Result};
+
+/// File names that make a directory a kustomization, as kustomize looks for them.
+pub const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
 
 /// Environment variable naming the kubectl to run (default: `kubectl` on `PATH`).
 pub const KUBECTL_ENV: &str = "DROVER_KUBECTL";

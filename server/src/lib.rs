@@ -5,8 +5,9 @@
 //!   bundle blobs and a signed channel index, writing blobs first and the index last;
 //! * [`kustomize`] and [`helm`] turn kustomizations and Helm charts into what a bundle
 //!   holds: rendered YAML, and a k3s `HelmChart` object;
-//! * [`store`] reads and checks an existing store (`drover verify`, `drover targets`)
-//!   with the agent's own source, verify and select code;
+//! * [`store`] opens and reads an existing store with the agent's own source and verify
+//!   code; [`verify`] checks one whole (`drover verify`) and [`targets`] explains what one
+//!   cluster would get from it (`drover targets`);
 //! * [`diff`] compares two stores' indexes per bundle and target (`drover diff`);
 //! * [`fleet_status`] aggregates the agents' status reports into a fleet view
 //!   (`drover status`);
@@ -16,15 +17,20 @@
 //! * [`addon`] fills in the k3s add-on for one cluster (`drover addon`), and [`image`]
 //!   builds the agent's OCI image without Docker (`drover image`).
 //!
+//! Each subcommand is one `run` function in its module; the binary only parses flags and
+//! dispatches.
+//!
 //! The format types come from the agent crate, so publisher and agent cannot drift apart.
 #![deny(missing_docs)]
 
 pub mod addon;
+pub mod bundle_files;
 pub mod bundle_spec;
 pub mod diff;
 pub mod error;
 pub mod fleet_status;
 pub mod helm;
+pub mod http;
 pub mod image;
 pub mod keygen;
 pub mod kustomize;
@@ -33,8 +39,13 @@ pub mod oci_push;
 pub mod pack;
 mod parallel;
 pub mod publish;
+mod runtime;
+pub mod secret_key;
 pub mod serve;
 pub mod store;
+pub mod store_write;
 pub mod sync;
+pub mod targets;
+pub mod verify;
 
 pub use error::Error;

@@ -2,7 +2,7 @@
 //! codes (0 success, 1 failure, 2 usage). `drover status` refines them: 1 means the fleet
 //! needs attention, 3 that no fleet view could be made (see docs/fleet-status.md).
 
-use std::io::Write;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -11,18 +11,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use drover::fleet_status;
 use drover::publish::{PublishOptions, DEFAULT_EXPIRES_IN, DEFAULT_MAX_BUNDLE_SIZE};
+use drover::sync::{ExistingBlobs, Overwrite, Progress, SyncOptions};
 use drover_agent::config::{parse_duration, parse_label, parse_size};
-use drover_agent::format::rfc3339;
 use drover_agent::select::Cluster;
 use time::OffsetDateTime;
-
-/// `drover status`: the view was made, but a cluster is stale, a bundle is in Error or a
-/// report is unusable.
-const EXIT_STATUS_ATTENTION: u8 = 1;
-/// `drover status`: no view could be made (source unreadable, or no reports in it).
-const EXIT_STATUS_NO_VIEW: u8 = 3;
-/// Stale clusters, bundle errors and problems shown in the table (JSON lists all).
-const STATUS_LIST_LIMIT: usize = 20;
 
 #[derive(Parser)]
 #[command(name = "drover", version, about = "Publish, verify and serve signed drover stores")]
@@ -68,7 +60,7 @@ impl RegistryFlags {
         Ok(drover_agent::oci::RegistryOptions {
             insecure: self.insecure,
             username: self.username,
-            password,
+            password: password.map(Into::into),
             docker_config: self.registry_config,
             ca_file: self.ca_file,
             client_identity: self.client_cert,
@@ -79,163 +71,203 @@ impl RegistryFlags {
 #[derive(Subcommand)]
 enum Command {
     /// Make a minisign key pair: DIR/drover.key (secret, unencrypted) and DIR/drover.pub.
-    Keygen {
-        /// Directory for the key files.
-        #[arg(long, value_name = "DIR")]
-        out: PathBuf,
-    },
+    Keygen(KeygenArgs),
     /// Build SRC/bundles/<name>/ into signed, content-addressed STORE files.
-    Publish {
-        /// Directory holding bundles/<name>/.
-        src: PathBuf,
-        /// Store directory to write (created if missing).
-        #[arg(long, value_name = "DIR")]
-        store: PathBuf,
-        /// Secret key (drover keygen, or minisign -G -W).
-        #[arg(long, value_name = "FILE")]
-        key: PathBuf,
-        /// Channel name written into the index.
-        #[arg(long, default_value = "stable")]
-        channel: String,
-        /// How long agents accept this index (e.g. 30d, 12h). Re-publish before it runs out.
-        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-        expires_in: Option<Duration>,
-        /// Largest bundle blob accepted (compressed), e.g. 32MiB (default), 500KiB, 1048576.
-        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-        max_bundle_size: Option<u64>,
-        /// Build and check every bundle and print what would be published; write nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Publish(PublishArgs),
     /// Check a store's signature, expiry and every referenced blob.
-    Verify {
-        /// Store directory, or http(s):// / file:// URL.
-        store: String,
-        /// Trusted public key; repeat for several.
-        #[arg(long = "key", value_name = "FILE", required = true)]
-        keys: Vec<PathBuf>,
-    },
+    Verify(VerifyArgs),
     /// Copy a store: the blobs DST lacks first, then index.json, then its signature, so a
     /// reader of DST never sees a half-written store. A failed or interrupted sync leaves
     /// DST valid at its old version; running it again completes it.
-    Sync {
-        /// Source: store directory, http(s):// or file:// URL, or oci://HOST[:PORT]/REPO:CHANNEL.
-        src: String,
-        /// Destination: store directory (created if missing, not its parents), file:// URL, or
-        /// oci://HOST[:PORT]/REPO:CHANNEL.
-        dst: String,
-        /// Trusted public key; repeat for several. With it, the source index and every blob
-        /// are verified before anything is written; without it the copy is unverified.
-        #[arg(long = "key", value_name = "FILE")]
-        keys: Vec<PathBuf>,
-        /// Say what would be copied; write nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Replace DST's index even when it is newer, conflicts, is of another channel or is
-        /// unreadable (agents that took a newer version will refuse the older one).
-        #[arg(long)]
-        force: bool,
-        /// Re-hash the blobs already in DST and copy corrupt ones again (default: a blob of
-        /// the right size is taken as present).
-        #[arg(long)]
-        verify_existing: bool,
-        /// Blobs copied at once (default: 4 from http(s)://, 1 from a directory).
-        #[arg(long, value_name = "N")]
-        jobs: Option<std::num::NonZeroUsize>,
-        #[command(flatten)]
-        registry: RegistryFlags,
-    },
+    Sync(SyncArgs),
     /// Serve a store directory over HTTP (ETag, 304 on If-None-Match).
-    Serve {
-        /// Store directory.
-        store: PathBuf,
-        /// Address to listen on; port 0 picks a free port (the address is printed).
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: String,
-    },
+    Serve(ServeArgs),
     /// Show which bundle and digest a cluster would get, and why.
-    Targets {
-        /// Store directory, or http(s):// / file:// URL.
-        store: String,
-        /// Trusted public key; repeat for several.
-        #[arg(long = "key", value_name = "FILE", required = true)]
-        keys: Vec<PathBuf>,
-        /// The cluster's name.
-        #[arg(long)]
-        cluster_name: String,
-        /// A cluster label KEY=VALUE; repeat for several.
-        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
-        labels: Vec<(String, String)>,
-    },
+    Targets(TargetsArgs),
     /// What changes between two stores (e.g. the published one and a new one): per bundle,
     /// the settings and the targets whose blob changes. Indexes are read, not verified.
-    Diff {
-        /// The store before: directory, or http(s):// / file:// / oci:// URL.
-        store_a: String,
-        /// The store after.
-        store_b: String,
-    },
+    Diff(DiffArgs),
     /// Print the k3s add-on (manifests/drover.yaml) with this cluster's values filled in:
     /// `drover addon … > /var/lib/rancher/k3s/server/manifests/drover.yaml` installs the agent.
-    Addon {
-        /// Store URL the agent reads (http(s)://, file://, oci://); repeat for mirrors.
-        #[arg(long = "source", value_name = "URL", required = true)]
-        sources: Vec<String>,
-        /// Trusted minisign public key file, embedded in the add-on; repeat for several.
-        #[arg(long = "key", value_name = "FILE", required = true)]
-        keys: Vec<PathBuf>,
-        /// This cluster's name.
-        #[arg(long, value_name = "NAME")]
-        cluster_name: String,
-        /// A cluster label KEY=VALUE; repeat for several.
-        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
-        labels: Vec<(String, String)>,
-        /// Agent image (default: the shipped drover-agent:VERSION, as loaded from the air-gap tarball).
-        #[arg(long, value_name = "REF")]
-        image: Option<String>,
-        /// Least privilege: write access only in these namespaces (comma-separated) and drover-system, instead of cluster-wide; the agent's allow-list (allowNamespaces) gets the same namespaces.
-        #[arg(long, value_name = "NS,…", value_delimiter = ',')]
-        namespaces: Vec<String>,
-    },
+    Addon(AddonArgs),
     /// Build the agent's OCI image (static binary, CA bundle, non-root user 65532) without
     /// Docker, into an OCI layout directory and/or a registry. Same input, same digest.
-    Image {
-        /// The static drover-agent binary (bash tests/build-static.sh prints its path).
-        #[arg(long, value_name = "FILE")]
-        binary: PathBuf,
-        /// Image tag.
-        #[arg(long, value_name = "TAG", default_value = env!("CARGO_PKG_VERSION"))]
-        tag: String,
-        /// PEM CA bundle to include.
-        #[arg(long, value_name = "FILE", default_value = drover::image::DEFAULT_CA_BUNDLE)]
-        ca_bundle: PathBuf,
-        /// Write an OCI image layout here (then e.g. `skopeo copy oci:DIR:TAG docker-archive:…`).
-        #[arg(long, value_name = "DIR")]
-        layout: Option<PathBuf>,
-        /// Push to this repository, HOST[:PORT]/REPO, under the tag.
-        #[arg(long, value_name = "HOST/REPO")]
-        push: Option<String>,
-        #[command(flatten)]
-        registry: RegistryFlags,
-    },
+    Image(ImageArgs),
     /// Fleet view from the agents' status reports: clusters per bundle, digest and state,
     /// stale clusters, bundle errors. Exit 0: all well; 1: something needs attention; 3: no
     /// view (source unreadable or empty).
-    Status {
-        /// Report directory, or http(s):// URL of a directory listing (nginx autoindex).
-        source: String,
-        /// Output format.
-        #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
-        output: Output,
-        /// A cluster is stale when its last check-in is older than this (e.g. 15m, 2h, 1d).
-        /// Default per report: its heartbeat (reportIntervalSeconds, else 10m) + 3 × its
-        /// intervalSeconds, at least 5m; 13m for agents with default settings.
-        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-        stale_after: Option<Duration>,
-        /// Measure staleness against this RFC 3339 time instead of the clock (tests).
-        #[arg(long, hide = true, value_parser = parse_time)]
-        now: Option<OffsetDateTime>,
-    },
+    Status(StatusArgs),
+}
+
+/// Flags of `drover keygen`.
+#[derive(clap::Args)]
+struct KeygenArgs {
+    /// Directory for the key files.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+}
+
+/// Flags of `drover publish`.
+#[derive(clap::Args)]
+struct PublishArgs {
+    /// Directory holding bundles/<name>/.
+    src: PathBuf,
+    /// Store directory to write (created if missing).
+    #[arg(long, value_name = "DIR")]
+    store: PathBuf,
+    /// Secret key (drover keygen, or minisign -G -W).
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+    /// Channel name written into the index.
+    #[arg(long, default_value = "stable")]
+    channel: String,
+    /// How long agents accept this index (e.g. 30d, 12h). Re-publish before it runs out.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    expires_in: Option<Duration>,
+    /// Largest bundle blob accepted (compressed), e.g. 32MiB (default), 500KiB, 1048576.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_bundle_size: Option<u64>,
+    /// Build and check every bundle and print what would be published; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// Flags of `drover verify`.
+#[derive(clap::Args)]
+struct VerifyArgs {
+    /// Store directory, or http(s):// / file:// URL.
+    store: String,
+    /// Trusted public key; repeat for several.
+    #[arg(long = "key", value_name = "FILE", required = true)]
+    keys: Vec<PathBuf>,
+}
+
+/// Flags of `drover sync`.
+#[derive(clap::Args)]
+struct SyncArgs {
+    /// Source: store directory, http(s):// or file:// URL, or oci://HOST[:PORT]/REPO:CHANNEL.
+    src: String,
+    /// Destination: store directory (created if missing, not its parents), file:// URL, or
+    /// oci://HOST[:PORT]/REPO:CHANNEL.
+    dst: String,
+    /// Trusted public key; repeat for several. With it, the source index and every blob
+    /// are verified before anything is written; without it the copy is unverified.
+    #[arg(long = "key", value_name = "FILE")]
+    keys: Vec<PathBuf>,
+    /// Say what would be copied; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Replace DST's index even when it is newer, conflicts, is of another channel or is
+    /// unreadable (agents that took a newer version will refuse the older one).
+    #[arg(long)]
+    force: bool,
+    /// Re-hash the blobs already in DST and copy corrupt ones again (default: a blob of
+    /// the right size is taken as present).
+    #[arg(long)]
+    verify_existing: bool,
+    /// Blobs copied at once (default: 4 from http(s)://, 1 from a directory).
+    #[arg(long, value_name = "N")]
+    jobs: Option<std::num::NonZeroUsize>,
+    #[command(flatten)]
+    registry: RegistryFlags,
+}
+
+/// Flags of `drover serve`.
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Store directory.
+    store: PathBuf,
+    /// Address to listen on; port 0 picks a free port (the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+}
+
+/// Flags of `drover targets`.
+#[derive(clap::Args)]
+struct TargetsArgs {
+    /// Store directory, or http(s):// / file:// URL.
+    store: String,
+    /// Trusted public key; repeat for several.
+    #[arg(long = "key", value_name = "FILE", required = true)]
+    keys: Vec<PathBuf>,
+    /// The cluster's name.
+    #[arg(long)]
+    cluster_name: String,
+    /// A cluster label KEY=VALUE; repeat for several.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+}
+
+/// Flags of `drover diff`.
+#[derive(clap::Args)]
+struct DiffArgs {
+    /// The store before: directory, or http(s):// / file:// / oci:// URL.
+    store_a: String,
+    /// The store after.
+    store_b: String,
+}
+
+/// Flags of `drover addon`.
+#[derive(clap::Args)]
+struct AddonArgs {
+    /// Store URL the agent reads (http(s)://, file://, oci://); repeat for mirrors.
+    #[arg(long = "source", value_name = "URL", required = true)]
+    sources: Vec<String>,
+    /// Trusted minisign public key file, embedded in the add-on; repeat for several.
+    #[arg(long = "key", value_name = "FILE", required = true)]
+    keys: Vec<PathBuf>,
+    /// This cluster's name.
+    #[arg(long, value_name = "NAME")]
+    cluster_name: String,
+    /// A cluster label KEY=VALUE; repeat for several.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+    /// Agent image (default: the shipped drover-agent:VERSION, as loaded from the air-gap tarball).
+    #[arg(long, value_name = "REF")]
+    image: Option<String>,
+    /// Least privilege: write access only in these namespaces (comma-separated) and drover-system, instead of cluster-wide; the agent's allow-list (allowNamespaces) gets the same namespaces.
+    #[arg(long, value_name = "NS,…", value_delimiter = ',')]
+    namespaces: Vec<String>,
+}
+
+/// Flags of `drover image`.
+#[derive(clap::Args)]
+struct ImageArgs {
+    /// The static drover-agent binary (bash tests/build-static.sh prints its path).
+    #[arg(long, value_name = "FILE")]
+    binary: PathBuf,
+    /// Image tag.
+    #[arg(long, value_name = "TAG", default_value = env!("CARGO_PKG_VERSION"))]
+    tag: String,
+    /// PEM CA bundle to include.
+    #[arg(long, value_name = "FILE", default_value = drover::image::DEFAULT_CA_BUNDLE)]
+    ca_bundle: PathBuf,
+    /// Write an OCI image layout here (then e.g. `skopeo copy oci:DIR:TAG docker-archive:…`).
+    #[arg(long, value_name = "DIR")]
+    layout: Option<PathBuf>,
+    /// Push to this repository, HOST[:PORT]/REPO, under the tag.
+    #[arg(long, value_name = "HOST/REPO")]
+    push: Option<String>,
+    #[command(flatten)]
+    registry: RegistryFlags,
+}
+
+/// Flags of `drover status`.
+#[derive(clap::Args)]
+struct StatusArgs {
+    /// Report directory, or http(s):// URL of a directory listing (nginx autoindex).
+    source: String,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+    output: Output,
+    /// A cluster is stale when its last check-in is older than this (e.g. 15m, 2h, 1d).
+    /// Default per report: its heartbeat (reportIntervalSeconds, else 10m) + 3 × its
+    /// intervalSeconds, at least 5m; 13m for agents with default settings.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    stale_after: Option<Duration>,
+    /// Measure staleness against this RFC 3339 time instead of the clock (tests).
+    #[arg(long, hide = true, value_parser = parse_time)]
+    now: Option<OffsetDateTime>,
 }
 
 /// Output formats of `drover status`.
@@ -263,252 +295,128 @@ fn main() -> ExitCode {
     }
 }
 
+/// Dispatches one subcommand to its module: `drover::<command>::run`.
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let now = time::OffsetDateTime::now_utc();
-    let runtime = || {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .context("cannot start the async runtime")
-    };
+    let now = OffsetDateTime::now_utc();
     match cli.command {
-        Command::Keygen { out } => {
-            let (sk, pk) = drover::keygen::keygen(&out)?;
-            println!("secret key: {} (keep it off the clusters)", sk.display());
-            println!("public key: {} (give it to every agent with --key)", pk.display());
+        Command::Keygen(a) => drover::keygen::run(&a.out)?,
+        Command::Publish(a) => drover::publish::run(&a.options(), now)?,
+        Command::Verify(a) => drover::verify::run(&a.store, &a.keys, now)?,
+        Command::Sync(a) => {
+            let opts = a.options(now);
+            let registry = a.registry.options()?;
+            drover::sync::run(&a.src, &a.dst, &registry, &opts, a.dry_run)?;
         }
-        Command::Publish {
-            src,
-            store,
-            key,
-            channel,
-            expires_in,
-            max_bundle_size,
-            dry_run,
-        } => {
-            let opts = PublishOptions {
-                src,
-                store: store.clone(),
-                key,
-                channel: channel.clone(),
-                expires_in: expires_in.unwrap_or(DEFAULT_EXPIRES_IN),
-                max_bundle_size: max_bundle_size.unwrap_or(DEFAULT_MAX_BUNDLE_SIZE),
-                dry_run,
-            };
-            let s = drover::publish::publish(&opts, now)?;
-            for warning in &s.warnings {
-                eprintln!("drover: warning: {warning}");
-            }
-            if dry_run {
-                print!("{}", s.describe());
-                println!(
-                    "dry run: would publish channel {channel} version {} to {} ({} bundles; {} new blobs); nothing written",
-                    s.version,
-                    store.display(),
-                    s.bundles,
-                    s.blobs_written.len()
-                );
-                return Ok(ExitCode::SUCCESS);
-            }
-            println!(
-                "published channel {channel} version {} to {} ({} bundles; {} new blobs, {} unchanged; expires {})",
-                s.version,
-                store.display(),
-                s.bundles,
-                s.blobs_written.len(),
-                s.blobs_reused,
-                rfc3339(s.expires)
-            );
-        }
-        Command::Verify { store, keys } => {
-            let (verified, blobs) = runtime()?.block_on(drover::store::verify_store(&store, &keys, now))?;
-            let index = verified.index();
-            println!(
-                "ok: channel {} version {} expires {}; signature valid (key ID {}); {} bundles, {} blobs verified",
-                index.channel,
-                index.version,
-                rfc3339(index.expires),
-                verified
-                    .signed_by()
-                    .map_or_else(|| "unknown".to_string(), |id| id.to_string()),
-                index.bundles.len(),
-                blobs
-            );
-        }
-        Command::Sync {
-            src,
-            dst,
-            keys,
-            dry_run,
-            force,
-            verify_existing,
-            jobs,
-            registry,
-        } => {
-            use drover::sync::{self, Destination, ExistingBlobs, IndexChange, Overwrite, Progress, SyncOptions};
-            use std::io::IsTerminal;
-            let opts = SyncOptions {
-                overwrite: if force { Overwrite::Force } else { Overwrite::Refuse },
-                existing: if verify_existing {
-                    ExistingBlobs::Rehash
-                } else {
-                    ExistingBlobs::CheckSize
-                },
-                jobs,
-                progress: if std::io::stderr().is_terminal() {
-                    Progress::Bar
-                } else {
-                    Progress::Quiet
-                },
-                now,
-                keys,
-            };
-            let registry = registry.options()?;
-            let dest = std::sync::Arc::new(Destination::parse_with(&dst, &registry)?);
-            let source = std::sync::Arc::new(drover::store::open_with(&src, &registry)?);
-            if opts.keys.is_empty() {
-                eprintln!(
-                    "drover: warning: no --key given: the source index is not verified (blobs are still checked against the sizes and sha256 it lists)"
-                );
-            }
-            let rt = runtime()?;
-            let plan = rt.block_on(sync::plan(&source, &dest, &opts))?;
-            if let IndexChange::Forced { reason, .. } = &plan.index_change {
-                eprintln!("drover: warning: --force: {dst}: {reason}; replacing it");
-            }
-            if dry_run {
-                print!("{}", sync::describe_plan(&plan));
-                return Ok(ExitCode::SUCCESS);
-            }
-            let summary = rt.block_on(sync::execute(&plan, source, dest, &opts))?;
-            println!("{}", sync::describe_summary(&plan, &summary, &src, &dst));
-        }
-        Command::Serve { store, listen } => {
-            let rt = runtime()?;
-            rt.block_on(async {
-                let listener = tokio::net::TcpListener::bind(&listen)
-                    .await
-                    .with_context(|| format!("cannot listen on {listen}"))?;
-                let addr = listener.local_addr()?;
-                anyhow::ensure!(
-                    store.join(drover_agent::format::INDEX_FILE).is_file(),
-                    "{}: no index.json here; run drover publish first",
-                    store.display()
-                );
-                println!("serving {} on http://{addr}/", store.display());
-                drover::serve::serve(store, listener).await?;
-                Ok(())
-            })?;
-        }
-        Command::Targets {
-            store,
-            keys,
-            cluster_name,
-            labels,
-        } => {
-            let source = drover::store::open(&store)?;
-            let verified = runtime()?.block_on(drover::store::load_index(&source, &keys, now))?;
+        Command::Serve(a) => drover::serve::run(a.store, &a.listen)?,
+        Command::Targets(a) => {
             let cluster = Cluster {
-                name: cluster_name,
-                labels: labels.into_iter().collect(),
+                name: a.cluster_name,
+                labels: a.labels.into_iter().collect(),
             };
-            println!(
-                "cluster {} with labels {:?}, channel {} version {}:",
-                cluster.name,
-                cluster.labels,
-                verified.index().channel,
-                verified.index().version
-            );
-            for line in drover::store::explain_targets(&verified, &cluster) {
-                println!("  {line}");
-            }
+            drover::targets::run(&a.store, &a.keys, &cluster, now)?;
         }
-        Command::Diff { store_a, store_b } => {
-            let (a, b) = (drover::store::open(&store_a)?, drover::store::open(&store_b)?);
-            let rt = runtime()?;
-            let a = rt.block_on(drover::diff::read_index(&a))?;
-            let b = rt.block_on(drover::diff::read_index(&b))?;
-            println!(
-                "{store_a} (version {}) -> {store_b} (version {}):",
-                a.version, b.version
-            );
-            print!("{}", drover::diff::diff(&a, &b).render());
+        Command::Diff(a) => drover::diff::run(&a.store_a, &a.store_b)?,
+        Command::Addon(a) => drover::addon::run(&a.options())?,
+        Command::Image(a) => {
+            let (input, to) = a.into_parts()?;
+            drover::image::run(&input, &to)?;
         }
-        Command::Addon {
-            sources,
-            keys,
-            cluster_name,
-            labels,
-            image,
-            namespaces,
-        } => {
-            let opts = drover::addon::AddonOptions {
-                sources,
-                keys,
-                cluster_name,
-                labels: labels.into_iter().collect(),
-                image,
-                namespaces,
-            };
-            print!("{}", drover::addon::render(&opts)?);
-        }
-        Command::Image {
-            binary,
-            tag,
-            ca_bundle,
-            layout,
-            push,
-            registry,
-        } => {
-            anyhow::ensure!(
-                layout.is_some() || push.is_some(),
-                "say where the image goes: --layout DIR and/or --push HOST/REPO"
-            );
-            let input = drover::image::ImageInput { binary, ca_bundle, tag };
-            let image = drover::image::build(&input)?;
-            if let Some(dir) = &layout {
-                drover::image::write_layout(&image, dir)?;
-                println!("wrote {}:{} {}", dir.display(), image.tag, image.digest());
-            }
-            if let Some(repository) = &push {
-                let options = registry.options()?;
-                let digest = runtime()?.block_on(drover::image::push(&image, repository, &options))?;
-                println!("pushed {repository}:{} {digest}", image.tag);
-            }
-        }
-        Command::Status {
-            source,
-            output,
-            stale_after,
-            now: at,
-        } => {
-            let read = runtime().and_then(|rt| Ok(rt.block_on(fleet_status::read_reports(&source))?));
-            let reports = match read {
-                Ok(reports) => reports,
-                Err(e) => {
-                    eprintln!("drover: {e:#}");
-                    return Ok(ExitCode::from(EXIT_STATUS_NO_VIEW));
-                }
-            };
-            let opts = fleet_status::Options {
-                now: at.unwrap_or(now),
-                stale_after,
-            };
-            let fleet = fleet_status::aggregate(reports, &opts);
-            let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
-            match output {
-                Output::Table => stdout.write_all(fleet.render_table(STATUS_LIST_LIMIT).as_bytes())?,
-                Output::Json => {
-                    serde_json::to_writer_pretty(&mut stdout, &fleet)?;
-                    stdout.write_all(b"\n")?;
-                }
-            }
-            stdout.flush()?;
-            eprint!("{}", fleet.render_problems(STATUS_LIST_LIMIT));
-            if fleet.needs_attention() {
-                return Ok(ExitCode::from(EXIT_STATUS_ATTENTION));
-            }
+        Command::Status(a) => {
+            let (format, opts) = a.options(now);
+            return Ok(ExitCode::from(fleet_status::run(&a.source, format, &opts)?));
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+impl PublishArgs {
+    fn options(self) -> PublishOptions {
+        PublishOptions {
+            src: self.src,
+            store: self.store,
+            key: self.key,
+            channel: self.channel,
+            expires_in: self.expires_in.unwrap_or(DEFAULT_EXPIRES_IN),
+            max_bundle_size: self.max_bundle_size.unwrap_or(DEFAULT_MAX_BUNDLE_SIZE),
+            dry_run: self.dry_run,
+        }
+    }
+}
+
+impl SyncArgs {
+    fn options(&self, now: OffsetDateTime) -> SyncOptions {
+        SyncOptions {
+            overwrite: if self.force {
+                Overwrite::Force
+            } else {
+                Overwrite::Refuse
+            },
+            existing: if self.verify_existing {
+                ExistingBlobs::Rehash
+            } else {
+                ExistingBlobs::CheckSize
+            },
+            jobs: self.jobs,
+            progress: if std::io::stderr().is_terminal() {
+                Progress::Bar
+            } else {
+                Progress::Quiet
+            },
+            now,
+            keys: self.keys.clone(),
+        }
+    }
+}
+
+impl AddonArgs {
+    fn options(self) -> drover::addon::AddonOptions {
+        drover::addon::AddonOptions {
+            sources: self.sources,
+            keys: self.keys,
+            cluster_name: self.cluster_name,
+            labels: self.labels.into_iter().collect(),
+            image: self.image,
+            namespaces: self.namespaces,
+        }
+    }
+}
+
+impl ImageArgs {
+    /// What to build and where it goes; the registry credentials are read only for a push.
+    fn into_parts(self) -> anyhow::Result<(drover::image::ImageInput, drover::image::ImageDestinations)> {
+        anyhow::ensure!(
+            self.layout.is_some() || self.push.is_some(),
+            "say where the image goes: --layout DIR and/or --push HOST/REPO"
+        );
+        let push = match self.push {
+            Some(repository) => Some((repository, self.registry.options()?)),
+            None => None,
+        };
+        let input = drover::image::ImageInput {
+            binary: self.binary,
+            ca_bundle: self.ca_bundle,
+            tag: self.tag,
+        };
+        Ok((
+            input,
+            drover::image::ImageDestinations {
+                layout: self.layout,
+                push,
+            },
+        ))
+    }
+}
+
+impl StatusArgs {
+    fn options(&self, now: OffsetDateTime) -> (fleet_status::Format, fleet_status::Options) {
+        let format = match self.output {
+            Output::Table => fleet_status::Format::Table,
+            Output::Json => fleet_status::Format::Json,
+        };
+        let opts = fleet_status::Options {
+            now: self.now.unwrap_or(now),
+            stale_after: self.stale_after,
+        };
+        (format, opts)
+    }
 }

@@ -6,21 +6,31 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// Applies `f` to every item on up to `available_parallelism()` threads (the calling thread
 /// is one of them) and returns the results in the order of `items`.
 pub(crate) fn map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(items.len());
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    map_with(items, threads, |_: &mut (), item| f(item))
+}
+
+/// [`map`] on up to `threads` threads, each owning one `S` that it hands to every call of
+/// `f` it makes (a read buffer, a string interner): state reused across items, never shared.
+pub(crate) fn map_with<T: Sync, S: Default, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&mut S, &T) -> R + Sync,
+) -> Vec<R> {
+    let threads = threads.min(items.len());
     if threads <= 1 {
-        return items.iter().map(f).collect();
+        let mut state = S::default();
+        return items.iter().map(|item| f(&mut state, item)).collect();
     }
     let next = AtomicUsize::new(0);
     // Each worker records which items it took; the claim order is global, so sorting by
     // claim index restores input order.
     let work = || {
-        let mut done = Vec::new();
+        let (mut state, mut done) = (S::default(), Vec::new());
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(item) = items.get(i) else { break };
-            done.push((i, f(item)));
+            done.push((i, f(&mut state, item)));
         }
         done
     };
@@ -47,5 +57,22 @@ mod tests {
         let squares = super::map(&items, |i| i * i);
         assert_eq!(squares, items.iter().map(|i| i * i).collect::<Vec<_>>());
         assert!(super::map(&[] as &[u8], |b| *b).is_empty());
+    }
+
+    #[test]
+    fn each_thread_keeps_its_own_state_across_items() {
+        let items: Vec<u64> = (0..1000).collect();
+        let count = |seen: &mut u64, _: &u64| {
+            *seen += 1;
+            *seen
+        };
+        // One thread: one state, so the counts run 1..=1000 in input order.
+        assert_eq!(super::map_with(&items, 1, count), (1..=1000).collect::<Vec<_>>());
+        // Four threads: each state starts at 1 once, so at most four items see a fresh one.
+        let fresh = super::map_with(&items, 4, count)
+            .into_iter()
+            .filter(|n| *n == 1)
+            .count();
+        assert!((1..=4).contains(&fresh), "{fresh} fresh states");
     }
 }

@@ -21,10 +21,10 @@ use time::OffsetDateTime;
 
 use crate::bundle_spec::{check_manifest_file, BundleSource, Recipe, SourceKind, TargetSpec, BUNDLE_FILE};
 use crate::error::{Error, Result};
-use crate::keygen::load_secret_key;
 use crate::manifest_check::{check_objects, ObjectId};
 use crate::pack::pack;
 use crate::parallel;
+use crate::secret_key::load_secret_key;
 
 /// Default validity of a published index.
 pub const DEFAULT_EXPIRES_IN: Duration = Duration::from_secs(30 * 86_400);
@@ -121,6 +121,35 @@ impl PublishSummary {
 /// implicit every-cluster target).
 type WantedTarget<'a> = (Option<LabelSelector>, Option<String>, Option<&'a TargetSpec>);
 
+/// `drover publish`: publishes (or, dry run, describes) and reports on stdout, with the
+/// sources' warnings on stderr.
+pub fn run(opts: &PublishOptions, now: OffsetDateTime) -> Result<()> {
+    let s = publish(opts, now)?;
+    for warning in &s.warnings {
+        eprintln!("drover: warning: {warning}");
+    }
+    let (channel, store) = (&opts.channel, opts.store.display());
+    if opts.dry_run {
+        print!("{}", s.describe());
+        println!(
+            "dry run: would publish channel {channel} version {} to {store} ({} bundles; {} new blobs); nothing written",
+            s.version,
+            s.bundles,
+            s.blobs_written.len()
+        );
+        return Ok(());
+    }
+    println!(
+        "published channel {channel} version {} to {store} ({} bundles; {} new blobs, {} unchanged; expires {})",
+        s.version,
+        s.bundles,
+        s.blobs_written.len(),
+        s.blobs_reused,
+        drover_agent::format::rfc3339(s.expires)
+    );
+    Ok(())
+}
+
 /// Builds every bundle, writes new blobs, then the signed index.
 pub fn publish(opts: &PublishOptions, now: OffsetDateTime) -> Result<PublishSummary> {
     if opts.channel.is_empty() {
@@ -130,8 +159,52 @@ pub fn publish(opts: &PublishOptions, now: OffsetDateTime) -> Result<PublishSumm
     let sources = read_bundle_sources(&opts.src)?;
     check_dependencies(&sources)?;
     let previous_index = previous_index(&opts.store)?;
+    let wanted = wanted_targets(&sources);
+    let recipes = distinct_recipes(&sources, &wanted);
+    let packed = pack_blobs(&sources, &recipes.recipes)?;
+    let blobs = write_blobs(opts, &sources, &recipes.recipes, packed)?;
+    let mut reused = 0;
+    let bundles = sources
+        .iter()
+        .zip(wanted)
+        .zip(&recipes.of_target)
+        .map(|((source, wanted), recipe_of)| {
+            let old = previous_index.as_ref().and_then(|i| i.bundle(&source.name));
+            let (bundle, bundle_reused) = index_bundle(source, wanted, recipe_of, &blobs, old);
+            reused += bundle_reused;
+            bundle
+        })
+        .collect();
+    let version = previous_index.as_ref().map_or(0, |i| i.version) + 1;
+    let expires = now + opts.expires_in;
+    let index = Index {
+        api_version: API_VERSION.into(),
+        kind: INDEX_KIND.into(),
+        channel: opts.channel.clone(),
+        version,
+        expires,
+        bundles,
+    };
+    index.validate(&opts.src.display().to_string())?;
+    let summary = PublishSummary {
+        version,
+        expires,
+        bundles: index.bundles.len(),
+        blobs_written: blobs.written,
+        blobs_reused: reused,
+        index,
+        warnings: sources.iter().flat_map(|s| s.warnings.iter().cloned()).collect(),
+    };
+    if !opts.dry_run {
+        write_signed_index(opts, &sk, &summary.index)?;
+    }
+    Ok(summary)
+}
 
-    let wanted: Vec<Vec<WantedTarget<'_>>> = sources
+/// The targets each bundle asks for, in order: its `targets`, or the implicit
+/// every-cluster target when it lists none.
+fn wanted_targets(sources: &[BundleSource]) -> Vec<Vec<WantedTarget<'_>>> {
+    sources
         .iter()
         .map(|source| {
             let spec = &source.spec;
@@ -144,12 +217,24 @@ pub fn publish(opts: &PublishOptions, now: OffsetDateTime) -> Result<PublishSumm
                     .collect()
             }
         })
-        .collect();
-    // Each distinct recipe (bundle, variant/overlay/values) is built once.
-    let mut recipes: Vec<(usize, Recipe<'_>)> = Vec::new();
-    let target_recipe: Vec<Vec<usize>> = sources
+        .collect()
+}
+
+/// The distinct recipes to build, and which of them each target uses.
+struct Recipes<'a> {
+    /// (index of the bundle source, recipe), each distinct one once.
+    recipes: Vec<(usize, Recipe<'a>)>,
+    /// Per bundle, per target: the index of its recipe in `recipes`.
+    of_target: Vec<Vec<usize>>,
+}
+
+/// Each distinct recipe (bundle, variant/overlay/values) is built once, however many
+/// targets share it.
+fn distinct_recipes<'a>(sources: &'a [BundleSource], wanted: &[Vec<WantedTarget<'a>>]) -> Recipes<'a> {
+    let mut recipes: Vec<(usize, Recipe<'a>)> = Vec::new();
+    let of_target = sources
         .iter()
-        .zip(&wanted)
+        .zip(wanted)
         .enumerate()
         .map(|(s, (source, targets))| {
             targets
@@ -167,11 +252,20 @@ pub fn publish(opts: &PublishOptions, now: OffsetDateTime) -> Result<PublishSumm
                 .collect()
         })
         .collect();
+    Recipes { recipes, of_target }
+}
 
-    // Checking every manifest file and rendering kustomizations and charts run as one
-    // batch on every core; packing every distinct file set as a second. Each job runs on
-    // one thread from the same bytes, so the output does not depend on the number of
-    // cores. Nothing is written unless everything passed.
+/// What checking the sources found: the object identities of every manifest file, and
+/// the rendered files of every kustomize and Helm recipe, in recipe order.
+struct Checked {
+    ids_of_file: BTreeMap<PathBuf, Vec<ObjectId>>,
+    rendered: Vec<Files<'static>>,
+}
+
+/// Checks every manifest file and renders kustomizations and charts as one batch on every
+/// core. Each job runs on one thread from the same bytes, so the output does not depend on
+/// the number of cores.
+fn check_and_render<'a>(sources: &'a [BundleSource], recipes: &'a [(usize, Recipe<'a>)]) -> Result<Checked> {
     let checks = sources
         .iter()
         .flat_map(BundleSource::manifest_files)
@@ -181,25 +275,35 @@ pub fn publish(opts: &PublishOptions, now: OffsetDateTime) -> Result<PublishSumm
         .filter(|(_, r)| matches!(r, Recipe::Kustomize(_) | Recipe::Helm(_)))
         .map(|(s, r)| Job::Render(&sources[*s], r));
     let jobs: Vec<Job<'_>> = renders.chain(checks).collect();
-    let mut ids_of_file: BTreeMap<PathBuf, Vec<ObjectId>> = BTreeMap::new();
-    let mut rendered: Vec<Files<'_>> = Vec::new();
+    let mut checked = Checked {
+        ids_of_file: BTreeMap::new(),
+        rendered: Vec::new(),
+    };
     for (job, done) in jobs.iter().zip(parallel::map(&jobs, Job::run)) {
         match (job, done?) {
             (Job::Check(path, _), Done::Checked(ids)) => {
-                ids_of_file.insert(path.clone(), ids);
+                checked.ids_of_file.insert(path.clone(), ids);
             }
-            (Job::Render(..), Done::Rendered(files)) => rendered.push(files),
+            (Job::Render(..), Done::Rendered(files)) => checked.rendered.push(files),
             _ => unreachable!("each job gives its kind of result"),
         }
     }
-    let mut rendered = rendered.into_iter();
+    Ok(checked)
+}
+
+/// Builds the file set of every recipe, checks its objects together (duplicates, the
+/// bundle's namespace), and packs each into a blob, a second batch on every core. Nothing
+/// is written here, so a failure leaves the store as it was.
+fn pack_blobs(sources: &[BundleSource], recipes: &[(usize, Recipe<'_>)]) -> Result<Vec<Vec<u8>>> {
+    let checked = check_and_render(sources, recipes)?;
+    let mut rendered = checked.rendered.into_iter();
     let file_sets: Vec<Files<'_>> = recipes
         .iter()
         .map(|(s, recipe)| {
             let source = &sources[*s];
             let files = match recipe {
                 Recipe::Nothing => Files::default(),
-                Recipe::Plain(variant) => plain_files(source, *variant, &ids_of_file),
+                Recipe::Plain(variant) => plain_files(source, *variant, &checked.ids_of_file),
                 Recipe::Kustomize(_) | Recipe::Helm(_) => rendered.next().expect("one rendering per such recipe"),
             };
             let objects: Vec<(&ObjectId, &str)> = files
@@ -214,15 +318,37 @@ pub fn publish(opts: &PublishOptions, now: OffsetDateTime) -> Result<PublishSumm
         let entries: BTreeMap<&str, &[u8]> = files.iter().map(|(rel, (b, _))| (rel.as_str(), &b[..])).collect();
         pack(&entries)
     });
+    recipes
+        .iter()
+        .zip(blobs)
+        .map(|((s, _), blob)| blob.map_err(|e| drover_agent::Error::io(&sources[*s].dir, e).into()))
+        .collect()
+}
+
+/// The blobs of a publish: one reference per recipe, and the digests new to the store.
+struct Blobs {
+    refs: Vec<BlobRef>,
+    written: Vec<Digest>,
+}
+
+/// Refuses a blob over `--max-bundle-size`, naming the directory it came from, and writes
+/// the new ones (not on a dry run).
+fn write_blobs(
+    opts: &PublishOptions,
+    sources: &[BundleSource],
+    recipes: &[(usize, Recipe<'_>)],
+    packed: Vec<Vec<u8>>,
+) -> Result<Blobs> {
     let blob_dir = opts.store.join(BLOB_DIR);
     if !opts.dry_run {
         fsutil::ensure_dir(&blob_dir)?;
     }
-    let mut blob_refs = Vec::with_capacity(blobs.len());
-    let mut written = Vec::new();
-    for ((s, recipe), blob) in recipes.iter().zip(blobs) {
+    let mut blobs = Blobs {
+        refs: Vec::with_capacity(packed.len()),
+        written: Vec::new(),
+    };
+    for ((s, recipe), blob) in recipes.iter().zip(packed) {
         let source = &sources[*s];
-        let blob = blob.map_err(|e| drover_agent::Error::io(&source.dir, e))?;
         if blob.len() as u64 > opts.max_bundle_size {
             let from = match recipe {
                 Recipe::Plain(Some(v)) => source.dir.join(v),
@@ -240,83 +366,68 @@ pub fn publish(opts: &PublishOptions, now: OffsetDateTime) -> Result<PublishSumm
             ));
         }
         let (digest, size, new) = write_blob(&blob_dir, blob, opts.dry_run)?;
-        if new && !written.contains(&digest) {
-            written.push(digest.clone());
+        if new && !blobs.written.contains(&digest) {
+            blobs.written.push(digest.clone());
         }
-        blob_refs.push(BlobRef { digest, size });
+        blobs.refs.push(BlobRef { digest, size });
     }
+    Ok(blobs)
+}
 
+/// The index entry of one bundle, and how many of its targets reuse a blob already in the
+/// store. `old` is the bundle in the previous index, for the previous blobs of a rollout.
+fn index_bundle(
+    source: &BundleSource,
+    wanted: Vec<WantedTarget<'_>>,
+    recipe_of: &[usize],
+    blobs: &Blobs,
+    old: Option<&Bundle>,
+) -> (Bundle, usize) {
+    let spec = &source.spec;
+    // Only a rollout in progress needs previous blobs: at 100 % every cluster is in the wave.
+    let old = old.filter(|_| spec.rollout.is_some_and(|r| r.percent < 100));
     let mut reused = 0;
-    let mut bundles = Vec::new();
-    for ((source, wanted), recipe_of) in sources.iter().zip(wanted).zip(&target_recipe) {
-        let spec = &source.spec;
-        // Only a rollout in progress needs previous blobs: at 100 % every cluster is in the wave.
-        let rolling_out = spec.rollout.is_some_and(|r| r.percent < 100);
-        let old = previous_index
-            .as_ref()
-            .and_then(|i| i.bundle(&source.name))
-            .filter(|_| rolling_out);
-        let mut targets = Vec::new();
-        for ((cluster_selector, cluster_name, tspec), &r) in wanted.into_iter().zip(recipe_of) {
-            let BlobRef { digest, size } = blob_refs[r].clone();
-            if !written.contains(&digest) {
-                reused += 1;
-            }
-            let do_not_deploy = tspec.is_some_and(|t| t.do_not_deploy);
-            let mut target = Target {
-                cluster_selector,
-                cluster_name,
-                digest,
-                size,
-                previous: None,
-                variant: tspec.and_then(TargetSpec::variant_name),
-                do_not_deploy,
-            };
-            target.previous = old.and_then(|old| previous_blob(old, &target));
-            targets.push(target);
+    let mut targets = Vec::new();
+    for ((cluster_selector, cluster_name, tspec), &r) in wanted.into_iter().zip(recipe_of) {
+        let BlobRef { digest, size } = blobs.refs[r].clone();
+        if !blobs.written.contains(&digest) {
+            reused += 1;
         }
-        bundles.push(Bundle {
-            name: source.name.clone(),
-            namespace: spec.namespace.clone(),
-            depends_on: spec.depends_on.clone(),
-            paused: spec.paused,
-            rollout: spec.rollout,
-            force: spec.force,
-            keep_resources: spec.keep_resources,
-            health_timeout_seconds: spec.health_timeout.map(|d| d.as_secs()),
-            targets,
-        });
+        let mut target = Target {
+            cluster_selector,
+            cluster_name,
+            digest,
+            size,
+            previous: None,
+            variant: tspec.and_then(TargetSpec::variant_name),
+            do_not_deploy: tspec.is_some_and(|t| t.do_not_deploy),
+        };
+        target.previous = old.and_then(|old| previous_blob(old, &target));
+        targets.push(target);
     }
+    let bundle = Bundle {
+        name: source.name.clone(),
+        namespace: spec.namespace.clone(),
+        depends_on: spec.depends_on.clone(),
+        paused: spec.paused,
+        rollout: spec.rollout,
+        force: spec.force,
+        keep_resources: spec.keep_resources,
+        health_timeout_seconds: spec.health_timeout.map(|d| d.as_secs()),
+        targets,
+    };
+    (bundle, reused)
+}
 
-    let version = previous_index.as_ref().map_or(0, |i| i.version) + 1;
-    let expires = now + opts.expires_in;
-    let index = Index {
-        api_version: API_VERSION.into(),
-        kind: INDEX_KIND.into(),
-        channel: opts.channel.clone(),
-        version,
-        expires,
-        bundles,
-    };
-    index.validate(&opts.src.display().to_string())?;
-    let summary = PublishSummary {
-        version,
-        expires,
-        bundles: index.bundles.len(),
-        blobs_written: written,
-        blobs_reused: reused,
-        index,
-        warnings: sources.iter().flat_map(|s| s.warnings.iter().cloned()).collect(),
-    };
-    if opts.dry_run {
-        return Ok(summary);
-    }
-    let mut bytes = serde_json::to_vec_pretty(&summary.index).expect("index serialises: plain data");
+/// Signs `index` with `sk` and writes it and its signature into the store, after every
+/// blob it names.
+fn write_signed_index(opts: &PublishOptions, sk: &minisign::SecretKey, index: &Index) -> Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(index).expect("index serialises: plain data");
     bytes.push(b'\n');
-    let comment = format!("drover index channel={} version={version}", opts.channel);
+    let comment = format!("drover index channel={} version={}", opts.channel, index.version);
     let signature = minisign::sign(
         None,
-        &sk,
+        sk,
         &bytes[..],
         Some(&comment),
         Some("drover channel index signature"),
@@ -327,8 +438,7 @@ pub fn publish(opts: &PublishOptions, now: OffsetDateTime) -> Result<PublishSumm
     })?;
     // Both files complete on disk before either is renamed, and index.json's mtime moved
     // past the previous one's second (web servers' ETags), as drover sync writes them.
-    crate::sync::replace_index_files(&opts.store, &bytes, signature.into_string().as_bytes())?;
-    Ok(summary)
+    crate::store_write::replace_index_files(&opts.store, &bytes, signature.into_string().as_bytes())
 }
 
 /// The files of one blob: relative path → bytes and the identities of its objects
@@ -525,5 +635,187 @@ fn previous_index(store: &Path) -> Result<Option<Index>> {
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(drover_agent::Error::io(&path, e).into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_map(value: &str) -> String {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\n  namespace: default\ndata:\n  value: {value:?}\n")
+    }
+
+    /// A publish source with `bundles` (name, bundle.yaml or "", manifest), a fresh key and
+    /// an empty store, all in one temporary directory.
+    fn site(bundles: &[(&str, &str, &str)]) -> (tempfile::TempDir, PublishOptions) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (name, spec, manifest) in bundles {
+            write_bundle(dir.path(), name, spec, manifest);
+        }
+        let (key, _) = crate::keygen::keygen(&dir.path().join("keys")).expect("keygen");
+        let opts = PublishOptions {
+            src: dir.path().join("src"),
+            store: dir.path().join("store"),
+            key,
+            channel: "stable".into(),
+            expires_in: DEFAULT_EXPIRES_IN,
+            max_bundle_size: DEFAULT_MAX_BUNDLE_SIZE,
+            dry_run: false,
+        };
+        (dir, opts)
+    }
+
+    fn write_bundle(root: &Path, name: &str, spec: &str, manifest: &str) {
+        let bundle = root.join("src/bundles").join(name);
+        std::fs::create_dir_all(&bundle).expect("bundle dir");
+        std::fs::write(bundle.join("web.yaml"), manifest).expect("manifest");
+        if !spec.is_empty() {
+            std::fs::write(bundle.join(BUNDLE_FILE), spec).expect("bundle.yaml");
+        }
+    }
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("valid time")
+    }
+
+    #[test]
+    fn writes_the_blob_and_a_signed_index_and_reuses_the_blob_on_republish() {
+        let (_dir, opts) = site(&[("web", "", &config_map("1"))]);
+        let first = publish(&opts, now()).expect("first publish");
+        assert_eq!((first.version, first.bundles, first.blobs_reused), (1, 1, 0));
+        let digest = &first.index.bundles[0].targets[0].digest;
+        assert_eq!(first.blobs_written, std::slice::from_ref(digest));
+        assert!(opts.store.join(BLOB_DIR).join(digest.hex()).is_file());
+        assert!(opts.store.join(INDEX_FILE).is_file());
+        assert!(opts.store.join(drover_agent::format::SIGNATURE_FILE).is_file());
+        assert_eq!(first.expires, now() + DEFAULT_EXPIRES_IN);
+
+        let second = publish(&opts, now()).expect("second publish");
+        assert_eq!(second.version, 2, "each publish raises the version");
+        assert!(second.blobs_written.is_empty());
+        assert_eq!(second.blobs_reused, 1);
+        assert_eq!(
+            &second.index.bundles[0].targets[0].digest, digest,
+            "same input, same blob"
+        );
+    }
+
+    #[test]
+    fn a_dry_run_builds_and_describes_but_writes_nothing() {
+        let (_dir, opts) = site(&[("web", "", &config_map("1"))]);
+        let opts = PublishOptions { dry_run: true, ..opts };
+        let summary = publish(&opts, now()).expect("dry run");
+        assert_eq!(summary.blobs_written.len(), 1, "the blob it would write");
+        assert!(!opts.store.exists(), "nothing written, not even the store directory");
+        assert!(
+            summary.describe().contains("bundle web\n  targets[0] "),
+            "{}",
+            summary.describe()
+        );
+        assert!(summary.describe().contains(", new)"), "{}", summary.describe());
+    }
+
+    #[test]
+    fn refuses_a_bundle_over_the_size_limit_and_writes_no_index() {
+        let (_dir, opts) = site(&[("web", "", &config_map("1"))]);
+        let opts = PublishOptions {
+            max_bundle_size: 10,
+            ..opts
+        };
+        let err = publish(&opts, now()).expect_err("too large").to_string();
+        assert!(err.contains("over the --max-bundle-size of 10 bytes"), "{err}");
+        assert!(err.contains("bundles/web"), "names the bundle directory: {err}");
+        assert!(!opts.store.join(INDEX_FILE).exists());
+    }
+
+    #[test]
+    fn refuses_an_unknown_dependency_and_a_cycle_naming_the_bundle_yaml() {
+        let (_dir, opts) = site(&[("a", "dependsOn: [missing]\n", &config_map("1"))]);
+        let err = publish(&opts, now()).expect_err("unknown dependency").to_string();
+        assert!(
+            err.contains("a/bundle.yaml") && err.contains("dependsOn: no bundle named missing"),
+            "{err}"
+        );
+
+        let (_dir, opts) = site(&[
+            ("a", "dependsOn: [b]\n", &config_map("1")),
+            ("b", "dependsOn: [a]\n", &config_map("2")),
+        ]);
+        let err = publish(&opts, now()).expect_err("cycle").to_string();
+        assert!(err.contains("dependsOn: cycle a -> b -> a"), "{err}");
+    }
+
+    #[test]
+    fn an_unreadable_previous_index_is_an_error_not_a_restart_at_version_one() {
+        let (_dir, opts) = site(&[("web", "", &config_map("1"))]);
+        std::fs::create_dir_all(&opts.store).expect("store");
+        std::fs::write(opts.store.join(INDEX_FILE), "{ not json").expect("junk index");
+        let err = publish(&opts, now()).expect_err("junk index").to_string();
+        assert!(err.contains("agents would refuse a restart at version 1"), "{err}");
+        assert_eq!(previous_index(&opts.src).expect("no index there"), None);
+    }
+
+    #[test]
+    fn a_bundle_without_targets_gets_one_implicit_every_cluster_target() {
+        let (_dir, opts) = site(&[("web", "", &config_map("1"))]);
+        let sources = read_bundle_sources(&opts.src).expect("sources");
+        let wanted = wanted_targets(&sources);
+        assert_eq!(wanted.len(), 1);
+        assert!(matches!(&wanted[0][..], [(Some(sel), None, None)] if *sel == LabelSelector::default()));
+    }
+
+    #[test]
+    fn targets_with_the_same_recipe_share_one_blob() {
+        let spec = "targets:\n  - clusterSelector: {matchLabels: {env: prod}}\n  - clusterSelector: {matchLabels: {env: lab}}\n";
+        let (_dir, opts) = site(&[("web", spec, &config_map("1"))]);
+        let sources = read_bundle_sources(&opts.src).expect("sources");
+        let wanted = wanted_targets(&sources);
+        let recipes = distinct_recipes(&sources, &wanted);
+        assert_eq!(recipes.recipes.len(), 1);
+        assert_eq!(recipes.of_target, [vec![0, 0]]);
+        let summary = publish(&opts, now()).expect("publish");
+        let targets = &summary.index.bundles[0].targets;
+        assert_eq!(targets.len(), 2);
+        assert_eq!(targets[0].digest, targets[1].digest);
+        assert_eq!(summary.blobs_written.len(), 1);
+    }
+
+    #[test]
+    fn a_rollout_keeps_what_the_fleet_had_before_it_as_the_previous_blob() {
+        let (dir, opts) = site(&[("web", "", &config_map("1"))]);
+        let v1 = publish(&opts, now()).expect("v1, complete");
+        let before = v1.index.bundles[0].targets[0].digest.clone();
+
+        write_bundle(dir.path(), "web", "rollout: {percent: 10}\n", &config_map("2"));
+        let v2 = publish(&opts, now()).expect("v2, canary");
+        let canary = &v2.index.bundles[0].targets[0];
+        assert_ne!(canary.digest, before);
+        assert_eq!(canary.previous.as_ref().map(|p| &p.digest), Some(&before));
+
+        // A new blob in the middle of the rollout: the abandoned canary does not become
+        // what the rest of the fleet falls back to.
+        write_bundle(dir.path(), "web", "rollout: {percent: 50}\n", &config_map("3"));
+        let v3 = publish(&opts, now()).expect("v3, another canary");
+        assert_eq!(
+            v3.index.bundles[0].targets[0].previous.as_ref().map(|p| &p.digest),
+            Some(&before)
+        );
+
+        // At 100 % every cluster is in the wave: no previous blob.
+        write_bundle(dir.path(), "web", "rollout: {percent: 100}\n", &config_map("3"));
+        let v4 = publish(&opts, now()).expect("v4, complete");
+        assert_eq!(v4.index.bundles[0].targets[0].previous, None);
+    }
+
+    #[test]
+    fn an_empty_channel_name_is_refused() {
+        let (_dir, opts) = site(&[("web", "", &config_map("1"))]);
+        let opts = PublishOptions {
+            channel: String::new(),
+            ..opts
+        };
+        let err = publish(&opts, now()).expect_err("empty channel").to_string();
+        assert!(err.contains("channel name must not be empty"), "{err}");
     }
 }

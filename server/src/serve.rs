@@ -16,6 +16,9 @@ use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use drover_agent::format::{Digest, INDEX_FILE, SIGNATURE_FILE};
 
+use crate::error::{Error, Result};
+use crate::runtime;
+
 /// ETags of the index files, keyed by what identifies one version of a file: a publish
 /// replaces them by rename (new inode), so the hash is computed once per version instead of
 /// on every poll.
@@ -23,6 +26,24 @@ type EtagCache = Mutex<HashMap<PathBuf, (FileId, String)>>;
 
 /// Inode, size and modification time.
 type FileId = (u64, u64, Option<std::time::SystemTime>);
+
+/// `drover serve STORE --listen ADDR`: binds, checks that `store` holds an index, prints the
+/// URL, and serves until the process ends.
+pub fn run(store: PathBuf, listen: &str) -> Result<()> {
+    let listen_err = |source| Error::Listen {
+        address: listen.to_string(),
+        source,
+    };
+    runtime::start()?.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen).await.map_err(listen_err)?;
+        let addr = listener.local_addr().map_err(listen_err)?;
+        if !store.join(INDEX_FILE).is_file() {
+            return Err(Error::source(&store, "no index.json here; run drover publish first"));
+        }
+        println!("serving {} on http://{addr}/", store.display());
+        serve(store, listener).await.map_err(listen_err)
+    })
+}
 
 /// Serves `store` on `listener` until the process ends.
 pub async fn serve(store: PathBuf, listener: tokio::net::TcpListener) -> std::io::Result<()> {

@@ -27,11 +27,11 @@
 //! (read the current index, test for a blob, stage a blob, commit, discard).
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use drover_agent::format::{rfc3339, Digest, Index, Target, BLOB_DIR, INDEX_FILE, SIGNATURE_FILE};
 use drover_agent::source::{RawIndex, Source, DEFAULT_MAX_INDEX_BYTES, DEFAULT_MAX_SIGNATURE_BYTES};
@@ -40,6 +40,7 @@ use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 use crate::oci_push::OciDestination;
+use crate::store_write::replace_index_files;
 use drover_agent::oci::RegistryOptions;
 
 /// Directory inside a destination store where blobs are staged before they become visible.
@@ -105,6 +106,30 @@ pub struct SyncOptions {
     pub progress: Progress,
     /// The time against which SRC's `expires` is checked.
     pub now: OffsetDateTime,
+}
+
+/// `drover sync SRC DST`: plans the copy, warns on stderr when it is unverified or forced,
+/// and then prints the plan (`dry_run`) or copies and prints what was done.
+pub fn run(src: &str, dst: &str, registry: &RegistryOptions, opts: &SyncOptions, dry_run: bool) -> Result<()> {
+    let dest = Arc::new(Destination::parse_with(dst, registry)?);
+    let source = Arc::new(crate::store::open_with(src, registry)?);
+    if opts.keys.is_empty() {
+        eprintln!(
+            "drover: warning: no --key given: the source index is not verified (blobs are still checked against the sizes and sha256 it lists)"
+        );
+    }
+    let rt = crate::runtime::start()?;
+    let plan = rt.block_on(plan(&source, &dest, opts))?;
+    if let IndexChange::Forced { reason, .. } = &plan.index_change {
+        eprintln!("drover: warning: --force: {dst}: {reason}; replacing it");
+    }
+    if dry_run {
+        print!("{}", describe_plan(&plan));
+        return Ok(());
+    }
+    let summary = rt.block_on(execute(&plan, source, dest, opts))?;
+    println!("{}", describe_summary(&plan, &summary, src, dst));
+    Ok(())
 }
 
 /// Whether SRC's index was verified against trusted keys.
@@ -486,81 +511,6 @@ fn sha256_file(path: &Path) -> Result<Digest> {
     Digest::of_file(path)
         .map(|(digest, _)| digest)
         .map_err(|e| drover_agent::Error::io(path, e).into())
-}
-
-/// Writes `index.json` and `index.json.minisig` of `root`, skipping a file whose bytes are
-/// already right. Both new files are complete and flushed before either is renamed into
-/// place, so the window in which a reader can pair the new index with the old signature
-/// is two renames long.
-pub(crate) fn replace_index_files(root: &Path, index: &[u8], signature: &[u8]) -> Result<()> {
-    let index_path = root.join(INDEX_FILE);
-    let signature_path = root.join(SIGNATURE_FILE);
-    let write_index = std::fs::read(&index_path).ok().as_deref() != Some(index);
-    let write_signature = write_index || std::fs::read(&signature_path).ok().as_deref() != Some(signature);
-    let index_tmp = if write_index {
-        let previous = std::fs::metadata(&index_path).and_then(|m| m.modified()).ok();
-        Some(complete_temp_file(
-            root,
-            index,
-            index_mtime(previous, SystemTime::now()),
-        )?)
-    } else {
-        None
-    };
-    let signature_tmp = if write_signature {
-        Some(complete_temp_file(root, signature, None)?)
-    } else {
-        None
-    };
-    if let Some(tmp) = index_tmp {
-        tmp.persist(&index_path)
-            .map_err(|e| drover_agent::Error::io(&index_path, e.error))?;
-    }
-    if let Some(tmp) = signature_tmp {
-        tmp.persist(&signature_path)
-            .map_err(|e| drover_agent::Error::io(&signature_path, e.error))?;
-    }
-    if write_index || write_signature {
-        sync_dir(root)?;
-    }
-    Ok(())
-}
-
-/// A temporary file in `dir` holding `bytes`, readable by all (web servers serve it),
-/// with modification time `mtime` if given, flushed to disk.
-fn complete_temp_file(dir: &Path, bytes: &[u8], mtime: Option<SystemTime>) -> Result<tempfile::NamedTempFile> {
-    let io = |path: &Path, e| Error::from(drover_agent::Error::io(path, e));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".drover-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| io(dir, e))?;
-    tmp.write_all(bytes).map_err(|e| io(tmp.path(), e))?;
-    if let Some(mtime) = mtime {
-        tmp.as_file().set_modified(mtime).map_err(|e| io(tmp.path(), e))?;
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644)).map_err(|e| io(tmp.path(), e))?;
-    }
-    tmp.as_file().sync_all().map_err(|e| io(tmp.path(), e))?;
-    Ok(tmp)
-}
-
-/// The modification time a new `index.json` must get, when `now` would not do: web servers
-/// derive `ETag` and `Last-Modified` from the mtime in whole seconds and the size (nginx:
-/// `"<mtime hex>-<size hex>"`), so a new index of the same size written within the same
-/// second as the old one would be announced as "304 Not Modified" to polling agents.
-/// `None` when `now` is already a later second than `previous`.
-pub fn index_mtime(previous: Option<SystemTime>, now: SystemTime) -> Option<SystemTime> {
-    let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let previous = previous?;
-    if secs(now) > secs(previous) {
-        None
-    } else {
-        Some(UNIX_EPOCH + Duration::from_secs(secs(previous) + 1))
-    }
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -978,15 +928,6 @@ mod tests {
             change(Some(&junk), &new, Overwrite::Force),
             Ok(IndexChange::Forced { from: None, .. })
         ));
-    }
-
-    #[test]
-    fn index_mtime_moves_past_the_previous_second_only_when_needed() {
-        let t = |s: u64, ms: u64| UNIX_EPOCH + Duration::from_millis(s * 1000 + ms);
-        assert_eq!(index_mtime(None, t(100, 0)), None);
-        assert_eq!(index_mtime(Some(t(99, 900)), t(100, 0)), None);
-        assert_eq!(index_mtime(Some(t(100, 100)), t(100, 900)), Some(t(101, 0)));
-        assert_eq!(index_mtime(Some(t(105, 0)), t(100, 0)), Some(t(106, 0)));
     }
 
     #[test]

@@ -219,7 +219,8 @@ fn addon_output_is_strict_applies_and_carries_the_values() {
             "--label",
             "tier=yes",
             "--label",
-            "note=a: b # not a comment",
+            // Valid label values YAML would misread unquoted (a float): the add-on must quote.
+            "version=1.10",
             "--image",
             "registry.example.net/drover-agent:0.1.0",
             "--namespaces",
@@ -233,7 +234,7 @@ fn addon_output_is_strict_applies_and_carries_the_values() {
     let config: Value = serde_norway::from_str(cm["data"]["config.yaml"].as_str().unwrap()).unwrap();
     assert_eq!(config["clusterName"], "shop-7");
     assert_eq!(config["labels"]["tier"], "yes");
-    assert_eq!(config["labels"]["note"], "a: b # not a comment");
+    assert_eq!(config["labels"]["version"], "1.10");
     assert_eq!(config["sources"][1], "file:///media/usb/store");
     assert_eq!(config["keys"][0], "/etc/drover/keys/drover.pub");
     // Least privilege turns on the agent's allow-list: a bundle reaching outside the

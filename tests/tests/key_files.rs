@@ -30,7 +30,10 @@ fn publish_with_the_public_key_says_it_needs_the_secret_key() {
 fn an_agent_given_the_secret_key_says_to_trust_the_public_key() {
     let site = Site::new().with_examples();
     site.publish(&[]);
-    let out = AgentRun::once(&site).key(&site.p("keys/drover.key")).run();
+    let out = AgentRun::once(&site)
+        .cluster("c1")
+        .key(&site.p("keys/drover.key"))
+        .run();
     assert!(!out.status.success());
     let said = text(&out);
     assert!(

@@ -1,6 +1,7 @@
-//! A small OCI distribution client: exactly what drover needs to read and write channels
-//! (manifests by tag, blobs by digest, upload with POST then PUT, cross-repository mount),
-//! with anonymous, basic and bearer-token authentication (the token obtained through the
+//! A small OCI distribution client: exactly what the agent needs to read channels
+//! (manifests by tag, blobs by digest); the publisher's uploads are built on [`Registry::send`]
+//! in its own crate, so the agent carries no push code. It speaks
+//! anonymous, basic and bearer-token authentication (the token obtained through the
 //! registry's `WWW-Authenticate` challenge), plain HTTP for `--insecure` registries, a
 //! custom CA bundle and a client certificate (mTLS).
 
@@ -9,13 +10,17 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::{Client, RequestBuilder, Response, StatusCode};
 
 use super::{Descriptor, MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES};
-use crate::error::{Error, Result};
+use crate::error::{ConfigError, Error, Result};
 use crate::format::Digest;
-use crate::source::{fetch_error as fetch_err, read_body_limited, BlobWriter, Limits};
+use crate::secret::SecretString;
+use crate::transport::{
+    fetch_error as fetch_err, load_ca_bundle, load_identity, read_body_limited, BlobWriter, ClientOptions, Limits,
+    PUBLISHER_USER_AGENT,
+};
 
 /// How to reach and authenticate to registries.
 #[derive(Debug, Clone, Default)]
@@ -24,8 +29,8 @@ pub struct RegistryOptions {
     pub insecure: bool,
     /// User name for basic auth or the token service.
     pub username: Option<String>,
-    /// Password (or access token) for that user.
-    pub password: Option<String>,
+    /// Password (or access token) for that user; never shown by `Debug`.
+    pub password: Option<SecretString>,
     /// A docker `config.json` (also the content of a `kubernetes.io/dockerconfigjson`
     /// Secret) to take credentials from, per registry host. Without it,
     /// `$DOCKER_CONFIG/config.json` or `~/.docker/config.json` is used when present.
@@ -42,7 +47,7 @@ pub struct Registry {
     host: String,
     base: url::Url,
     client: Client,
-    credentials: Option<(String, String)>,
+    credentials: Option<(String, SecretString)>,
     authorization: Arc<Mutex<Option<HeaderValue>>>,
     limits: Limits,
     received: Arc<AtomicU64>,
@@ -52,29 +57,19 @@ impl Registry {
     /// A client for `host` (`HOST[:PORT]`).
     pub fn new(host: &str, opts: &RegistryOptions, limits: &Limits) -> Result<Self> {
         let scheme = if opts.insecure { "http" } else { "https" };
-        let base = url::Url::parse(&format!("{scheme}://{host}/"))
-            .map_err(|e| Error::Config(format!("registry {host:?}: {e}")))?;
-        let mut builder = Client::builder()
-            .user_agent(concat!("drover/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(limits.connect_timeout)
-            .read_timeout(limits.read_timeout);
+        let base = url::Url::parse(&format!("{scheme}://{host}/")).map_err(|source| ConfigError::RegistryHost {
+            host: host.to_string(),
+            source,
+        })?;
+        let mut client =
+            ClientOptions::new(PUBLISHER_USER_AGENT, limits.connect_timeout).read_timeout(limits.read_timeout);
         if let Some(ca) = &opts.ca_file {
-            let pem = std::fs::read(ca).map_err(|e| Error::io(ca, e))?;
-            for cert in reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| Error::Config(format!("{}: not a PEM CA bundle: {e}", ca.display())))?
-            {
-                builder = builder.add_root_certificate(cert);
-            }
+            client = client.roots(&load_ca_bundle(ca)?);
         }
         if let Some(id) = &opts.client_identity {
-            let pem = std::fs::read(id).map_err(|e| Error::io(id, e))?;
-            let identity = reqwest::Identity::from_pem(&pem)
-                .map_err(|e| Error::Config(format!("{}: not a PEM certificate and key: {e}", id.display())))?;
-            builder = builder.identity(identity);
+            client = client.identity(load_identity(id)?);
         }
-        let client = builder
-            .build()
-            .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
+        let client = client.build()?;
         Ok(Registry {
             host: host.to_string(),
             base,
@@ -96,12 +91,19 @@ impl Registry {
         self.received.load(Ordering::Relaxed)
     }
 
-    fn url(&self, path: &str) -> url::Url {
+    /// The limits and timeouts requests to this registry use.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The URL of `path` (such as `v2/REPO/blobs/uploads/`) on this registry.
+    pub fn url(&self, path: &str) -> url::Url {
         self.base.join(path).expect("registry paths are relative URL paths")
     }
 
-    /// Sends the request built by `make`; on `401` answers the challenge once and retries.
-    async fn send(&self, what: &str, make: impl Fn(&Client) -> Result<RequestBuilder>) -> Result<Response> {
+    /// Sends the request built by `make` (called again for the retry), authenticated; on
+    /// `401` answers the challenge once and retries. `what` names the request in errors.
+    pub async fn send(&self, what: &str, make: impl Fn(&Client) -> Result<RequestBuilder>) -> Result<Response> {
         for attempt in 0..2 {
             let mut request = make(&self.client)?;
             if let Some(auth) = self.authorization.lock().unwrap_or_else(|p| p.into_inner()).clone() {
@@ -137,7 +139,7 @@ impl Registry {
                     url: what.to_string(),
                     message: "the registry requires a user name and password (--username/--password, or a docker config.json)".into(),
                 })?;
-                format!("Basic {}", base64(&format!("{user}:{password}")))
+                format!("Basic {}", base64(&format!("{user}:{}", password.expose())))
             }
             "bearer" => format!("Bearer {}", self.token(what, &params).await?),
             other => {
@@ -147,10 +149,11 @@ impl Registry {
                 })
             }
         };
-        let value = HeaderValue::from_str(&value).map_err(|_| Error::Fetch {
+        let mut value = HeaderValue::from_str(&value).map_err(|_| Error::Fetch {
             url: what.to_string(),
             message: "credentials are not a valid header value".into(),
         })?;
+        value.set_sensitive(true);
         *self.authorization.lock().unwrap_or_else(|p| p.into_inner()) = Some(value);
         Ok(())
     }
@@ -175,7 +178,7 @@ impl Registry {
         }
         let mut request = self.client.get(url.clone()).timeout(self.limits.request_timeout);
         if let Some((user, password)) = &self.credentials {
-            request = request.basic_auth(user, Some(password));
+            request = request.basic_auth(user, Some(password.expose()));
         }
         let response = request.send().await.map_err(|e| fetch_err(url.as_str(), &e))?;
         if !response.status().is_success() {
@@ -309,123 +312,14 @@ impl Registry {
         }
     }
 
-    /// Asks the registry to mount `digest` from repository `from`; `true` when it did
-    /// (no bytes to send), `false` when it does not offer it.
-    pub async fn mount_blob(&self, repository: &str, digest: &Digest, from: &str) -> Result<bool> {
-        let mut url = self.url(&format!("v2/{repository}/blobs/uploads/"));
-        url.query_pairs_mut()
-            .append_pair("mount", digest.as_str())
-            .append_pair("from", from);
-        let what = url.to_string();
-        let response = self
-            .send(&what, |c| {
-                Ok(c.post(url.clone())
-                    .header(CONTENT_LENGTH, 0)
-                    .timeout(self.limits.request_timeout))
-            })
-            .await?;
-        Ok(response.status() == StatusCode::CREATED)
-    }
-
-    /// Uploads a blob held in memory.
-    pub async fn push_blob_bytes(&self, repository: &str, digest: &Digest, bytes: Vec<u8>) -> Result<()> {
-        let size = bytes.len() as u64;
-        let bytes = bytes::Bytes::from(bytes);
-        self.push_blob(repository, digest, size, move || Ok(reqwest::Body::from(bytes.clone())))
-            .await
-    }
-
-    /// Uploads the blob stored in file `path` (streamed, never held in memory).
-    pub async fn push_blob_file(&self, repository: &str, digest: &Digest, size: u64, path: &Path) -> Result<()> {
-        let path = path.to_path_buf();
-        self.push_blob(repository, digest, size, move || {
-            let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-            let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
-            Ok(reqwest::Body::wrap_stream(stream))
-        })
-        .await
-    }
-
-    /// POST to open an upload session, then PUT the bytes with the digest.
-    async fn push_blob(
-        &self,
-        repository: &str,
-        digest: &Digest,
-        size: u64,
-        body: impl Fn() -> Result<reqwest::Body>,
-    ) -> Result<()> {
-        let start = self.url(&format!("v2/{repository}/blobs/uploads/"));
-        let what = start.to_string();
-        let response = self
-            .send(&what, |c| {
-                Ok(c.post(start.clone())
-                    .header(CONTENT_LENGTH, 0)
-                    .timeout(self.limits.request_timeout))
-            })
-            .await?;
-        if response.status() != StatusCode::ACCEPTED {
-            return Err(status_err(&what, response.status()));
-        }
-        let location = response
-            .headers()
-            .get(LOCATION)
-            .and_then(|l| l.to_str().ok())
-            .ok_or_else(|| Error::invalid(&what, "upload session without a Location"))?;
-        let mut upload = start
-            .join(location)
-            .map_err(|e| Error::invalid(&what, format!("bad upload Location {location:?}: {e}")))?;
-        upload.query_pairs_mut().append_pair("digest", digest.as_str());
-        let what = format!("{what} ({digest})");
-        let response = self
-            .send(&what, |c| {
-                Ok(c.put(upload.clone())
-                    .header(CONTENT_TYPE, "application/octet-stream")
-                    .header(CONTENT_LENGTH, size)
-                    .timeout(self.limits.blob_timeout)
-                    .body(body()?))
-            })
-            .await?;
-        if response.status() != StatusCode::CREATED {
-            let status = response.status();
-            let detail = response.text().await.unwrap_or_default();
-            return Err(Error::Fetch {
-                url: what,
-                message: format!("upload refused: HTTP status {status} {}", detail.trim()),
-            });
-        }
-        Ok(())
-    }
-
-    /// Puts `manifest` under `tag`; returns its digest.
-    pub async fn put_manifest(&self, repository: &str, tag: &str, manifest: &[u8]) -> Result<Digest> {
-        let url = self.url(&format!("v2/{repository}/manifests/{tag}"));
-        let what = url.to_string();
-        let body = bytes::Bytes::copy_from_slice(manifest);
-        let response = self
-            .send(&what, |c| {
-                Ok(c.put(url.clone())
-                    .header(CONTENT_TYPE, MANIFEST_MEDIA_TYPE)
-                    .timeout(self.limits.request_timeout)
-                    .body(body.clone()))
-            })
-            .await?;
-        if response.status() != StatusCode::CREATED {
-            let status = response.status();
-            let detail = response.text().await.unwrap_or_default();
-            return Err(Error::Fetch {
-                url: what,
-                message: format!("manifest refused: HTTP status {status} {}", detail.trim()),
-            });
-        }
-        Ok(Digest::of(manifest))
-    }
-
     async fn read_limited(&self, what: &str, response: Response, limit: u64) -> Result<Vec<u8>> {
         read_body_limited(what, response, limit, &self.received).await
     }
 }
 
-fn status_err(what: &str, status: StatusCode) -> Error {
+/// An unexpected HTTP status from the registry as [`Error::Fetch`], with a hint for the
+/// usual causes.
+pub fn status_err(what: &str, status: StatusCode) -> Error {
     let hint = match status {
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => " (check the registry credentials)",
         StatusCode::NOT_FOUND => " (no such repository, tag or blob)",
@@ -482,7 +376,7 @@ pub fn parse_challenge(header: &str) -> Option<(String, BTreeMap<String, String>
 }
 
 /// Credentials for `host`: explicit user and password first, then a docker config.json.
-fn credentials_for(host: &str, opts: &RegistryOptions) -> Result<Option<(String, String)>> {
+fn credentials_for(host: &str, opts: &RegistryOptions) -> Result<Option<(String, SecretString)>> {
     if let Some(user) = &opts.username {
         return Ok(Some((user.clone(), opts.password.clone().unwrap_or_default())));
     }
@@ -500,8 +394,10 @@ fn credentials_for(host: &str, opts: &RegistryOptions) -> Result<Option<(String,
         }
     };
     let text = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-    let config: serde_json::Value = serde_json::from_slice(&text)
-        .map_err(|e| Error::Config(format!("{}: not a docker config.json: {e}", path.display())))?;
+    let config: serde_json::Value = serde_json::from_slice(&text).map_err(|source| ConfigError::DockerConfig {
+        path: path.clone(),
+        source,
+    })?;
     let auths = config.get("auths").and_then(|a| a.as_object());
     let entry = auths.and_then(|a| {
         a.iter()
@@ -516,7 +412,7 @@ fn credentials_for(host: &str, opts: &RegistryOptions) -> Result<Option<(String,
         entry.get("username").and_then(|v| v.as_str()),
         entry.get("password").and_then(|v| v.as_str()),
     ) {
-        return Ok(Some((u.to_string(), p.to_string())));
+        return Ok(Some((u.to_string(), p.into())));
     }
     let Some(auth) = entry.get("auth").and_then(|v| v.as_str()) else {
         return Ok(None);
@@ -525,16 +421,17 @@ fn credentials_for(host: &str, opts: &RegistryOptions) -> Result<Option<(String,
     let decoded = ct_codecs::Base64::decode_to_vec(auth, None)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| {
-            Error::Config(format!(
-                "{}: auths.{host}.auth is not base64 of user:password",
-                path.display()
-            ))
+        .ok_or_else(|| ConfigError::DockerAuth {
+            path: path.clone(),
+            host: host.to_string(),
+            expected: "base64 of user:password",
         })?;
-    let (u, p) = decoded
-        .split_once(':')
-        .ok_or_else(|| Error::Config(format!("{}: auths.{host}.auth is not user:password", path.display())))?;
-    Ok(Some((u.to_string(), p.to_string())))
+    let (u, p) = decoded.split_once(':').ok_or_else(|| ConfigError::DockerAuth {
+        path: path.clone(),
+        host: host.to_string(),
+        expected: "user:password",
+    })?;
+    Ok(Some((u.to_string(), p.into())))
 }
 
 #[cfg(test)]
@@ -620,6 +517,18 @@ mod tests {
             .expect_err("refused")
             .to_string();
         assert!(err.contains("token service") && err.contains("401"), "{err}");
+    }
+
+    #[test]
+    fn debug_of_options_and_client_never_shows_the_password() {
+        let opts = RegistryOptions {
+            username: Some("robot".into()),
+            password: Some("s3cret".into()),
+            ..Default::default()
+        };
+        let registry = Registry::new("reg.site:5000", &opts, &Limits::default()).expect("client");
+        let shown = format!("{opts:?} {registry:?}");
+        assert!(!shown.contains("s3cret") && shown.contains("robot"), "{shown}");
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub use client::{Registry, RegistryOptions};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{ConfigError, Error, Result};
 use crate::format::{Digest, BLOB_DIR, INDEX_FILE, SIGNATURE_FILE};
 
 /// Media type of the channel manifest (a plain OCI image manifest).
@@ -56,10 +56,12 @@ pub struct Reference {
 impl Reference {
     /// Parses `oci://HOST[:PORT]/REPO:TAG` (the scheme is optional).
     pub fn parse(spec: &str) -> Result<Self> {
-        let err = |why: &str| {
-            Error::Config(format!(
-                "{spec:?}: {why}; expected oci://HOST[:PORT]/REPOSITORY:CHANNEL"
-            ))
+        let err = |why: &'static str| -> Error {
+            ConfigError::Reference {
+                spec: spec.to_string(),
+                why,
+            }
+            .into()
         };
         let rest = spec.strip_prefix("oci://").unwrap_or(spec);
         let (host, path) = rest.split_once('/').ok_or_else(|| err("no repository"))?;

@@ -14,9 +14,10 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderValue, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
 use reqwest::StatusCode;
 
-use super::{blob_path, BlobWriter, Limits, RawIndex, INDEX_PATHS};
-use crate::error::{Error, Result};
+use super::{blob_path, RawIndex, INDEX_PATHS};
+use crate::error::{ConfigError, Error, Result};
 use crate::format::Digest;
+use crate::transport::{fetch_error, read_body_limited, BlobWriter, ClientOptions, Limits, AGENT_USER_AGENT};
 
 /// A store served over HTTP(S).
 #[derive(Debug, Clone)]
@@ -42,16 +43,10 @@ impl HttpSource {
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
         }
-        let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("drover-agent/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(limits.connect_timeout)
-            .read_timeout(limits.read_timeout);
-        for cert in &limits.extra_roots {
-            builder = builder.add_root_certificate(cert.clone());
-        }
-        let client = builder
-            .build()
-            .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
+        let client = ClientOptions::new(AGENT_USER_AGENT, limits.connect_timeout)
+            .read_timeout(limits.read_timeout)
+            .roots(&limits.extra_roots)
+            .build()?;
         Ok(HttpSource {
             base,
             client,
@@ -92,9 +87,12 @@ impl HttpSource {
     }
 
     fn url(&self, rel: &str) -> Result<url::Url> {
-        self.base
-            .join(rel)
-            .map_err(|e| Error::Config(format!("{}{rel}: {e}", self.base)))
+        self.base.join(rel).map_err(|source| {
+            Error::from(ConfigError::StoreUrl {
+                url: format!("{}{rel}", self.base),
+                source,
+            })
+        })
     }
 
     async fn send(&self, url: &url::Url, headers: HeaderMap, timeout: Duration) -> Result<reqwest::Response> {
@@ -201,51 +199,4 @@ impl HttpSource {
 
 fn fetch_err(url: &url::Url, e: &reqwest::Error) -> Error {
     fetch_error(url.as_str(), e)
-}
-
-/// Reads a small body fully, refusing more than `limit` bytes while streaming (the
-/// declared Content-Length is checked first), and counts the bytes into `received`.
-pub(crate) async fn read_body_limited(
-    what: &str,
-    mut response: reqwest::Response,
-    limit: u64,
-    received: &AtomicU64,
-) -> Result<Vec<u8>> {
-    let too_large = || Error::TooLarge {
-        what: what.to_string(),
-        limit,
-    };
-    if response.content_length().is_some_and(|len| len > limit) {
-        return Err(too_large());
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| fetch_error(what, &e))? {
-        received.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-        if (body.len() + chunk.len()) as u64 > limit {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-/// A transport error as [`Error::Fetch`]. reqwest's top-level message hides the cause
-/// ("error sending request"), so the whole chain is included, and timeouts say so first.
-pub(crate) fn fetch_error(what: &str, e: &reqwest::Error) -> Error {
-    let mut message = if e.is_timeout() {
-        "timed out: ".to_string()
-    } else {
-        String::new()
-    };
-    message.push_str(&e.to_string());
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    Error::Fetch {
-        url: what.to_string(),
-        message,
-    }
 }
