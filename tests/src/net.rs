@@ -33,3 +33,41 @@ pub fn http(port: u16, method: &str, path: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+/// Sends `GET PREFIX/.drover-test-mark/N` (a fresh N) to 127.0.0.1:`port` and waits, up
+/// to 10 s, until the server's access log (`read` returns its lines) holds it. Returns the
+/// number of lines up to and including the mark.
+///
+/// A server logs a request after answering it, so a client can see its answer before the
+/// log line exists. Every request that was answered before the mark was sent is logged
+/// before the mark is (one nginx worker handles them in order), so lines before a mark are
+/// complete and lines after it belong to the next step.
+pub fn mark_log(port: u16, prefix: &str, read: impl Fn() -> Vec<String>) -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static MARKS: AtomicUsize = AtomicUsize::new(0);
+    let n = MARKS.fetch_add(1, Ordering::Relaxed);
+    let mark = format!("{prefix}/.drover-test-mark/{n} ");
+    http(port, "GET", mark.trim_end());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(at) = read().iter().position(|l| l.contains(&mark)) {
+            return at + 1;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the access log never showed {mark}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// The access-log lines between `mark` (from [`mark_log`]) and a new mark placed now: every
+/// request answered since `mark`, none from before it, and no mark lines.
+pub fn log_since(port: u16, prefix: &str, read: impl Fn() -> Vec<String>, mark: usize) -> Vec<String> {
+    let end = mark_log(port, prefix, &read);
+    read()[mark..end]
+        .iter()
+        .filter(|l| !l.contains("/.drover-test-mark/"))
+        .cloned()
+        .collect()
+}

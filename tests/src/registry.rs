@@ -74,6 +74,25 @@ impl Registry {
         }
     }
 
+    /// Marks the access log now (see [`mark_log`](crate::net::mark_log)); plain-HTTP
+    /// registries only.
+    pub fn mark(&self) -> usize {
+        crate::net::mark_log(self.port(), "/v2", || self.requests())
+    }
+
+    /// The requests answered since `mark`, complete (see [`log_since`](crate::net::log_since)).
+    pub fn requests_since(&self, mark: usize) -> Vec<String> {
+        crate::net::log_since(self.port(), "/v2", || self.requests(), mark)
+    }
+
+    fn port(&self) -> u16 {
+        self.host
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("host is 127.0.0.1:PORT")
+    }
+
     /// Request lines of its access log (`"METHOD PATH HTTP/1.1" STATUS`), in order.
     pub fn requests(&self) -> Vec<String> {
         std::fs::read_to_string(&self.log)

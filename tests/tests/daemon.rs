@@ -81,6 +81,21 @@ impl Served {
     fn log(&self) -> Vec<String> {
         access_log(&self.site.path("nginx"))
     }
+
+    /// Marks the access log now: lines before it are complete.
+    fn mark(&self) -> usize {
+        drover_e2e::mark_log(self.port, "", || self.log())
+    }
+
+    /// Every request answered since `mark`, and none from before.
+    fn since(&self, mark: usize) -> Vec<String> {
+        drover_e2e::log_since(self.port, "", || self.log(), mark)
+    }
+
+    /// The whole log once every request answered so far is in it (marks left out).
+    fn settled_log(&self) -> Vec<String> {
+        self.since(0)
+    }
 }
 
 /// The value of a metric line `name{labels} value` (or `name value`) in /metrics.
@@ -101,7 +116,7 @@ fn unchanged_poll_is_one_conditional_get_answered_304() {
     let site = &served.site;
     let agent = start_daemon(site, &[&served.url()], &[]);
     agent.wait_first_cycle();
-    let first = served.log();
+    let first = served.settled_log();
     assert!(
         first.iter().any(|l| l.starts_with("GET /store/index.json 200 ")),
         "{first:?}"
@@ -122,10 +137,10 @@ fn unchanged_poll_is_one_conditional_get_answered_304() {
     let stamps = written();
 
     for _ in 0..3 {
-        let before = served.log().len();
+        let before = served.mark();
         let summary = agent.sync();
         assert_eq!(summary["result"], "unchanged", "{summary:#}");
-        let requests = served.log()[before..].to_vec();
+        let requests = served.since(before);
         assert_eq!(requests.len(), 1, "one request per unchanged poll: {requests:?}");
         let fields: Vec<&str> = requests[0].split(' ').collect();
         assert_eq!(&fields[..3], ["GET", "/store/index.json", "304"], "{requests:?}");
@@ -145,11 +160,11 @@ fn unchanged_poll_is_one_conditional_get_answered_304() {
     // A new publish is noticed by the next poll and fetches only what changed.
     change_monitoring(site, "node-exporter-v2");
     site.publish(&[]);
-    let before = served.log().len();
+    let before = served.mark();
     let summary = agent.sync();
     assert_eq!(summary["result"], "updated", "{summary:#}");
     assert_eq!(summary["version"], 2);
-    let requests = served.log()[before..].to_vec();
+    let requests = served.since(before);
     let blobs: Vec<&String> = requests.iter().filter(|l| l.contains("/blobs/")).collect();
     assert_eq!(
         blobs.len(),
@@ -493,10 +508,10 @@ fn status_report_lands_in_a_dav_directory_on_change_and_drover_status_reads_it()
 
     // Nothing changed: no new report (heartbeats are minutes apart).
     let puts = |log: &[String]| log.iter().filter(|l| l.starts_with("PUT /reports/")).count();
-    assert_eq!(puts(&served.log()), 1, "{:?}", served.log());
+    assert_eq!(puts(&served.settled_log()), 1, "{:?}", served.log());
     assert_eq!(agent.sync()["result"], "unchanged");
     assert_eq!(
-        puts(&served.log()),
+        puts(&served.settled_log()),
         1,
         "an unchanged cycle sends no report: {:?}",
         served.log()
@@ -506,7 +521,7 @@ fn status_report_lands_in_a_dav_directory_on_change_and_drover_status_reads_it()
     change_monitoring(site, "node-exporter-v2");
     site.publish(&[]);
     assert_eq!(agent.sync()["result"], "updated");
-    assert_eq!(puts(&served.log()), 2, "{:?}", served.log());
+    assert_eq!(puts(&served.settled_log()), 2, "{:?}", served.log());
     let sent: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(sent["indexVersion"], 2, "{sent:#}");
     assert_eq!(metric(&agent, "drover_reports_total{result=\"sent\"}"), 2.0);
