@@ -44,7 +44,7 @@ pub use fsutil::{assert_tombstone, copy_dir, repo_root, restore, sha256_hex, sna
 pub use kube_api::KubeApi;
 pub use kubectl::{kustomize, Kubectl};
 pub use minisign::minisign_sign;
-pub use net::{free_port, http, log_since, mark_log};
+pub use net::{down_port, free_port, http, log_since, mark_log, DownPort};
 pub use nginx::{access_log, nginx, nginx_on};
 pub use pki::test_pki;
 pub use process::{bin, require, run, text, wait_for, Daemon};

@@ -2,13 +2,40 @@
 
 use std::net::TcpStream;
 
-/// A free TCP port on 127.0.0.1 (bound and released; the caller binds it next).
+/// A free TCP port on 127.0.0.1 (bound and released; the caller binds it next). Another
+/// process can take it in between: servers started on it check that they, and not
+/// someone else, hold it ([`nginx_on`](crate::nginx::nginx_on), the registry), and an
+/// address that must stay unreachable is a [`DownPort`], not a free port.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A 127.0.0.1 port that refuses connections for as long as this value lives, and that
+/// nothing can start listening on meanwhile ("a source that is down"): the local end of a
+/// loopback connection this process holds open. The port is bound, so the kernel never
+/// hands it to another `bind(…:0)` (every free port of every test comes from there), and
+/// nothing listens on it, so a connection to it is refused at once.
+pub struct DownPort {
+    /// The port.
+    pub port: u16,
+    _client: TcpStream,
+    _server: TcpStream,
+}
+
+/// A [`DownPort`].
+pub fn down_port() -> DownPort {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    DownPort {
+        port: client.local_addr().unwrap().port(),
+        _client: client,
+        _server: server,
+    }
 }
 
 /// A minimal HTTP/1.1 request to 127.0.0.1:`port`: (status, body).
@@ -70,4 +97,18 @@ pub fn log_since(port: u16, prefix: &str, read: impl Fn() -> Vec<String>, mark: 
         .filter(|l| !l.contains("/.drover-test-mark/"))
         .cloned()
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_down_port_refuses_connections_and_cannot_be_listened_on() {
+        let down = down_port();
+        let err = TcpStream::connect(("127.0.0.1", down.port)).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+        let taken = std::net::TcpListener::bind(("127.0.0.1", down.port)).unwrap_err();
+        assert_eq!(taken.kind(), std::io::ErrorKind::AddrInUse, "{taken}");
+    }
 }

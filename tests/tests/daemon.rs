@@ -183,7 +183,9 @@ fn failover_reads_the_mirror_when_the_primary_is_down_and_never_rolls_back() {
     site.publish(&[]);
     drover_e2e::copy_dir(&site.path("store"), &site.path("mirror"));
     let mirror = format!("file://{}", site.p("mirror"));
-    let down = format!("http://127.0.0.1:{}/store/", free_port());
+    // Held bound and not listening for the whole test: down, and nobody else's.
+    let down_port = drover_e2e::down_port();
+    let down = format!("http://127.0.0.1:{}/store/", down_port.port);
 
     // Primary down, mirror at version 1: applied from the mirror, the primary reported.
     let (code, out) = once(&site, &[&down, &mirror], &["--connect-timeout", "2s"]);
@@ -541,7 +543,8 @@ fn status_report_lands_in_a_dav_directory_on_change_and_drover_status_reads_it()
 fn failed_report_never_fails_the_cycle() {
     let site = Site::new().with_examples();
     site.publish(&[]);
-    let nowhere = format!("http://127.0.0.1:{}/reports/", free_port());
+    let nowhere_port = drover_e2e::down_port();
+    let nowhere = format!("http://127.0.0.1:{}/reports/", nowhere_port.port);
     let (code, out) = once(
         &site,
         &[&site.store_url()],
