@@ -23,6 +23,13 @@ have unshare || need+=(util-linux)
 have mount || need+=(mount)
 have file || need+=(file)
 [ -f /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
+# kubectl (the kube sink, add-on and authoring tests run stock kubectl v1.32) has no recent
+# Debian 12 package; the tests find it on PATH. Say how to get it instead of failing later.
+if ! command -v kubectl >/dev/null 2>&1; then
+  echo "tests/run.sh: kubectl is not on PATH; the kube tests will fail. Install the official binary:" >&2
+  echo "  curl -LO https://dl.k8s.io/release/v1.32.4/bin/linux/amd64/kubectl && sudo install -m 0755 kubectl /usr/local/bin/kubectl" >&2
+  echo "  (Debian 12's kubernetes-client package is kubectl 1.20, too old for these tests)" >&2
+fi
 if [ "${#need[@]}" -gt 0 ]; then
   echo "tests/run.sh: installing ${need[*]} from Debian" >&2
   sudo=""
