@@ -5,6 +5,8 @@
 //! does it). A missing external component fails the test with a message saying how to
 //! install it; nothing is skipped silently.
 
+pub mod foreign;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
