@@ -3,7 +3,7 @@
 # real binaries against real nginx, minisign, curl, docker-registry (the CNCF distribution
 # registry), skopeo, htpasswd (apache2-utils), rsync, openssl, file and ca-certificates (the
 # static binary and agent image tests), the arm64/armv7 cross toolchains, qemu-user-static
-# and the Rust targets (foreign_arch.rs).
+# and the Rust targets (foreign_arch.rs), and systemd-analyze and strace (systemd_unit.rs).
 # Installs those from Debian (and the targets with rustup) when they are missing (needs
 # root or sudo). A test whose component is still missing fails with a message naming the
 # package; nothing is skipped. Two tests need root: disk_full.rs mounts a small tmpfs,
@@ -30,6 +30,8 @@ have aarch64-linux-gnu-gcc || need+=(gcc-aarch64-linux-gnu)
 have arm-linux-gnueabihf-gcc || need+=(gcc-arm-linux-gnueabihf)
 [ -f /usr/arm-linux-gnueabihf/lib/libc.a ] || need+=(libc6-dev-armhf-cross)
 { have qemu-aarch64-static && have qemu-arm-static; } || need+=(qemu-user-static)
+have systemd-analyze || need+=(systemd)
+have strace || need+=(strace)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "tests/run.sh: installing ${need[*]} from Debian" >&2
   sudo=""
@@ -44,8 +46,8 @@ done
 
 # The end-to-end tests run the built binaries; build them first so they are never stale.
 cargo build --workspace --bins --locked
-# The fully static agents (tests/tests/distribution.rs, k3os_config.rs for x86_64;
-# foreign_arch.rs for arm64 and armv7), built once, with the quick static-test
+# The fully static agents (tests/tests/distribution.rs, k3os_config.rs, systemd_unit.rs for
+# x86_64; foreign_arch.rs for arm64 and armv7), built once, with the quick static-test
 # profile (the tests call build-static.sh too and must get the same one).
 export DROVER_STATIC_PROFILE="${DROVER_STATIC_PROFILE:-static-test}"
 bash tests/build-static.sh >/dev/null
