@@ -124,7 +124,10 @@ impl AgentConfig {
         let allow = if settings.allow_namespaces.is_empty() {
             None
         } else {
-            Some(crate::allow::AllowList::new(settings.allow_namespaces, settings.allow_cluster_scoped)?)
+            Some(crate::allow::AllowList::new(
+                settings.allow_namespaces,
+                settings.allow_cluster_scoped,
+            )?)
         };
         Ok(AgentConfig {
             sources,
