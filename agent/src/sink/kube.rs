@@ -95,6 +95,21 @@ struct Object {
     body: Value,
 }
 
+/// A bundle's rendered objects as the kube sink applies them, converted once.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    objects: Vec<Object>,
+}
+
+impl Prepared {
+    /// The objects of `bundle` (`what` in errors) to apply: each needs a name, and labels
+    /// that are a mapping.
+    pub fn new(what: &str, rendered: &[Rendered]) -> Result<Self> {
+        let objects = rendered.iter().map(|o| to_apply(o, what)).collect::<Result<_>>()?;
+        Ok(Prepared { objects })
+    }
+}
+
 /// How a bundle wants to be applied (from its index entry).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Policy {
@@ -266,17 +281,13 @@ impl KubeSink {
     pub async fn apply(
         &self,
         bundle: &BundleName,
-        rendered: &[Rendered],
+        prepared: &Prepared,
         policy: Policy,
         previous: &BTreeMap<String, String>,
     ) -> Result<Applied> {
-        let what = format!("bundle {bundle}");
-        let mut objects = rendered
-            .iter()
-            .map(|o| to_apply(o, &what))
-            .collect::<Result<Vec<_>>>()?;
+        let mut objects: Vec<&Object> = prepared.objects.iter().collect();
         // Namespaces, then CRDs, then the rest, keeping the bundle's order within each.
-        objects.sort_by_key(apply_order);
+        objects.sort_by_key(|o| apply_order(o));
         let id = self.applyset_id(bundle);
         self.ensure_namespace(&self.namespace).await?;
         // The parent lists every kind the bundle holds now or held before, before any
@@ -351,15 +362,15 @@ impl KubeSink {
     pub async fn check_allowed(
         &self,
         what: &str,
-        rendered: &[Rendered],
+        prepared: &Prepared,
         scopes: &Scopes,
         allow: &AllowList,
     ) -> Result<()> {
-        let objects = rendered.iter().map(|o| to_apply(o, what)).collect::<Result<Vec<_>>>()?;
+        let objects = &prepared.objects;
         // Discovery is asked once per (group, kind).
         let mut discovered: BTreeMap<(String, String), bool> = BTreeMap::new();
         let mut placed = Vec::with_capacity(objects.len());
-        for object in &objects {
+        for object in objects {
             let (group, kind) = (object.gvk.group.as_str(), object.gvk.kind.as_str());
             let cluster_scoped = match scopes.cluster_scoped(group, kind) {
                 Some(known) => known,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::health::{waiting_for_health, Unsettled, HEALTH_TIMEOUT};
-use super::{Applied, KubeSink, Policy};
+use super::{Applied, KubeSink, Policy, Prepared};
 use crate::error::Result;
 use crate::format::BundleName;
 use crate::render::Rendered;
@@ -46,12 +46,14 @@ impl<'a> KubeBundles<'a> {
     async fn put(&self, job: &Job<'_>, stage: &mut Stage<'_>) -> Result<Applied> {
         let blob = stage.fetch(job).await?;
         let (rendered, rendering) = stage.render_into(blob, job, Rendered::default()).await?;
+        let prepared = Prepared::new(&format!("bundle {}", job.name()), &rendered.objects)?;
+        drop(rendered);
         if let Some(allow) = stage.render.allow {
             // With the scope the API server reports for kinds rendering cannot place,
             // before any write.
-            let (what, objects) = (job.what(), &rendered.objects);
+            let what = job.what();
             self.sink
-                .check_allowed(&what, objects, &rendering.scopes, allow)
+                .check_allowed(&what, &prepared, &rendering.scopes, allow)
                 .await?;
         }
         // Drift is a change by someone else: a new digest changes the objects on purpose,
@@ -69,9 +71,7 @@ impl<'a> KubeBundles<'a> {
             force: job.bundle.force,
             keep_resources: job.bundle.keep_resources,
         };
-        self.sink
-            .apply(job.name(), &rendered.objects, policy, &previous_marks)
-            .await
+        self.sink.apply(job.name(), &prepared, policy, &previous_marks).await
     }
 
     /// The record of a bundle whose objects were applied: Ready, or Applying/Error while
