@@ -76,4 +76,4 @@ fn print_view(fleet: &FleetStatus, format: Format) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests;
+mod fixtures;
