@@ -89,9 +89,23 @@ impl Kubectl {
         self.ok(&[&["apply", "--server-side", "-f", file], extra].concat())
     }
 
-    /// Whether `kubectl get KIND NAME -n NAMESPACE` finds the object.
+    /// Whether `kubectl get KIND NAME -n NAMESPACE` finds the object: `true` when it
+    /// does, `false` only when the server answers NotFound. Any other failure (a
+    /// forbidden read, an unknown kind, a server that is down) panics, so a check that
+    /// an object is gone cannot pass because kubectl failed for another reason.
     pub fn exists(&self, kind: &str, name: &str, namespace: &str) -> bool {
-        self.run(&["get", kind, name, "-n", namespace]).status.success()
+        let args = ["get", kind, name, "-n", namespace];
+        let out = self.run(&args);
+        if out.status.success() {
+            return true;
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            says_not_found(&stderr),
+            "expected found or NotFound: {}",
+            self.describe(&args, &out)
+        );
+        false
     }
 
     /// What kubectl ARGS did, with the server's request log when there is one.
@@ -106,6 +120,13 @@ impl Kubectl {
             .unwrap_or_default();
         format!("kubectl {}\n{}{log}", args.join(" "), text(out))
     }
+}
+
+/// Whether kubectl's stderr is the server's NotFound answer (`Error from server
+/// (NotFound): …`) and nothing else.
+fn says_not_found(stderr: &str) -> bool {
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    !lines.is_empty() && lines.iter().all(|l| l.starts_with("Error from server (NotFound):"))
 }
 
 /// `kubectl kustomize DIR` (stock kubectl with built-in kustomize); asserts success and
@@ -128,6 +149,23 @@ pub fn kustomize(dir: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_servers_not_found_answer_counts_as_absent() {
+        assert!(says_not_found(
+            "Error from server (NotFound): configmaps \"gone\" not found\n"
+        ));
+        assert!(!says_not_found(""));
+        assert!(!says_not_found(
+            "Error from server (Forbidden): configmaps \"x\" is forbidden\n"
+        ));
+        assert!(!says_not_found(
+            "error: the server doesn't have a resource type \"widgets\"\n"
+        ));
+        assert!(!says_not_found(
+            "The connection to the server 127.0.0.1:1 was refused\n"
+        ));
+    }
 
     #[test]
     fn kubectl_never_uses_the_callers_home_or_kubeconfig() {

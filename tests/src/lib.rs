@@ -12,13 +12,16 @@
 //!
 //! - [`agent`], [`agent_daemon`], [`static_agent`](mod@static_agent): the agent under test;
 //! - [`site`], [`versions`], [`publisher`], [`minisign`]: what the publisher side makes;
-//! - [`kube_api`], [`kubectl`]: the Kubernetes API double and stock kubectl;
+//! - [`kube_api`], [`kubectl`], [`applyset`]: the Kubernetes API double, stock kubectl,
+//!   ApplySet ids computed from the KEP;
 //! - [`nginx`](mod@nginx), [`registry`], [`faulty`], [`pki`], [`net`]: the servers a store is read from;
 //! - [`process`], [`fsutil`], [`tmpfs`]: running programs, files, a disk that can be filled.
 
 pub mod agent;
 pub mod agent_daemon;
+pub mod applyset;
 pub mod faulty;
+pub mod foreign;
 pub mod fsutil;
 pub mod kube_api;
 pub mod kubectl;
@@ -36,12 +39,13 @@ pub mod versions;
 
 pub use agent::{AgentRun, Ended};
 pub use agent_daemon::AgentDaemon;
+pub use applyset::applyset_id;
 pub use faulty::{Behaviour, FaultyServer};
-pub use fsutil::{copy_dir, repo_root, restore, sha256_hex, snapshot};
+pub use fsutil::{assert_tombstone, copy_dir, repo_root, restore, sha256_hex, snapshot, stamp, stamps, Stamp};
 pub use kube_api::KubeApi;
 pub use kubectl::{kustomize, Kubectl};
 pub use minisign::minisign_sign;
-pub use net::{free_port, http};
+pub use net::{down_port, free_port, http, log_since, mark_log, DownPort};
 pub use nginx::{access_log, nginx, nginx_on};
 pub use pki::test_pki;
 pub use process::{bin, require, run, text, wait_for, Daemon};

@@ -45,8 +45,18 @@ pub fn nginx_on(root: &Path, work: &Path, port: u16, extra: &str) -> Daemon {
         child,
         url: format!("http://127.0.0.1:{port}/"),
     };
+    let mut daemon = daemon;
+    let pid = daemon.child.id().to_string();
+    let pid_file = work.join("nginx.pid");
+    // nginx writes its pid file only after it has bound its port: until then a connection
+    // may reach whoever else took the port (see `free_port`).
     wait_for("nginx to listen", Duration::from_secs(10), || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
+        if let Ok(Some(status)) = daemon.child.try_wait() {
+            let log = std::fs::read_to_string(work.join("error.log")).unwrap_or_default();
+            panic!("nginx on port {port} exited ({status}); the port may be taken:\n{log}");
+        }
+        std::fs::read_to_string(&pid_file).is_ok_and(|p| p.trim() == pid)
+            && TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
     daemon
 }

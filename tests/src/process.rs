@@ -20,24 +20,41 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
-/// Fails with a clear message when an external command is missing.
+/// Finds an external command on PATH, then in the system directories (the `sbin` ones are
+/// often missing from a user's PATH); fails with a clear message when it is missing.
 pub fn require(cmd: &str, package: &str) -> PathBuf {
-    for dir in [
+    find_program(cmd, std::env::var_os("PATH").as_deref()).unwrap_or_else(|| panic!("{}", missing(cmd, package)))
+}
+
+fn find_program(cmd: &str, path: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
+    let on_path = path
+        .map(|p| std::env::split_paths(p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    let system = [
         "/usr/sbin",
         "/usr/bin",
         "/sbin",
         "/bin",
         "/usr/local/bin",
         "/usr/local/sbin",
-    ] {
-        let p = Path::new(dir).join(cmd);
-        if p.is_file() {
-            return p;
-        }
+    ];
+    on_path
+        .into_iter()
+        .chain(system.iter().map(PathBuf::from))
+        .map(|dir| dir.join(cmd))
+        .find(|p| p.is_file())
+}
+
+fn missing(cmd: &str, package: &str) -> String {
+    if cmd == "kubectl" {
+        return "kubectl is required by this test but not on PATH: install the official binary \
+                (curl -LO https://dl.k8s.io/release/v1.32.4/bin/linux/amd64/kubectl && \
+                install -m 0755 kubectl /usr/local/bin/kubectl); Debian 12's kubernetes-client (1.20) is too old"
+            .to_string();
     }
-    panic!(
+    format!(
         "{cmd} is required by this test but not installed: apt-get install {package} (bash tests/run.sh installs it)"
-    );
+    )
 }
 
 /// Runs a command to completion, capturing output.
@@ -102,4 +119,26 @@ pub(crate) fn is_root() -> bool {
                 .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
         })
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn programs_are_found_on_path_before_the_system_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("sh"), "").unwrap();
+        let path = std::env::join_paths([dir.path()]).unwrap();
+        assert_eq!(find_program("sh", Some(&path)), Some(dir.path().join("sh")));
+        let system = find_program("sh", None).expect("sh in a system directory");
+        assert!(system.starts_with("/usr") || system.starts_with("/bin"), "{system:?}");
+        assert_eq!(find_program("no-such-program-anywhere", Some(&path)), None);
+    }
+
+    #[test]
+    fn a_missing_kubectl_says_how_to_install_it() {
+        assert!(missing("kubectl", "kubectl").contains("dl.k8s.io"));
+        assert!(missing("nginx", "nginx-light").contains("apt-get install nginx-light"));
+    }
 }

@@ -30,9 +30,22 @@ impl Registry {
     /// Starts the registry with `http_extra` added under its `http:` section (indented two
     /// spaces, e.g. a `tls:` block).
     pub fn start_with(work: &Path, htpasswd: Option<&Path>, http_extra: &str) -> Registry {
+        // free_port releases the port before the registry binds it; if another process
+        // took it meanwhile the registry exits, and a new port is tried.
+        for _ in 0..5 {
+            if let Some(registry) = Registry::try_start(work, htpasswd, http_extra, free_port()) {
+                return registry;
+            }
+        }
+        panic!(
+            "docker-registry could not bind a free port five times; see {}",
+            work.display()
+        );
+    }
+
+    fn try_start(work: &Path, htpasswd: Option<&Path>, http_extra: &str, port: u16) -> Option<Registry> {
         let bin = require("docker-registry", "docker-registry");
         std::fs::create_dir_all(work.join("data")).unwrap();
-        let port = free_port();
         let auth = htpasswd
             .map(|p| {
                 format!(
@@ -42,10 +55,11 @@ impl Registry {
             })
             .unwrap_or_default();
         let config = work.join("registry.yml");
+        // Level info: the registry says `listening on ADDR` once it holds the port.
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    \
+                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    \
                  rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: drover-test\n{http_extra}{auth}",
                 work.join("data").display()
             ),
@@ -59,19 +73,43 @@ impl Registry {
             .stderr(out)
             .spawn()
             .expect("spawn docker-registry");
-        let daemon = Daemon {
+        let mut daemon = Daemon {
             child,
             url: format!("http://127.0.0.1:{port}/"),
         };
+        let listening = format!("listening on 127.0.0.1:{port}");
+        let mut exited = false;
         wait_for("docker-registry to listen", Duration::from_secs(20), || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
+            exited = matches!(daemon.child.try_wait(), Ok(Some(_)));
+            exited
+                || (std::fs::read_to_string(&log).is_ok_and(|l| l.contains(&listening))
+                    && TcpStream::connect(("127.0.0.1", port)).is_ok())
         });
-        Registry {
+        (!exited).then(|| Registry {
             host: format!("127.0.0.1:{port}"),
             config,
             log,
             _daemon: daemon,
-        }
+        })
+    }
+
+    /// Marks the access log now (see [`mark_log`](crate::net::mark_log)); plain-HTTP
+    /// registries only.
+    pub fn mark(&self) -> usize {
+        crate::net::mark_log(self.port(), "/v2", || self.requests())
+    }
+
+    /// The requests answered since `mark`, complete (see [`log_since`](crate::net::log_since)).
+    pub fn requests_since(&self, mark: usize) -> Vec<String> {
+        crate::net::log_since(self.port(), "/v2", || self.requests(), mark)
+    }
+
+    fn port(&self) -> u16 {
+        self.host
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("host is 127.0.0.1:PORT")
     }
 
     /// Request lines of its access log (`"METHOD PATH HTTP/1.1" STATUS`), in order.

@@ -74,9 +74,15 @@ fn json_logs_are_one_object_per_line_naming_the_decision() {
     let out = run_json(&format!("file://{}", site.p("nowhere")));
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let events: Vec<serde_json::Value> = stderr
-        .lines()
-        .filter(|l| l.starts_with('{'))
+    // Every line is JSON except, today, the exit summary main prints last (see
+    // `json_log_format_prints_the_exit_summary_as_json_too`); any other line fails.
+    let lines: Vec<&str> = stderr.lines().collect();
+    let logged = match lines.split_last() {
+        Some((last, rest)) if last.starts_with("drover-agent: ") => rest,
+        _ => &lines[..],
+    };
+    let events: Vec<serde_json::Value> = logged
+        .iter()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?} is not JSON: {e}")))
         .collect();
     assert!(!events.is_empty(), "{stderr}");
@@ -86,4 +92,23 @@ fn json_logs_are_one_object_per_line_naming_the_decision() {
         .unwrap_or_else(|| panic!("{stderr}"));
     assert_eq!(refused["level"], "WARN", "{refused}");
     assert!(refused["error"].as_str().unwrap().contains("nowhere"), "{refused}");
+}
+
+#[test]
+#[ignore = "bug: with --log-format json the agent's exit summary (`drover-agent: index not applied, …`) is a plain-text line on stderr"]
+fn json_log_format_prints_the_exit_summary_as_json_too() {
+    let site = Site::new();
+    let out = AgentRun::once(&site)
+        .source(&format!("file://{}", site.p("nowhere")))
+        .cluster("site-9")
+        .args(["--log-format", "json"])
+        .run();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for line in stderr.lines() {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok(),
+            "{line:?} is not JSON:\n{stderr}"
+        );
+    }
 }

@@ -81,6 +81,21 @@ impl Served {
     fn log(&self) -> Vec<String> {
         access_log(&self.site.path("nginx"))
     }
+
+    /// Marks the access log now: lines before it are complete.
+    fn mark(&self) -> usize {
+        drover_e2e::mark_log(self.port, "", || self.log())
+    }
+
+    /// Every request answered since `mark`, and none from before.
+    fn since(&self, mark: usize) -> Vec<String> {
+        drover_e2e::log_since(self.port, "", || self.log(), mark)
+    }
+
+    /// The whole log once every request answered so far is in it (marks left out).
+    fn settled_log(&self) -> Vec<String> {
+        self.since(0)
+    }
 }
 
 /// The value of a metric line `name{labels} value` (or `name value`) in /metrics.
@@ -101,7 +116,7 @@ fn unchanged_poll_is_one_conditional_get_answered_304() {
     let site = &served.site;
     let agent = start_daemon(site, &[&served.url()], &[]);
     agent.wait_first_cycle();
-    let first = served.log();
+    let first = served.settled_log();
     assert!(
         first.iter().any(|l| l.starts_with("GET /store/index.json 200 ")),
         "{first:?}"
@@ -114,12 +129,18 @@ fn unchanged_poll_is_one_conditional_get_answered_304() {
     );
     let manifests = site.manifests();
     let state = std::fs::read(site.path("state/state.json")).unwrap();
+    let written = || {
+        let mut stamps = drover_e2e::stamps(&site.path("manifests"));
+        stamps.insert("state".into(), drover_e2e::stamp(&site.path("state/state.json")));
+        stamps
+    };
+    let stamps = written();
 
     for _ in 0..3 {
-        let before = served.log().len();
+        let before = served.mark();
         let summary = agent.sync();
         assert_eq!(summary["result"], "unchanged", "{summary:#}");
-        let requests = served.log()[before..].to_vec();
+        let requests = served.since(before);
         assert_eq!(requests.len(), 1, "one request per unchanged poll: {requests:?}");
         let fields: Vec<&str> = requests[0].split(' ').collect();
         assert_eq!(&fields[..3], ["GET", "/store/index.json", "304"], "{requests:?}");
@@ -134,15 +155,16 @@ fn unchanged_poll_is_one_conditional_get_answered_304() {
         std::fs::read(site.path("state/state.json")).unwrap() == state,
         "unchanged polls write no state"
     );
+    assert_eq!(written(), stamps, "unchanged polls touch no manifest and no state file");
 
     // A new publish is noticed by the next poll and fetches only what changed.
     change_monitoring(site, "node-exporter-v2");
     site.publish(&[]);
-    let before = served.log().len();
+    let before = served.mark();
     let summary = agent.sync();
     assert_eq!(summary["result"], "updated", "{summary:#}");
     assert_eq!(summary["version"], 2);
-    let requests = served.log()[before..].to_vec();
+    let requests = served.since(before);
     let blobs: Vec<&String> = requests.iter().filter(|l| l.contains("/blobs/")).collect();
     assert_eq!(
         blobs.len(),
@@ -161,7 +183,9 @@ fn failover_reads_the_mirror_when_the_primary_is_down_and_never_rolls_back() {
     site.publish(&[]);
     drover_e2e::copy_dir(&site.path("store"), &site.path("mirror"));
     let mirror = format!("file://{}", site.p("mirror"));
-    let down = format!("http://127.0.0.1:{}/store/", free_port());
+    // Held bound and not listening for the whole test: down, and nobody else's.
+    let down_port = drover_e2e::down_port();
+    let down = format!("http://127.0.0.1:{}/store/", down_port.port);
 
     // Primary down, mirror at version 1: applied from the mirror, the primary reported.
     let (code, out) = once(&site, &[&down, &mirror], &["--connect-timeout", "2s"]);
@@ -486,10 +510,10 @@ fn status_report_lands_in_a_dav_directory_on_change_and_drover_status_reads_it()
 
     // Nothing changed: no new report (heartbeats are minutes apart).
     let puts = |log: &[String]| log.iter().filter(|l| l.starts_with("PUT /reports/")).count();
-    assert_eq!(puts(&served.log()), 1, "{:?}", served.log());
+    assert_eq!(puts(&served.settled_log()), 1, "{:?}", served.log());
     assert_eq!(agent.sync()["result"], "unchanged");
     assert_eq!(
-        puts(&served.log()),
+        puts(&served.settled_log()),
         1,
         "an unchanged cycle sends no report: {:?}",
         served.log()
@@ -499,7 +523,7 @@ fn status_report_lands_in_a_dav_directory_on_change_and_drover_status_reads_it()
     change_monitoring(site, "node-exporter-v2");
     site.publish(&[]);
     assert_eq!(agent.sync()["result"], "updated");
-    assert_eq!(puts(&served.log()), 2, "{:?}", served.log());
+    assert_eq!(puts(&served.settled_log()), 2, "{:?}", served.log());
     let sent: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(sent["indexVersion"], 2, "{sent:#}");
     assert_eq!(metric(&agent, "drover_reports_total{result=\"sent\"}"), 2.0);
@@ -519,7 +543,8 @@ fn status_report_lands_in_a_dav_directory_on_change_and_drover_status_reads_it()
 fn failed_report_never_fails_the_cycle() {
     let site = Site::new().with_examples();
     site.publish(&[]);
-    let nowhere = format!("http://127.0.0.1:{}/reports/", free_port());
+    let nowhere_port = drover_e2e::down_port();
+    let nowhere = format!("http://127.0.0.1:{}/reports/", nowhere_port.port);
     let (code, out) = once(
         &site,
         &[&site.store_url()],

@@ -3,7 +3,7 @@
 //! what the problem is, and leaves the manifests and state directories byte-for-byte as
 //! they were.
 
-use drover_e2e::{drover_ok, drover_serve, free_port, minisign_sign, text, AgentRun, Site};
+use drover_e2e::{drover_ok, drover_serve, minisign_sign, text, AgentRun, Site};
 
 const CLUSTER: &str = "site-1";
 const LABELS: &[&str] = &["env=prod", "region=eu", "monitoring=on"];
@@ -305,7 +305,8 @@ fn rejects_unreachable_source() {
     drop(server);
     assert_refused(&site, &url, &[&format!("{url}index.json"), "Connection refused"]);
     // A port that nothing ever listened on.
-    let unused = format!("http://127.0.0.1:{}/", free_port());
+    let unused_port = drover_e2e::down_port();
+    let unused = format!("http://127.0.0.1:{}/", unused_port.port);
     assert_refused(&site, &unused, &[&format!("{unused}index.json"), "Connection refused"]);
 }
 
@@ -314,7 +315,8 @@ fn index_failure_on_first_run_writes_nothing() {
     let site = Site::new().with_examples();
     drover_ok(&["keygen", "--out", &site.p("other")]);
     let store = site.store_url();
-    let unused = format!("http://127.0.0.1:{}/", free_port());
+    let unused_port = drover_e2e::down_port();
+    let unused = format!("http://127.0.0.1:{}/", unused_port.port);
     // No store at all, then an unreachable server, then a store signed by another key,
     // then an expired store; nothing may appear in the manifests or state directories.
     assert_refused(&site, &store, &["index.json", "No such file"]);

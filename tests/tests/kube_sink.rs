@@ -68,6 +68,11 @@ fn applies_bundles_with_applyset_labels_and_reports_ready_in_a_configmap() {
         .unwrap()
         .to_string();
     assert!(id.starts_with("applyset-") && id.ends_with("-v1"), "{deploy:#}");
+    assert_eq!(
+        id,
+        drover_e2e::applyset_id("drover-applyset-web", "drover-system", "ConfigMap", ""),
+        "the KEP-3659 id of the parent ConfigMap drover-system/drover-applyset-web"
+    );
     let managers: Vec<&str> = deploy["metadata"]["managedFields"]
         .as_array()
         .map(|m| m.iter().filter_map(|f| f["manager"].as_str()).collect())

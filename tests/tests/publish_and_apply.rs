@@ -101,6 +101,7 @@ fn unchanged_index_rewrites_nothing() {
         .iter()
         .map(|f| inode(f))
         .collect();
+    let stamps_before = drover_e2e::stamps(&site.path("manifests"));
     // A re-publish of the same input bumps the version but not a single blob.
     let out = site.publish(&[]);
     assert!(out.contains("0 new blobs"), "{out}");
@@ -111,6 +112,12 @@ fn unchanged_index_rewrites_nothing() {
         .map(|f| inode(f))
         .collect();
     assert_eq!(before, after, "files must not be replaced (k3s would re-apply them)");
+    // Nor written in place, nor touched: k3s re-applies a file when its mtime changes.
+    assert_eq!(
+        stamps_before,
+        drover_e2e::stamps(&site.path("manifests")),
+        "nothing written"
+    );
     assert!(String::from_utf8_lossy(&run.stdout).contains("version 2"));
 }
 
@@ -133,6 +140,7 @@ fn changed_bundle_is_rewritten_and_untargeted_bundle_becomes_a_tombstone() {
     let m = site.manifests();
     assert!(m["drover-web.yaml"].contains("nginx:1.28-alpine"));
     let tomb = &m["drover-monitoring.yaml"];
+    drover_e2e::assert_tombstone(tomb, "monitoring");
     assert!(
         tomb.lines().all(|l| l.starts_with('#')),
         "tombstone holds no objects:\n{tomb}"
@@ -259,10 +267,62 @@ fn drover_serve_answers_if_none_match_with_304() {
             "/dev/null",
             "-w",
             "%{http_code}",
+            // Without --path-as-is curl folds `/../` away and never sends the traversal.
+            "--path-as-is",
             &format!("{}../keys/drover.key", server.url),
         ],
     );
     assert_eq!(String::from_utf8_lossy(&outside.stdout), "404");
+}
+
+/// Paths that try to leave the store, sent byte for byte as written (no client
+/// normalises them): dot segments, percent-encoded dots and slashes, backslashes, a NUL.
+/// The key they aim at exists, so a server that followed any of them would answer 200.
+#[test]
+fn drover_serve_never_answers_a_path_outside_the_store() {
+    let site = Site::new().with_examples();
+    site.publish(&[]);
+    let key = std::fs::read_to_string(site.path("store/../keys/drover.key")).unwrap();
+    let secret = key.lines().last().unwrap().trim().to_string();
+    assert!(secret.len() > 20, "the target of the traversal exists: {key}");
+    let server = drover_serve(&site.path("store"));
+    let port: u16 = server
+        .url
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        drover_e2e::http(port, "GET", "/index.json").0,
+        200,
+        "the server answers"
+    );
+    let attempts = [
+        "/../keys/drover.key",
+        "/blobs/../../keys/drover.key",
+        "/blobs/sha256/../../../keys/drover.key",
+        "/%2e%2e/keys/drover.key",
+        "/%2E%2E/keys/drover.key",
+        "/%2e%2e%2fkeys%2fdrover.key",
+        "/blobs/..%2f..%2fkeys%2fdrover.key",
+        "/..%5ckeys%5cdrover.key",
+        "/..\\keys\\drover.key",
+        "/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        "//etc/passwd",
+    ];
+    for path in attempts {
+        let (status, body) = drover_e2e::http(port, "GET", path);
+        assert_eq!(status, 404, "{path:?} answered {status}: {body}");
+        assert!(!body.contains(&secret), "{path:?} leaked the key");
+    }
+    // A NUL is not a valid request-target byte; a 400 is the right answer to it.
+    for path in ["/index.json\0", "/\0/../keys/drover.key", "/%00/../keys/drover.key"] {
+        let (status, body) = drover_e2e::http(port, "GET", path);
+        assert!(status == 400 || status == 404, "{path:?} answered {status}: {body}");
+        assert!(!body.contains(&secret), "{path:?} leaked the key");
+    }
 }
 
 #[test]
@@ -316,5 +376,6 @@ fn failed_removal_is_retried_on_the_next_cycle() {
     let out = AgentRun::once(&site).cluster("site-7").labels(&labels).run();
     assert!(out.status.success(), "{}", text(&out));
     let tomb = &site.manifests()["drover-monitoring.yaml"];
+    drover_e2e::assert_tombstone(tomb, "monitoring");
     assert!(tomb.lines().all(|l| l.starts_with('#')), "removal retried:\n{tomb}");
 }

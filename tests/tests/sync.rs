@@ -110,10 +110,16 @@ fn second_sync_copies_nothing_and_rewrites_nothing() {
     sync_ok(&site, &site.p("store"), &site.p("usb"), &[]);
     let mtime = |rel: &str| std::fs::metadata(site.path(rel)).unwrap().modified().unwrap();
     let before = (mtime("usb/index.json"), mtime("usb/index.json.minisig"));
+    let stamps_before = drover_e2e::stamps(&site.path("usb"));
     let out = sync_ok(&site, &site.p("store"), &site.p("usb"), &[]);
     assert!(out.contains("0 blobs copied (0 B), 4 already there"), "{out}");
     assert!(out.contains("index version 1 unchanged"), "{out}");
     assert_eq!((mtime("usb/index.json"), mtime("usb/index.json.minisig")), before);
+    assert_eq!(
+        drover_e2e::stamps(&site.path("usb")),
+        stamps_before,
+        "not a byte written"
+    );
     assert_eq!(snapshot(&site.path("usb")), snapshot(&site.path("store")));
 }
 

@@ -12,6 +12,7 @@ use std::path::Path;
 use drover_agent::format::{Digest, Index};
 use drover_agent::select::{first_match, Cluster};
 use drover_agent::source::RawIndex;
+use drover_agent::error::Error;
 use drover_agent::verify::{verify_index, Applied, TrustedKeys};
 use libfuzzer_sys::fuzz_target;
 use time::OffsetDateTime;
@@ -33,14 +34,10 @@ fuzz_target!(|data: &[u8]| {
     };
     // 2026-06-01T00:00:00Z: before the seed's expiry.
     let now = OffsetDateTime::from_unix_timestamp(1_780_272_000).expect("valid timestamp");
-    let applied = Applied {
-        version: 3,
-        sha256: Digest::of(b"another index"),
-    };
     if let Ok(verified) = verify_index(&raw, &keys, now, None) {
         // What was verified is what was parsed.
         assert_eq!(verified.sha256(), &Digest::of(bytes));
-        let _ = verify_index(&raw, &keys, now, Some(&applied));
+        check_rollback(&raw, &keys, now, verified.index().version, verified.sha256());
     }
 
     // Steps 3 onwards, as verify_index runs them once the signature holds.
@@ -68,3 +65,33 @@ fuzz_target!(|data: &[u8]| {
             .expect("a serialised valid index stays valid");
     }
 });
+
+/// Anti-rollback on an index that verifies at `version` with digest `sha256`: an older or
+/// the same applied version (same bytes) lets it through; a newer applied version, or the
+/// same version with other bytes, is refused as a rollback and nothing else.
+fn check_rollback(raw: &RawIndex, keys: &TrustedKeys, now: OffsetDateTime, version: u64, sha256: &Digest) {
+    let other = Digest::of(b"another index");
+    let verify = |version: u64, sha256: &Digest| {
+        let applied = Applied {
+            version,
+            sha256: sha256.clone(),
+        };
+        verify_index(raw, keys, now, Some(&applied))
+    };
+    if let Some(older) = version.checked_sub(1) {
+        assert!(verify(older, &other).is_ok(), "a newer index than the applied one is taken");
+    }
+    assert!(verify(version, sha256).is_ok(), "the applied index itself is taken again");
+    let same_version_other_bytes = verify(version, &other);
+    assert!(
+        matches!(same_version_other_bytes, Err(Error::Rollback { .. })),
+        "same version, other bytes: {same_version_other_bytes:?}"
+    );
+    if let Some(newer) = version.checked_add(1) {
+        let older_than_applied = verify(newer, &other);
+        assert!(
+            matches!(older_than_applied, Err(Error::Rollback { .. })),
+            "older than applied: {older_than_applied:?}"
+        );
+    }
+}
