@@ -346,17 +346,161 @@ fn sigterm_stops_the_daemon_with_exit_0_even_mid_download() {
     );
 }
 
+/// Adds (or rewrites) a ConfigMap naming `round` in the monitoring and web bundles, so the
+/// next publish changes two manifest files.
+fn change_round(site: &Site, round: usize) {
+    for bundle in ["monitoring", "web"] {
+        site.write(
+            &format!("src/bundles/{bundle}/round.yaml"),
+            &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: round\ndata:\n  round: \"{round}\"\n"),
+        );
+    }
+}
+
+/// The manifests directory without the agent's temporary (dot) files.
+fn visible_files(site: &Site) -> std::collections::BTreeMap<String, Vec<u8>> {
+    snapshot(&site.path("manifests"))
+        .into_iter()
+        .filter(|(n, _)| !n.starts_with('.'))
+        .collect()
+}
+
+/// What a clean `--once` run of the current store writes (into `dir/`), and how long it took.
+fn clean_run(site: &Site, dir: &str) -> (std::collections::BTreeMap<String, Vec<u8>>, Duration) {
+    let started = std::time::Instant::now();
+    let out = site1(AgentRun::once(site), &[&site.store_url()], &[])
+        .under(site.path(dir))
+        .run_within(PATIENCE);
+    let took = started.elapsed();
+    assert!(out.status.success(), "{}", text(&out));
+    (snapshot(&site.path(&format!("{dir}/manifests"))), took)
+}
+
+/// Where a kill landed, judged by what it left on disk. (The agent rewrites state.json
+/// before the manifests, to record the version it is applying, and again after them.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Window {
+    /// The agent ended before the signal.
+    Finished,
+    /// Nothing in the manifests or state.json had changed yet.
+    BeforeAnyWrite,
+    /// state.json rewritten, no changed manifest written yet.
+    StateBeforeFiles,
+    /// Some changed manifests written, others not: the kill landed mid-apply.
+    BetweenFiles,
+    /// Every changed manifest written, the agent not done.
+    AfterFiles,
+}
+
+/// Checks what a kill left (every manifest is whole: byte for byte the file of the version
+/// before or of the new one; state.json parses) and says which window it landed in.
+fn classify(
+    site: &Site,
+    before: &(std::collections::BTreeMap<String, Vec<u8>>, Option<Vec<u8>>),
+    new: &std::collections::BTreeMap<String, Vec<u8>>,
+    ended: drover_e2e::Ended,
+    round: usize,
+) -> Window {
+    let now = visible_files(site);
+    for (name, bytes) in &now {
+        assert!(
+            Some(bytes) == before.0.get(name) || Some(bytes) == new.get(name),
+            "round {round}: {name} is neither the old nor the new file:\n{}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+    let state = std::fs::read(site.path("state/state.json")).ok();
+    if let Some(state) = &state {
+        assert!(
+            serde_json::from_slice::<serde_json::Value>(state).is_ok(),
+            "round {round}: state.json is always whole"
+        );
+    }
+    let changed: Vec<&String> = new.keys().filter(|n| before.0.get(*n) != new.get(*n)).collect();
+    let written = changed.iter().filter(|n| now.get(**n) == new.get(**n)).count();
+    if matches!(ended, drover_e2e::Ended::Finished) {
+        Window::Finished
+    } else if written == changed.len() {
+        Window::AfterFiles
+    } else if written > 0 {
+        Window::BetweenFiles
+    } else if state != before.1 {
+        Window::StateBeforeFiles
+    } else {
+        Window::BeforeAnyWrite
+    }
+}
+
+/// Chooses kill delays: half uniformly over a clean run's duration, half bisecting towards
+/// the moment the manifests are written (between the latest delay that found no manifest
+/// written and the earliest that found them all written), and counts where kills landed.
+struct KillSearch {
+    rng: u64,
+    span: Duration,
+    early: Duration,
+    late: Duration,
+    counts: std::collections::BTreeMap<Window, usize>,
+    rounds: u64,
+}
+
+impl KillSearch {
+    fn new(seed: u64) -> KillSearch {
+        KillSearch {
+            rng: seed,
+            span: Duration::ZERO,
+            early: Duration::ZERO,
+            late: Duration::ZERO,
+            counts: Default::default(),
+            rounds: 0,
+        }
+    }
+
+    fn calibrate(&mut self, clean: Duration) {
+        self.span = self.span.max(clean + clean / 5);
+        if self.late.is_zero() {
+            self.late = self.span;
+        }
+    }
+
+    fn next_delay(&mut self) -> Duration {
+        self.rng = self
+            .rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let unit = (self.rng >> 11) as f64 / (1u64 << 53) as f64;
+        self.rounds += 1;
+        if self.rounds % 2 == 1 || self.early >= self.late {
+            return self.span.mul_f64(unit);
+        }
+        self.early + (self.late - self.early).mul_f64(unit)
+    }
+
+    fn record(&mut self, delay: Duration, window: Window) {
+        *self.counts.entry(window).or_default() += 1;
+        match window {
+            Window::BeforeAnyWrite | Window::StateBeforeFiles => self.early = self.early.max(delay),
+            Window::AfterFiles | Window::Finished => self.late = self.late.min(delay),
+            Window::BetweenFiles => {}
+        }
+        if self.early >= self.late {
+            // Timing noise crossed the bounds: widen again around the crossing.
+            (self.early, self.late) = (self.late.mul_f64(0.8), self.early.mul_f64(1.2));
+        }
+    }
+
+    fn hit_mid_apply(&self) -> bool {
+        self.counts.contains_key(&Window::BetweenFiles)
+    }
+}
+
 #[test]
 fn sigkill_at_any_point_then_restart_converges() {
     let site = Site::new().with_examples();
     site.publish(&[]);
-    // Reference: what a clean run of the final version produces.
+    // Reference: what a clean run of the final version produces (published after the rounds).
     change_monitoring(&site, "node-exporter-v2");
     let reference = Site::new().with_examples();
     change_monitoring(&reference, "node-exporter-v2");
-    reference.publish(&[]);
-    let (code, out) = once(&reference, &[&reference.store_url()], &[]);
-    assert_eq!(code, Some(0), "{out}");
 
     // Killed mid-download.
     let slow = FaultyServer::start(&site.path("store"), |p| {
@@ -373,30 +517,44 @@ fn sigkill_at_any_point_then_restart_converges() {
     agent.signal("KILL");
     drop(agent);
 
-    // Killed at pseudo-random points of cycles that publish and apply new versions.
-    let mut seed: u64 = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    for round in 0..12 {
+    // Killed at chosen points of cycles that each apply a new version changing two files.
+    let seed = std::env::var("DROVER_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("kill seed {seed} (rerun with DROVER_KILL_SEED={seed})");
+    let mut kills = KillSearch::new(seed);
+    let mut round = 0;
+    while round < 12 || (!kills.hit_mid_apply() && round < 80) {
+        change_round(&site, round);
         site.publish(&[]);
-        let run = site1(AgentRun::once(&site), &[&site.store_url()], &[]);
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        run.kill_after(Duration::from_micros((seed >> 33) % 40_000));
-        let state = std::fs::read(site.path("state/state.json")).unwrap_or_else(|_| b"{}".to_vec());
-        assert!(
-            serde_json::from_slice::<serde_json::Value>(&state).is_ok(),
-            "round {round}: state.json is always whole"
-        );
-        for (name, yaml) in site.manifests() {
-            if name.ends_with(".yaml") {
-                assert!(
-                    yaml.ends_with('\n') && yaml.contains("drover"),
-                    "round {round}: {name} is whole"
-                );
-            }
-        }
+        let new = clean_run(&site, &format!("clean-{round}"));
+        kills.calibrate(new.1);
+        let before = (visible_files(&site), std::fs::read(site.path("state/state.json")).ok());
+        let delay = kills.next_delay();
+        let ended = site1(AgentRun::once(&site), &[&site.store_url()], &[]).kill_after(delay);
+        let window = classify(&site, &before, &new.0, ended, round);
+        kills.record(delay, window);
+        round += 1;
     }
+    eprintln!(
+        "kills per window after {round} rounds (seed {seed}): {:?}",
+        kills.counts
+    );
+    assert!(
+        kills.hit_mid_apply(),
+        "no kill landed while the manifests were being written (seed {seed}): {:?}",
+        kills.counts
+    );
+    change_round(&reference, round - 1);
+    reference.publish(&[]);
+    let (code, out) = once(&reference, &[&reference.store_url()], &[]);
+    assert_eq!(code, Some(0), "{out}");
 
     // The next full cycle converges to what a clean run produces.
     let (code, out) = once(&site, &[&site.store_url()], &[]);
