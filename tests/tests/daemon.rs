@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use drover_e2e::{
-    access_log, free_port, nginx_on, snapshot, text, wait_for, AgentDaemon, AgentRun, Behaviour, FaultyServer, Site,
+    access_log, free_port, nginx_on, snapshot, text, wait_for, AgentDaemon, AgentRun, Behaviour, FaultyServer,
+    KillSearch, Landing, Site,
 };
 
 const CLUSTER: &str = "site-1";
@@ -392,6 +393,15 @@ enum Window {
     AfterFiles,
 }
 
+/// Which side of the manifest writes a window is on.
+fn landing(window: Window) -> Landing {
+    match window {
+        Window::BeforeAnyWrite | Window::StateBeforeFiles => Landing::Early,
+        Window::BetweenFiles => Landing::Inside,
+        Window::AfterFiles | Window::Finished => Landing::Late,
+    }
+}
+
 /// Checks what a kill left (every manifest is whole: byte for byte the file of the version
 /// before or of the new one; state.json parses) and says which window it landed in.
 fn classify(
@@ -431,68 +441,6 @@ fn classify(
     }
 }
 
-/// Chooses kill delays: half uniformly over a clean run's duration, half bisecting towards
-/// the moment the manifests are written (between the latest delay that found no manifest
-/// written and the earliest that found them all written), and counts where kills landed.
-struct KillSearch {
-    rng: u64,
-    span: Duration,
-    early: Duration,
-    late: Duration,
-    counts: std::collections::BTreeMap<Window, usize>,
-    rounds: u64,
-}
-
-impl KillSearch {
-    fn new(seed: u64) -> KillSearch {
-        KillSearch {
-            rng: seed,
-            span: Duration::ZERO,
-            early: Duration::ZERO,
-            late: Duration::ZERO,
-            counts: Default::default(),
-            rounds: 0,
-        }
-    }
-
-    fn calibrate(&mut self, clean: Duration) {
-        self.span = self.span.max(clean + clean / 5);
-        if self.late.is_zero() {
-            self.late = self.span;
-        }
-    }
-
-    fn next_delay(&mut self) -> Duration {
-        self.rng = self
-            .rng
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let unit = (self.rng >> 11) as f64 / (1u64 << 53) as f64;
-        self.rounds += 1;
-        if self.rounds % 2 == 1 || self.early >= self.late {
-            return self.span.mul_f64(unit);
-        }
-        self.early + (self.late - self.early).mul_f64(unit)
-    }
-
-    fn record(&mut self, delay: Duration, window: Window) {
-        *self.counts.entry(window).or_default() += 1;
-        match window {
-            Window::BeforeAnyWrite | Window::StateBeforeFiles => self.early = self.early.max(delay),
-            Window::AfterFiles | Window::Finished => self.late = self.late.min(delay),
-            Window::BetweenFiles => {}
-        }
-        if self.early >= self.late {
-            // Timing noise crossed the bounds: widen again around the crossing.
-            (self.early, self.late) = (self.late.mul_f64(0.8), self.early.mul_f64(1.2));
-        }
-    }
-
-    fn hit_mid_apply(&self) -> bool {
-        self.counts.contains_key(&Window::BetweenFiles)
-    }
-}
-
 #[test]
 fn sigkill_at_any_point_then_restart_converges() {
     let site = Site::new().with_examples();
@@ -518,19 +466,10 @@ fn sigkill_at_any_point_then_restart_converges() {
     drop(agent);
 
     // Killed at chosen points of cycles that each apply a new version changing two files.
-    let seed = std::env::var("DROVER_KILL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    eprintln!("kill seed {seed} (rerun with DROVER_KILL_SEED={seed})");
-    let mut kills = KillSearch::new(seed);
+    let mut kills = KillSearch::from_env();
+    let seed = kills.seed();
     let mut round = 0;
-    while round < 12 || (!kills.hit_mid_apply() && round < 80) {
+    while round < 12 || (kills.inside() == 0 && round < 80) {
         change_round(&site, round);
         site.publish(&[]);
         let new = clean_run(&site, &format!("clean-{round}"));
@@ -539,7 +478,7 @@ fn sigkill_at_any_point_then_restart_converges() {
         let delay = kills.next_delay();
         let ended = site1(AgentRun::once(&site), &[&site.store_url()], &[]).kill_after(delay);
         let window = classify(&site, &before, &new.0, ended, round);
-        kills.record(delay, window);
+        kills.record(delay, format!("{window:?}"), landing(window));
         round += 1;
     }
     eprintln!(
@@ -547,7 +486,7 @@ fn sigkill_at_any_point_then_restart_converges() {
         kills.counts
     );
     assert!(
-        kills.hit_mid_apply(),
+        kills.inside() > 0,
         "no kill landed while the manifests were being written (seed {seed}): {:?}",
         kills.counts
     );
