@@ -81,7 +81,7 @@ impl KillSearch {
             .wrapping_add(1442695040888963407);
         let unit = (self.rng >> 11) as f64 / (1u64 << 53) as f64;
         self.picks += 1;
-        if self.picks % 2 == 1 || self.early >= self.late {
+        if !self.picks.is_multiple_of(2) || self.early >= self.late {
             return self.span.mul_f64(unit);
         }
         self.early + (self.late - self.early).mul_f64(unit)
@@ -120,7 +120,7 @@ mod tests {
         for _ in 0..50 {
             let delay = search.next_delay();
             assert!(delay <= Duration::from_millis(120), "{delay:?}");
-            if search.picks % 2 == 0 {
+            if search.picks.is_multiple_of(2) {
                 assert!(
                     delay >= Duration::from_millis(30) && delay <= Duration::from_millis(40),
                     "{delay:?}"
