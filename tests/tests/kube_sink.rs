@@ -40,6 +40,22 @@ fn agent_with(site: &Site, api: &Api, labels: &[&str], extra: &[&str]) -> (Optio
     (out.status.code(), text(&out))
 }
 
+/// The `round` value of the ConfigMap `round` in the monitoring and web namespaces
+/// (`None` where it does not exist yet).
+fn rounds_applied(api: &Api) -> std::collections::BTreeMap<&'static str, Option<String>> {
+    ["monitoring", "web"]
+        .into_iter()
+        .map(|ns| {
+            let found = api.kubectl.exists("configmap", "round", ns);
+            let value = found.then(|| {
+                let cm = api.kubectl.json(&["get", "configmap", "round", "-n", ns]);
+                cm["data"]["round"].as_str().unwrap().to_string()
+            });
+            (ns, value)
+        })
+        .collect()
+}
+
 fn line_of<'a>(out: &'a str, bundle: &str) -> &'a str {
     out.lines()
         .find(|l| l.trim_start().starts_with(bundle))
@@ -376,12 +392,25 @@ fn agent_killed_between_applies_converges_on_the_next_run() {
     let site = Site::new().with_examples();
     site.publish(&[]);
     let api = Api::start(&site, true);
-    let mut seed: u64 = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    for round in 0..8 {
-        // Alternate the monitoring image so every round has something to apply.
+    let run = || {
+        AgentRun::once(&site)
+            .kube(&api.kubeconfig)
+            .cluster("site-7")
+            .labels(LABELS)
+    };
+    let started = std::time::Instant::now();
+    let first = run().run();
+    assert!(first.status.success(), "{}", text(&first));
+    let mut kills = drover_e2e::KillSearch::from_env();
+    let seed = kills.seed();
+    kills.calibrate(started.elapsed());
+    let mut applied = rounds_applied(&api);
+    let mut round = 0;
+    // At least 8 rounds, more until a kill lands between the two applies, and an even
+    // number so the last round sets v1.8.2.
+    while round < 8 || (kills.inside() == 0 && round < 40) || round % 2 == 1 {
+        // Alternate the monitoring image, and name the round in two bundles, so every round
+        // has two objects in two bundles to apply.
         let path = site.path("src/bundles/monitoring/node-exporter.yaml");
         let yaml = std::fs::read_to_string(&path).unwrap();
         let next = if round % 2 == 0 {
@@ -390,16 +419,54 @@ fn agent_killed_between_applies_converges_on_the_next_run() {
             yaml.replace("v1.8.3", "v1.8.2")
         };
         std::fs::write(&path, next).unwrap();
+        for bundle in ["monitoring", "web"] {
+            write(
+                &site,
+                &format!("{bundle}/round.yaml"),
+                &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: round\ndata:\n  round: \"{round}\"\n"),
+            );
+        }
         site.publish(&[]);
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        AgentRun::once(&site)
-            .kube(&api.kubeconfig)
-            .cluster("site-7")
-            .labels(LABELS)
-            .kill_after(std::time::Duration::from_micros((seed >> 33) % 60_000));
+        let delay = kills.next_delay();
+        let ended = run().kill_after(delay);
+        let now = rounds_applied(&api);
+        for (ns, value) in &now {
+            assert!(
+                value == &applied[ns] || value.as_deref() == Some(round.to_string().as_str()),
+                "round {round}: ConfigMap {ns}/round is neither the old nor the new one: {value:?}"
+            );
+        }
+        let new = now
+            .values()
+            .filter(|v| v.as_deref() == Some(round.to_string().as_str()))
+            .count();
+        let (window, landing) = match (ended, new) {
+            (drover_e2e::Ended::Finished, _) => ("Finished", drover_e2e::Landing::Late),
+            (_, 0) => ("BeforeAnyApply", drover_e2e::Landing::Early),
+            (_, 1) => ("BetweenApplies", drover_e2e::Landing::Inside),
+            _ => ("AfterApplies", drover_e2e::Landing::Late),
+        };
+        kills.record(delay, window.to_string(), landing);
+        applied = now;
+        round += 1;
     }
+    eprintln!(
+        "kills per window after {round} rounds (seed {seed}): {:?}",
+        kills.counts
+    );
+    assert!(
+        kills.inside() > 0,
+        "no kill landed between two applies (seed {seed}): {:?}",
+        kills.counts
+    );
     let (code, out) = agent(&site, &api, LABELS);
     assert_eq!(code, Some(0), "{out}");
+    let last = Some((round - 1).to_string());
+    assert!(
+        rounds_applied(&api).values().all(|v| *v == last),
+        "both bundles at the last round: {:?}",
+        rounds_applied(&api)
+    );
     let ds = api
         .kubectl
         .json(&["get", "daemonset", "node-exporter", "-n", "monitoring"]);
