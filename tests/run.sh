@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every drover test: unit tests and the end-to-end tests in tests/, which drive the
 # real binaries against real nginx, minisign, curl, docker-registry (the CNCF distribution
-# registry), skopeo, htpasswd (apache2-utils), rsync, openssl, file and ca-certificates (the
+# registry), skopeo, htpasswd (apache2-utils), rsync, openssl, file, strace (the fsync-order
+# test) and ca-certificates (the
 # static binary and agent image tests). Installs those from Debian when
 # they are missing (needs root or sudo). A test whose component is still missing fails
 # with a message naming the package; nothing is skipped. Two tests need root: disk_full.rs
@@ -22,6 +23,7 @@ have openssl || need+=(openssl)
 have unshare || need+=(util-linux)
 have mount || need+=(mount)
 have file || need+=(file)
+have strace || need+=(strace)
 [ -f /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
 # kubectl (the kube sink, add-on and authoring tests run stock kubectl v1.32) has no recent
 # Debian 12 package; the tests find it on PATH. Say how to get it instead of failing later.
