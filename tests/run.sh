@@ -2,9 +2,8 @@
 # Runs every drover test: unit tests and the end-to-end tests in tests/, which drive the
 # real binaries against real nginx, minisign, curl, docker-registry (the CNCF distribution
 # registry), skopeo, htpasswd (apache2-utils), rsync, openssl, file, strace (the fsync-order
-# test) and ca-certificates (the
-# static binary and agent image tests). Installs those from Debian when
-# they are missing (needs root or sudo). A test whose component is still missing fails
+# test) and ca-certificates (the static binary and agent image tests). Installs those from
+# Debian when they are missing (needs root or sudo). A test whose component is still missing fails
 # with a message naming the package; nothing is skipped. Two tests need root: disk_full.rs
 # mounts a small tmpfs, network_failures.rs runs the agent in its own network namespace.
 set -euo pipefail
