@@ -19,9 +19,10 @@
 //! the `dir` sink it must pass both as cluster-scoped and as namespaced (fail closed),
 //! because the API server ignores `metadata.namespace` on a cluster-scoped object.
 //!
-//! The check runs twice for the `kube` sink: in rendering, where a kind of unknown scope is
-//! taken as namespaced, and again before any write to the API, with the scope API discovery
-//! reports ([`AllowList::checked_by_discovery`]).
+//! The check runs once per bundle, after rendering and before the sink writes anything
+//! ([`AllowList::check`]), on the rendered objects. Each sink places them: the `dir` sink
+//! with [`placement_offline`], the `kube` sink with the scope API discovery reports for
+//! kinds neither the built-in table nor the bundle's CRDs know.
 
 use std::collections::BTreeSet;
 
@@ -188,8 +189,32 @@ pub const MAX_NAMED_REFUSALS: usize = 20;
 pub struct AllowList {
     namespaces: BTreeSet<String>,
     cluster_scoped: bool,
-    /// The sink asks API discovery for every object's scope before it writes.
-    discovery: bool,
+}
+
+/// One object as the allow-list judges it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Candidate<'a> {
+    /// Its API group (`""` for the core group).
+    pub group: &'a str,
+    /// Its kind.
+    pub kind: &'a str,
+    /// Its name (or the prefix the API server names it from).
+    pub name: &'a str,
+    /// Where it lands.
+    pub placement: Placement<'a>,
+}
+
+/// Where an object lands when no API server is asked, given whether its kind is
+/// cluster-scoped (`None`: unknown) and the namespace it names. The API server ignores
+/// the namespace of a cluster-scoped object; a namespaced object left without a namespace
+/// gets the stricter reading (cluster-scoped); a kind of unknown scope must be allowed
+/// both ways.
+pub fn placement_offline(cluster_scoped: Option<bool>, namespace: Option<&str>) -> Placement<'_> {
+    match (cluster_scoped, namespace) {
+        (Some(true), _) | (Some(false), None) => Placement::ClusterScoped,
+        (Some(false), Some(ns)) => Placement::Namespaced(ns),
+        (None, ns) => Placement::Unknown(ns),
+    }
 }
 
 /// Where an object lands.
@@ -221,21 +246,21 @@ impl AllowList {
         Ok(AllowList {
             namespaces,
             cluster_scoped,
-            discovery: false,
         })
     }
 
-    /// The same list, for a sink that checks every object again with the scope API
-    /// discovery reports (the `kube` sink): rendering then takes a kind of unknown scope as
-    /// namespaced instead of refusing it.
-    pub fn checked_by_discovery(mut self) -> Self {
-        self.discovery = true;
-        self
-    }
-
-    /// Whether rendering must refuse what it cannot place (no discovery check follows).
-    pub fn fails_closed_on_unknown_scope(&self) -> bool {
-        !self.discovery
+    /// Checks every object of bundle `what`: `Ok` when all may be applied, else an
+    /// [`Error::NotAllowed`] naming each refused object, in order.
+    pub fn check<'a>(&self, what: &str, objects: impl IntoIterator<Item = Candidate<'a>>) -> Result<()> {
+        let refused: Vec<String> = objects
+            .into_iter()
+            .filter_map(|o| self.refusal(o.group, o.kind, o.name, o.placement))
+            .inspect(|r| tracing::warn!(bundle = what, object = %r, "object outside the namespace allow-list"))
+            .collect();
+        match refused.is_empty() {
+            true => Ok(()),
+            false => Err(self.refused(what, &refused)),
+        }
     }
 
     /// `None` when the object (of API `group` and `kind`) may be applied, else a
@@ -394,8 +419,40 @@ mod tests {
         assert!(shop(true)
             .refusal("x.io", "Widget", "w", Placement::Unknown(Some("kube-system")))
             .is_some());
-        assert!(shop(false).fails_closed_on_unknown_scope());
-        assert!(!shop(false).checked_by_discovery().fails_closed_on_unknown_scope());
+    }
+
+    #[test]
+    fn offline_a_namespaced_object_without_namespace_counts_as_cluster_scoped() {
+        assert_eq!(placement_offline(Some(true), Some("shop")), Placement::ClusterScoped);
+        assert_eq!(placement_offline(Some(false), None), Placement::ClusterScoped);
+        assert_eq!(
+            placement_offline(Some(false), Some("shop")),
+            Placement::Namespaced("shop")
+        );
+        assert_eq!(placement_offline(None, Some("shop")), Placement::Unknown(Some("shop")));
+    }
+
+    #[test]
+    fn a_check_refuses_the_bundle_naming_each_refused_object_in_order() {
+        let candidate = |name, ns| Candidate {
+            group: "",
+            kind: "ConfigMap",
+            name,
+            placement: Placement::Namespaced(ns),
+        };
+        let allow = shop(false);
+        allow.check("bundle web", [candidate("a", "shop")]).expect("allowed");
+        let err = allow
+            .check(
+                "bundle web",
+                [candidate("b", "x"), candidate("a", "shop"), candidate("c", "y")],
+            )
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            err.ends_with("ConfigMap b in namespace x; ConfigMap c in namespace y"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -85,11 +85,12 @@ impl Counters {
 
 /// Runs one cycle. `Err` means the index could not be used and nothing was changed.
 pub async fn run_cycle(cfg: &AgentConfig, now: OffsetDateTime, counters: &Counters) -> Result<CycleReport> {
-    let mut state = State::load(&cfg.state_dir)?;
+    let dir = cfg.state_dir.clone();
+    let mut state = crate::blocking::run(move || State::load(&dir)).await?;
     let before = state.clone();
     let best = index::best_index(cfg, &state, now, counters).await?;
     let verified = &best.verified;
-    if !counters.swept.load(Ordering::Relaxed) && remove_leftover_temp_files(cfg) {
+    if !counters.swept.load(Ordering::Relaxed) && remove_leftover_temp_files(cfg).await {
         counters.swept.store(true, Ordering::Relaxed);
     }
     let index_changed = before.index.as_ref().map(|i| &i.sha256) != Some(verified.sha256());
@@ -157,25 +158,42 @@ fn index_record(verified: &VerifiedIndex, now: OffsetDateTime) -> IndexState {
     }
 }
 
-/// Removes the temporary files a killed agent left in the state directory and the
-/// sink's directory, before this cycle needs the space. Best effort: a failure is
-/// logged and the cycle goes on; returns whether every directory was swept.
-fn remove_leftover_temp_files(cfg: &AgentConfig) -> bool {
-    let mut swept = true;
-    let dirs = std::iter::once(cfg.state_dir.as_path()).chain(cfg.sink.scratch_dir());
-    for dir in dirs {
-        match crate::fsutil::remove_temp_files(dir) {
+/// Removes the temporary files a killed agent left in the state directory, its blob
+/// cache and the sink's directory, before this cycle needs the space (the cache is also
+/// swept when the state changes, but a kill between saving the state and that sweep
+/// leaves an unchanged state behind). Best effort: a failure is logged and the cycle
+/// goes on; returns whether every directory was swept.
+async fn remove_leftover_temp_files(cfg: &AgentConfig) -> bool {
+    let state_dir = cfg.state_dir.clone();
+    let dirs: Vec<std::path::PathBuf> = std::iter::once(state_dir.clone())
+        .chain(cfg.sink.scratch_dir().map(std::path::Path::to_path_buf))
+        .collect();
+    let results = crate::blocking::run(move || {
+        let swept = dirs.into_iter().map(|dir| {
+            let result = crate::fsutil::remove_temp_files(&dir);
+            (dir, result)
+        });
+        let cache = (
+            state_dir.join(crate::state::BLOB_CACHE_DIR),
+            crate::state::remove_partial_blobs(&state_dir),
+        );
+        swept.chain(std::iter::once(cache)).collect::<Vec<_>>()
+    })
+    .await;
+    let mut all = true;
+    for (dir, result) in results {
+        match result {
             Ok(0) => {}
             Ok(n) => {
                 tracing::info!(dir = %dir.display(), removed = n, "removed temporary files left by an interrupted run")
             }
             Err(e) => {
                 tracing::warn!(error = %e, "could not remove leftover temporary files");
-                swept = false;
+                all = false;
             }
         }
     }
-    swept
+    all
 }
 
 /// Which bundles the index lists (the others are removed when the sink may hold them).
@@ -263,6 +281,7 @@ async fn apply<S: BundleSink>(sink: &mut S, job: &Job<'_>, stage: &mut Stage<'_>
             file_sha256: placed.file_sha256,
             inputs: placed.inputs,
             since: None,
+            reason: placed.reason,
         },
         Err(e) => sink.failed(job, stage.state.bundles.get(job.name()), e.to_string()),
     }
@@ -284,6 +303,7 @@ async fn remove<S: BundleSink>(
             file_sha256: cleared.file_sha256,
             inputs: None,
             since: None,
+            reason: None,
         },
         Err(e) => BundleState::keeping(previous, Status::Error, format!("could not remove ({reason}): {e}")),
     }
@@ -555,6 +575,32 @@ mod tests {
         assert!(web.message.contains("refused by the test"), "{}", web.message);
         assert_eq!(bench.sink.held.get(&name("web")), Some(&blob("web-1")));
         assert_eq!(result(&report, "db").status, Status::Applied);
+    }
+
+    #[tokio::test]
+    async fn an_invalid_plan_is_an_error_that_keeps_what_is_applied() {
+        let mut bench = Bench::new();
+        bench.cycle(&index(1, vec![bundle("web", "web-1")])).await;
+        let mut web = bundle("web", "web-2");
+        web["dependsOn"] = json!(["nowhere"]);
+        let report = bench.cycle(&index(2, vec![web])).await;
+        let web = result(&report, "web");
+        assert_eq!((web.status, web.digest.as_ref()), (Status::Error, Some(&blob("web-1"))));
+        assert!(web.message.contains("unknown bundle(s): nowhere"), "{}", web.message);
+        assert_eq!(bench.sink.writes, 1);
+    }
+
+    #[tokio::test]
+    async fn a_paused_dependency_that_is_in_place_lets_its_dependents_go() {
+        let mut bench = Bench::new();
+        bench.cycle(&index(1, vec![bundle("db", "db-1")])).await;
+        let mut db = bundle("db", "db-2");
+        db["paused"] = json!(true);
+        let mut api = bundle("api", "api-1");
+        api["dependsOn"] = json!(["db"]);
+        let report = bench.cycle(&index(2, vec![db, api])).await;
+        assert_eq!(result(&report, "db").status, Status::Paused);
+        assert_eq!(result(&report, "api").status, Status::Applied);
     }
 
     #[tokio::test]

@@ -174,7 +174,7 @@ impl Agent {
         let loaded;
         let state = match saved {
             Some(state) => state,
-            None => match State::load(&self.cfg.state_dir) {
+            None => match load_state(&self.cfg.state_dir).await {
                 Ok(state) => {
                     loaded = state;
                     &loaded
@@ -188,7 +188,8 @@ impl Agent {
         self.metrics
             .state(state, self.freshness.last_success.map(OffsetDateTime::unix_timestamp));
         let status = ClusterStatus::new(&self.cfg, state, &self.freshness, now);
-        if let Err(e) = status.write(&self.cfg.state_dir) {
+        let (written, dir) = (status.clone(), self.cfg.state_dir.clone());
+        if let Err(e) = crate::blocking::run(move || written.write(&dir)).await {
             tracing::error!(error = %e, "cannot write status.json");
         }
         let json = status.to_json();
@@ -215,6 +216,12 @@ impl Agent {
             }
         }
     }
+}
+
+/// The state saved in `dir`, read on the blocking pool.
+async fn load_state(dir: &std::path::Path) -> Result<State> {
+    let dir = dir.to_path_buf();
+    crate::blocking::run(move || State::load(&dir)).await
 }
 
 /// When the next cycle is due: the interval with random jitter after a success, an

@@ -127,6 +127,25 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A request to the Kubernetes API failed (kube sink).
+    #[error("{what}: {}", context.explain(source))]
+    Kube {
+        /// The object or kind the request was about (`Deployment.apps/web/api`).
+        what: String,
+        /// What the sink was doing, which shapes the explanation.
+        context: KubeContext,
+        /// The client's error, with the API server's Status when it answered.
+        #[source]
+        source: kube::Error,
+    },
+    /// A Kubernetes object did not reach the state the kube sink waited for in time.
+    #[error("{what}: {wait}")]
+    KubeTimeout {
+        /// The object waited for.
+        what: String,
+        /// What was waited for, and how long.
+        wait: KubeWait,
+    },
     /// The configuration is not usable (untyped; new code uses [`Error::Configuration`]).
     #[error("configuration: {0}")]
     Config(String),
@@ -341,6 +360,61 @@ impl Error {
         Error::Invalid {
             what: what.into(),
             message: message.into(),
+        }
+    }
+}
+
+/// What the kube sink was doing when a request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KubeContext {
+    /// Any request; the client's error says it all.
+    Request,
+    /// Discovery found no resource for the object's apiVersion and kind.
+    UnknownKind,
+    /// Server-side apply met fields another field manager owns (409).
+    Conflict,
+    /// The API server refused the object as invalid (422).
+    Refused,
+}
+
+impl KubeContext {
+    /// The explanation of `source` in this context, as users read it.
+    fn explain(self, source: &kube::Error) -> String {
+        let server_says = || match source {
+            kube::Error::Api(status) => status.message.clone(),
+            other => other.to_string(),
+        };
+        match self {
+            KubeContext::Request => source.to_string(),
+            KubeContext::UnknownKind => format!("unknown kind: {source}"),
+            KubeContext::Conflict => format!(
+                "conflict with another field manager: {} (set `force: true` in the bundle's bundle.yaml to take them)",
+                server_says()
+            ),
+            KubeContext::Refused => format!(
+                "refused: {} (an immutable field changed? force recreates)",
+                server_says()
+            ),
+        }
+    }
+}
+
+/// What the kube sink waited for in vain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KubeWait {
+    /// A CustomResourceDefinition never reported `Established`.
+    Established(std::time::Duration),
+    /// A deleted object (to be created again) was still there.
+    Deleted(std::time::Duration),
+}
+
+impl std::fmt::Display for KubeWait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KubeWait::Established(waited) => write!(f, "not Established after {}s", waited.as_secs()),
+            KubeWait::Deleted(waited) => write!(f, "still present {}s after its deletion", waited.as_secs()),
         }
     }
 }

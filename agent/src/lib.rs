@@ -17,6 +17,7 @@
 //! * [`select`] decides, for this cluster, which digest of which bundle applies and why.
 //! * [`render`] reads a verified bundle tarball safely and substitutes `${cluster.*}`.
 //! * [`sink`] hands rendered manifests to the cluster (the k3s auto-deploy directory).
+//! * [`cycle`] runs the stages once, deciding for every sink what happens to each bundle.
 //! * [`allow`] is the optional namespace allow-list (least privilege).
 //! * [`state`] remembers what was applied, written atomically.
 //!

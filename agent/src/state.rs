@@ -86,6 +86,24 @@ pub struct BundleState {
     /// When the bundle entered this status with this digest (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<String>,
+    /// Why the bundle is in this status, when a later cycle decides on it (the message
+    /// explains it to people; this says it to the agent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+}
+
+/// Why a bundle is in its status, for the decisions of later cycles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+#[non_exhaustive]
+pub enum Reason {
+    /// Its objects were not healthy within the bundle's health timeout (kube sink): it
+    /// stays an Error until they are, rather than flapping back to Applying.
+    #[serde(rename_all = "camelCase")]
+    HealthTimeout {
+        /// The timeout that passed, in seconds.
+        after_seconds: u64,
+    },
 }
 
 impl BundleState {
@@ -98,6 +116,7 @@ impl BundleState {
             file_sha256: previous.and_then(|p| p.file_sha256.clone()),
             inputs: previous.and_then(|p| p.inputs.clone()),
             since: None,
+            reason: None,
         }
     }
 
@@ -234,7 +253,7 @@ pub fn prune_blob_cache(dir: &Path, state: &State, max_bytes: u64) -> Result<()>
         let path = entry.path();
         let meta = entry.metadata().map_err(|e| Error::io(&path, e))?;
         let name = entry.file_name();
-        if name.to_string_lossy().starts_with('.') {
+        if is_partial(&name) {
             std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
         } else if in_use.iter().any(|k| name == std::ffi::OsStr::new(k)) {
             total += meta.len();
@@ -252,6 +271,36 @@ pub fn prune_blob_cache(dir: &Path, state: &State, max_bytes: u64) -> Result<()>
         }
     }
     Ok(())
+}
+
+/// Whether a file of the blob cache is a download or spool in progress (or left by a
+/// killed run): those are named with a leading dot, blobs by their hex digest.
+fn is_partial(name: &std::ffi::OsStr) -> bool {
+    name.to_string_lossy().starts_with('.')
+}
+
+/// Removes the partial downloads a killed run left in the blob cache of state directory
+/// `dir`; returns how many. Only call it when no download is under way.
+pub fn remove_partial_blobs(dir: &Path) -> Result<usize> {
+    let cache = dir.join(BLOB_CACHE_DIR);
+    let entries = match std::fs::read_dir(&cache) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io(cache, e)),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(&cache, e))?;
+        if is_partial(&entry.file_name()) {
+            let path = entry.path();
+            match std::fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(path, e)),
+            }
+        }
+    }
+    Ok(removed)
 }
 
 #[cfg(test)]
@@ -272,6 +321,7 @@ mod tests {
                 file_sha256: None,
                 inputs: None,
                 since: Some("2026-11-26T00:00:00Z".into()),
+                reason: None,
             },
         );
         state.save(dir.path()).expect("save");
@@ -303,6 +353,7 @@ mod tests {
                 file_sha256: None,
                 inputs: None,
                 since: None,
+                reason: None,
             },
         );
         prune_blob_cache(dir.path(), &state, 250).expect("prune");
@@ -316,6 +367,19 @@ mod tests {
             "in-use blob kept over the bound"
         );
         assert!(!cached_blob(dir.path(), &recent).exists());
+    }
+
+    #[test]
+    fn partial_downloads_a_killed_run_left_are_removed_and_blobs_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(remove_partial_blobs(dir.path()).expect("no cache yet"), 0);
+        let cache = dir.path().join(BLOB_CACHE_DIR);
+        std::fs::create_dir_all(&cache).expect("mkdir");
+        let blob = cached_blob(dir.path(), &Digest::of(b"blob"));
+        std::fs::write(&blob, b"blob").expect("write");
+        std::fs::write(cache.join(".blob-partial"), b"x").expect("write");
+        assert_eq!(remove_partial_blobs(dir.path()).expect("sweep"), 1);
+        assert!(blob.exists() && !cache.join(".blob-partial").exists());
     }
 
     #[test]

@@ -205,87 +205,11 @@ impl BundleSource {
             .unwrap_or_default();
         let name = BundleName::parse(&dir_name).map_err(|m| Error::source(dir, m))?;
         let spec_path = dir.join(BUNDLE_FILE);
-        let (spec, warnings): (BundleSpec, _) = match std::fs::read_to_string(&spec_path) {
-            Ok(text) => {
-                let spec = serde_norway::from_str(&text).map_err(|e| Error::source(&spec_path, e.to_string()))?;
-                let warnings = implicit_every_cluster(&text, &spec)
-                    .into_iter()
-                    .map(|w| format!("{}: {w}", spec_path.display()))
-                    .collect();
-                (spec, warnings)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (BundleSpec::default(), Vec::new()),
-            Err(e) => return Err(drover_agent::Error::io(&spec_path, e).into()),
-        };
-        if let Some(rollout) = spec.rollout.filter(|r| r.percent > 100) {
-            return Err(Error::source(
-                &spec_path,
-                format!("rollout.percent: {} is out of range (0 to 100)", rollout.percent),
-            ));
-        }
-        let kind = if let Some(chart) = &spec.chart {
-            if dir.join(CHART_FILE).is_file() {
-                return Err(Error::source(
-                    &spec_path,
-                    format!("chart: this directory is a chart already ({CHART_FILE}); use one or the other"),
-                ));
-            }
-            SourceKind::Helm(crate::helm::Chart::pull(chart).map_err(|m| Error::source(&spec_path, m))?)
-        } else if dir.join(CHART_FILE).is_file() {
-            SourceKind::Helm(crate::helm::Chart::read(dir)?)
-        } else if KUSTOMIZATION_FILES.iter().any(|f| dir.join(f).is_file())
-            || spec.targets.iter().any(|t| t.overlay.is_some())
-        {
-            SourceKind::Kustomize
-        } else {
-            SourceKind::Plain
-        };
-        let helm = matches!(kind, SourceKind::Helm(_));
-        if !helm && !spec.values.is_empty() {
-            return Err(Error::source(
-                &spec_path,
-                "values: only Helm chart bundles (a directory with Chart.yaml) take values",
-            ));
-        }
+        let (spec, warnings) = read_spec(&spec_path)?;
+        let kind = source_kind(dir, &spec_path, &spec)?;
         let mut variants = BTreeMap::new();
         for (i, target) in spec.targets.iter().enumerate() {
-            let misplaced = match (&kind, target) {
-                (SourceKind::Plain | SourceKind::Kustomize, t) if !t.values.is_empty() => {
-                    Some("values: only Helm chart bundles (a directory with Chart.yaml) take values")
-                }
-                (SourceKind::Helm(_), t) if t.overlay.is_some() => {
-                    Some("overlay: a Helm chart bundle has no overlays; use values")
-                }
-                (SourceKind::Helm(_) | SourceKind::Kustomize, t) if t.variant.is_some() => {
-                    Some("variant: only plain-YAML bundles take variant directories (kustomize: overlay; Helm: values)")
-                }
-                _ => None,
-            };
-            if let Some(problem) = misplaced {
-                return Err(Error::source(&spec_path, format!("targets[{i}].{problem}")));
-            }
-            if let Some(overlay) = &target.overlay {
-                let odir = check_subdir(dir, &spec_path, &format!("targets[{i}].overlay"), overlay)?;
-                if !KUSTOMIZATION_FILES.iter().any(|f| odir.join(f).is_file()) {
-                    return Err(Error::source(
-                        &odir,
-                        format!("targets[{i}].overlay: no kustomization.yaml in this directory"),
-                    ));
-                }
-            }
-            if target.cluster_selector.is_none() && target.cluster_name.is_none() {
-                return Err(Error::source(
-                    &spec_path,
-                    format!(
-                        "targets[{i}] needs clusterSelector or clusterName (clusterSelector: {{}} means every cluster)"
-                    ),
-                ));
-            }
-            if let Some(selector) = &target.cluster_selector {
-                selector
-                    .validate()
-                    .map_err(|m| Error::source(&spec_path, format!("targets[{i}].clusterSelector: {m}")))?;
-            }
+            check_target(dir, &spec_path, &kind, i, target)?;
             if let Some(variant) = &target.variant {
                 let vdir = check_subdir(dir, &spec_path, &format!("targets[{i}].variant"), variant)?;
                 if !variants.contains_key(variant) {
@@ -302,7 +226,7 @@ impl BundleSource {
             SourceKind::Kustomize | SourceKind::Helm(_) => BTreeMap::new(),
         };
         if matches!(kind, SourceKind::Kustomize)
-            && !KUSTOMIZATION_FILES.iter().any(|f| dir.join(f).is_file())
+            && !is_kustomization(dir)
             && (spec.targets.is_empty() || spec.targets.iter().any(|t| t.overlay.is_none() && !t.do_not_deploy))
         {
             return Err(Error::source(
@@ -360,6 +284,103 @@ impl BundleSource {
         }
         files
     }
+}
+
+/// Reads and checks `bundle.yaml` (the defaults when there is none), with the warnings its
+/// text gives.
+fn read_spec(spec_path: &Path) -> Result<(BundleSpec, Vec<String>)> {
+    let (spec, warnings): (BundleSpec, _) = match std::fs::read_to_string(spec_path) {
+        Ok(text) => {
+            let spec = serde_norway::from_str(&text).map_err(|e| Error::source(spec_path, e.to_string()))?;
+            let warnings = implicit_every_cluster(&text, &spec)
+                .into_iter()
+                .map(|w| format!("{}: {w}", spec_path.display()))
+                .collect();
+            (spec, warnings)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (BundleSpec::default(), Vec::new()),
+        Err(e) => return Err(drover_agent::Error::io(spec_path, e).into()),
+    };
+    if let Some(rollout) = spec.rollout.filter(|r| r.percent > 100) {
+        return Err(Error::source(
+            spec_path,
+            format!("rollout.percent: {} is out of range (0 to 100)", rollout.percent),
+        ));
+    }
+    Ok((spec, warnings))
+}
+
+/// Whether `dir` holds a kustomization file.
+fn is_kustomization(dir: &Path) -> bool {
+    KUSTOMIZATION_FILES.iter().any(|f| dir.join(f).is_file())
+}
+
+/// What kind of bundle `dir` is (pulling a `chart:` from its repository), and whether its
+/// `values` fit that kind.
+fn source_kind(dir: &Path, spec_path: &Path, spec: &BundleSpec) -> Result<SourceKind> {
+    let kind = if let Some(chart) = &spec.chart {
+        if dir.join(CHART_FILE).is_file() {
+            return Err(Error::source(
+                spec_path,
+                format!("chart: this directory is a chart already ({CHART_FILE}); use one or the other"),
+            ));
+        }
+        SourceKind::Helm(crate::helm::Chart::pull(chart).map_err(|m| Error::source(spec_path, m))?)
+    } else if dir.join(CHART_FILE).is_file() {
+        SourceKind::Helm(crate::helm::Chart::read(dir)?)
+    } else if is_kustomization(dir) || spec.targets.iter().any(|t| t.overlay.is_some()) {
+        SourceKind::Kustomize
+    } else {
+        SourceKind::Plain
+    };
+    if !matches!(kind, SourceKind::Helm(_)) && !spec.values.is_empty() {
+        return Err(Error::source(
+            spec_path,
+            "values: only Helm chart bundles (a directory with Chart.yaml) take values",
+        ));
+    }
+    Ok(kind)
+}
+
+/// Checks `targets[i]` of a bundle of `kind`: only the fields its kind takes, an overlay
+/// that is a kustomization, and a valid selector or a cluster name.
+fn check_target(dir: &Path, spec_path: &Path, kind: &SourceKind, i: usize, target: &TargetSpec) -> Result<()> {
+    let misplaced = match (kind, target) {
+        (SourceKind::Plain | SourceKind::Kustomize, t) if !t.values.is_empty() => {
+            Some("values: only Helm chart bundles (a directory with Chart.yaml) take values")
+        }
+        (SourceKind::Helm(_), t) if t.overlay.is_some() => {
+            Some("overlay: a Helm chart bundle has no overlays; use values")
+        }
+        (SourceKind::Helm(_) | SourceKind::Kustomize, t) if t.variant.is_some() => {
+            Some("variant: only plain-YAML bundles take variant directories (kustomize: overlay; Helm: values)")
+        }
+        _ => None,
+    };
+    if let Some(problem) = misplaced {
+        return Err(Error::source(spec_path, format!("targets[{i}].{problem}")));
+    }
+    if let Some(overlay) = &target.overlay {
+        let odir = check_subdir(dir, spec_path, &format!("targets[{i}].overlay"), overlay)?;
+        if !is_kustomization(&odir) {
+            return Err(Error::source(
+                &odir,
+                format!("targets[{i}].overlay: no kustomization.yaml in this directory"),
+            ));
+        }
+    }
+    if target.cluster_selector.is_none() && target.cluster_name.is_none() {
+        return Err(Error::source(
+            spec_path,
+            format!("targets[{i}] needs clusterSelector or clusterName (clusterSelector: {{}} means every cluster)"),
+        ));
+    }
+    if let Some(selector) = &target.cluster_selector {
+        selector
+            .validate()
+            .map_err(|m| Error::source(spec_path, format!("targets[{i}].clusterSelector: {m}")))?;
+    }
+    Ok(())
 }
 
 /// Checks that `sub` (the `field` of `spec_path`) is a relative sub-directory of `dir`

@@ -19,28 +19,10 @@ pub fn client() -> Result<reqwest::Client, drover_agent::transport::ClientError>
         .build()
 }
 
-/// GETs `url` and returns its body, refusing more than `limit` bytes.
+/// GETs `url` and returns its body, refusing more than `limit` bytes (the agent's bounded
+/// reader, [`drover_agent::transport::get_limited`]).
 pub async fn fetch(client: &reqwest::Client, url: &Url, limit: u64) -> Result<Vec<u8>, String> {
-    let response = client.get(url.clone()).send().await.map_err(|e| describe(&e))?;
-    if !response.status().is_success() {
-        return Err(format!("HTTP {}", response.status()));
-    }
-    drover_agent::transport::read_body(response, limit, None)
+    drover_agent::transport::get_limited(client, url, limit)
         .await
-        .map_err(|e| match e {
-            drover_agent::transport::BodyError::Transport(e) => describe(&e),
-            too_large => too_large.to_string(),
-        })
-}
-
-/// reqwest's top-level message hides the cause ("error sending request"); add the chain.
-fn describe(e: &reqwest::Error) -> String {
-    let mut message = e.to_string();
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        message.push_str(": ");
-        message.push_str(&c.to_string());
-        cause = c.source();
-    }
-    message
+        .map_err(|e| e.to_string())
 }

@@ -102,6 +102,37 @@ pub fn run(input: &ImageInput, to: &ImageDestinations) -> Result<()> {
 
 /// Builds the image from `input`.
 pub fn build(input: &ImageInput) -> Result<Image> {
+    let (binary, ca) = read_input(input)?;
+    let tar = layer_tar(&layer_entries(binary, ca))
+        .map_err(|e| Error::source(&input.binary, format!("cannot build the layer: {e}")))?;
+    let diff_id = Digest::of(&tar);
+    let mut gz = GzBuilder::new()
+        .mtime(0)
+        .operating_system(255)
+        .write(Vec::new(), Compression::new(GZIP_LEVEL));
+    let layer = gz
+        .write_all(&tar)
+        .and_then(|()| gz.finish())
+        .map_err(|e| Error::source(&input.binary, format!("cannot compress the layer: {e}")))?;
+    let config = image_config(&input.tag, &diff_id);
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_MEDIA_TYPE,
+        "config": {"mediaType": CONFIG_MEDIA_TYPE, "digest": Digest::of(&config).to_string(), "size": config.len()},
+        "layers": [{"mediaType": LAYER_MEDIA_TYPE, "digest": Digest::of(&layer).to_string(), "size": layer.len()}],
+    }))
+    .expect("manifest serialises: plain data");
+    Ok(Image {
+        layer,
+        config,
+        manifest,
+        tag: input.tag.clone(),
+    })
+}
+
+/// Reads the binary and the CA bundle, checking that they are what they claim to be, and
+/// checks the tag.
+fn read_input(input: &ImageInput) -> Result<(Vec<u8>, Vec<u8>)> {
     let read = |path: &Path| std::fs::read(path).map_err(|e| Error::source(path, e.to_string()));
     let binary = read(&input.binary)?;
     if !binary.starts_with(b"\x7fELF") {
@@ -120,6 +151,11 @@ pub fn build(input: &ImageInput) -> Result<Image> {
             message: format!("{:?} is not an image tag ([A-Za-z0-9_][A-Za-z0-9._-]*)", input.tag),
         });
     }
+    Ok((binary, ca))
+}
+
+/// The files and directories of the one layer, by path.
+fn layer_entries(binary: Vec<u8>, ca: Vec<u8>) -> BTreeMap<&'static str, Entry> {
     let file = |mode, content| Entry {
         mode,
         uid: 0,
@@ -130,23 +166,16 @@ pub fn build(input: &ImageInput) -> Result<Image> {
         uid,
         content: None,
     };
-    let entries: BTreeMap<&str, Entry> = [
+    let passwd =
+        format!("root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:{AGENT_UID}:{AGENT_UID}:nonroot:/:/sbin/nologin\n");
+    [
         ("drover-agent", file(0o755, binary)),
         ("etc/", dir(0o755, 0)),
         (
             "etc/group",
             file(0o644, format!("root:x:0:\nnonroot:x:{AGENT_UID}:\n").into_bytes()),
         ),
-        (
-            "etc/passwd",
-            file(
-                0o644,
-                format!(
-                    "root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:{AGENT_UID}:{AGENT_UID}:nonroot:/:/sbin/nologin\n"
-                )
-                .into_bytes(),
-            ),
-        ),
+        ("etc/passwd", file(0o644, passwd.into_bytes())),
         ("etc/ssl/", dir(0o755, 0)),
         ("etc/ssl/certs/", dir(0o755, 0)),
         (CA_BUNDLE_PATH, file(0o644, ca)),
@@ -156,18 +185,12 @@ pub fn build(input: &ImageInput) -> Result<Image> {
         ("var/lib/drover/", dir(0o700, AGENT_UID)),
     ]
     .into_iter()
-    .collect();
-    let tar = layer_tar(&entries).map_err(|e| Error::source(&input.binary, format!("cannot build the layer: {e}")))?;
-    let diff_id = Digest::of(&tar);
-    let mut gz = GzBuilder::new()
-        .mtime(0)
-        .operating_system(255)
-        .write(Vec::new(), Compression::new(GZIP_LEVEL));
-    let layer = gz
-        .write_all(&tar)
-        .and_then(|()| gz.finish())
-        .map_err(|e| Error::source(&input.binary, format!("cannot compress the layer: {e}")))?;
-    let config = serde_json::to_vec(&json!({
+    .collect()
+}
+
+/// The image config: user, entrypoint, CA bundle variable, labels and the layer's diff ID.
+fn image_config(tag: &str, diff_id: &Digest) -> Vec<u8> {
+    serde_json::to_vec(&json!({
         "architecture": "amd64",
         "os": "linux",
         "config": {
@@ -179,28 +202,16 @@ pub fn build(input: &ImageInput) -> Result<Image> {
                 "org.opencontainers.image.title": "drover-agent",
                 "org.opencontainers.image.description": "drover agent: pulls a signed drover store and applies it",
                 "org.opencontainers.image.licenses": "Apache-2.0",
-                "org.opencontainers.image.version": input.tag,
+                "org.opencontainers.image.version": tag,
             },
         },
         "rootfs": {"type": "layers", "diff_ids": [diff_id.to_string()]},
         "history": [{"created_by": "drover image", "comment": "static drover-agent, CA bundle, user 65532"}],
     }))
-    .expect("image config serialises: plain data");
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": MANIFEST_MEDIA_TYPE,
-        "config": {"mediaType": CONFIG_MEDIA_TYPE, "digest": Digest::of(&config).to_string(), "size": config.len()},
-        "layers": [{"mediaType": LAYER_MEDIA_TYPE, "digest": Digest::of(&layer).to_string(), "size": layer.len()}],
-    }))
-    .expect("manifest serialises: plain data");
-    Ok(Image {
-        layer,
-        config,
-        manifest,
-        tag: input.tag.clone(),
-    })
+    .expect("image config serialises: plain data")
 }
 
+/// The layer as a tar: entries sorted by path, mtime 0, fixed modes and owners.
 fn layer_tar(entries: &BTreeMap<&str, Entry>) -> std::io::Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
     for (path, entry) in entries {

@@ -121,8 +121,9 @@ struct PublishArgs {
     /// Channel name written into the index.
     #[arg(long, default_value = "stable")]
     channel: String,
-    /// How long agents accept this index (e.g. 30d, 12h). Re-publish before it runs out.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    /// How long agents accept this index (e.g. 30d, 12h, 2w; default 30d). Re-publish before
+    /// it runs out.
+    #[arg(long, value_name = "DURATION", value_parser = parse_expiry)]
     expires_in: Option<Duration>,
     /// Largest bundle blob accepted (compressed), e.g. 32MiB (default), 500KiB, 1048576.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
@@ -130,6 +131,9 @@ struct PublishArgs {
     /// Build and check every bundle and print what would be published; write nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Publish even though the store holds another channel's index (replacing that channel).
+    #[arg(long)]
+    force: bool,
 }
 
 /// Flags of `drover verify`.
@@ -339,6 +343,7 @@ impl PublishArgs {
             expires_in: self.expires_in.unwrap_or(DEFAULT_EXPIRES_IN),
             max_bundle_size: self.max_bundle_size.unwrap_or(DEFAULT_MAX_BUNDLE_SIZE),
             dry_run: self.dry_run,
+            force: self.force,
         }
     }
 }
@@ -418,5 +423,14 @@ impl StatusArgs {
             stale_after: self.stale_after,
         };
         (format, opts)
+    }
+}
+
+/// `--expires-in`: a duration longer than zero (an index that expires as it is written
+/// would be refused by every agent).
+fn parse_expiry(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!("{s:?}: an index must stay valid for longer than 0 (e.g. 30d)")),
+        d => Ok(d),
     }
 }

@@ -70,6 +70,7 @@ mod properties {
     use drover_agent::format::Digest;
     use drover_agent::render::{read_manifests, render_bundle, Limits, Rendered};
     use drover_agent::select::Cluster;
+    use drover_agent::source::blob::VerifiedBlob;
     use proptest::prelude::*;
     use serde_norway::{Mapping, Value};
 
@@ -141,11 +142,11 @@ mod properties {
             let dir = tempfile::tempdir().expect("tempdir");
             let path = dir.path().join("blob");
             std::fs::write(&path, &blob).expect("write blob");
+            let path = VerifiedBlob::check_file(path, &Digest::of(&blob), blob.len() as u64).expect("intact");
             let mut out = Rendered::default();
-            render_bundle(&path, "prop", None, &Cluster::default(), &Limits::default(), None, &mut out).expect("a packed bundle renders");
+            render_bundle(&path, "prop", None, &Cluster::default(), &Limits::default(), &mut out).expect("a packed bundle renders");
             let rendered: Vec<Value> = out
-                .documents
-                .iter()
+                .documents()
                 .map(|d| serde_norway::from_str(d).expect("a rendered document parses"))
                 .collect();
             let objects: Vec<Value> = tree.values().flatten().cloned().map(Value::Mapping).collect();

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use drover_agent::format::{
-    BlobRef, Bundle, Digest, Index, LabelSelector, Target, API_VERSION, BLOB_DIR, INDEX_FILE, INDEX_KIND,
+    BlobRef, Bundle, BundleName, Digest, Index, LabelSelector, Target, API_VERSION, BLOB_DIR, INDEX_FILE, INDEX_KIND,
 };
 use drover_agent::fsutil;
 use time::OffsetDateTime;
@@ -51,6 +51,8 @@ pub struct PublishOptions {
     pub max_bundle_size: u64,
     /// Build and check everything, write nothing.
     pub dry_run: bool,
+    /// Publish over an index of another channel (replacing that channel in this store).
+    pub force: bool,
 }
 
 /// What a publish did (or, dry run, would do).
@@ -70,6 +72,8 @@ pub struct PublishSummary {
     pub index: Index,
     /// Warnings about the sources (see [`BundleSource::warnings`]), for stderr.
     pub warnings: Vec<String>,
+    /// Bundles of the previous index that this one no longer has (agents remove them).
+    pub removed: Vec<BundleName>,
 }
 
 impl PublishSummary {
@@ -137,6 +141,9 @@ pub fn run(opts: &PublishOptions, now: OffsetDateTime) -> Result<()> {
             s.bundles,
             s.blobs_written.len()
         );
+        for name in &s.removed {
+            println!("would remove: {}", name.as_str());
+        }
         return Ok(());
     }
     println!(
@@ -147,6 +154,13 @@ pub fn run(opts: &PublishOptions, now: OffsetDateTime) -> Result<()> {
         s.blobs_reused,
         drover_agent::format::rfc3339(s.expires)
     );
+    for name in &s.removed {
+        println!(
+            "removed: {} (no longer in {}; agents remove it)",
+            name.as_str(),
+            opts.src.display()
+        );
+    }
     Ok(())
 }
 
@@ -159,6 +173,7 @@ pub fn publish(opts: &PublishOptions, now: OffsetDateTime) -> Result<PublishSumm
     let sources = read_bundle_sources(&opts.src)?;
     check_dependencies(&sources)?;
     let previous_index = previous_index(&opts.store)?;
+    check_same_channel(opts, previous_index.as_ref())?;
     let wanted = wanted_targets(&sources);
     let recipes = distinct_recipes(&sources, &wanted);
     let packed = pack_blobs(&sources, &recipes.recipes)?;
@@ -194,6 +209,7 @@ pub fn publish(opts: &PublishOptions, now: OffsetDateTime) -> Result<PublishSumm
         blobs_reused: reused,
         index,
         warnings: sources.iter().flat_map(|s| s.warnings.iter().cloned()).collect(),
+        removed: removed_bundles(previous_index.as_ref(), &sources),
     };
     if !opts.dry_run {
         write_signed_index(opts, &sk, &summary.index)?;
@@ -558,8 +574,24 @@ fn write_blob(blob_dir: &Path, blob: Vec<u8>, dry_run: bool) -> Result<(Digest, 
 
 fn read_bundle_sources(src: &Path) -> Result<Vec<BundleSource>> {
     let bundles_dir = src.join("bundles");
-    let entries = std::fs::read_dir(&bundles_dir)
-        .map_err(|e| Error::source(&bundles_dir, format!("cannot read the bundles directory: {e}")))?;
+    let entries = std::fs::read_dir(&bundles_dir).map_err(|e| {
+        // `drover publish src/bundles`: one level too deep.
+        let hint = match (src.file_name(), src.parent()) {
+            (Some(name), Some(parent)) if name == "bundles" => {
+                let parent = if parent.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    parent
+                };
+                format!(
+                    " (give the directory that holds bundles/: drover publish {})",
+                    parent.display()
+                )
+            }
+            _ => String::new(),
+        };
+        Error::source(&bundles_dir, format!("cannot read the bundles directory: {e}{hint}"))
+    })?;
     let mut dirs = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| drover_agent::Error::io(&bundles_dir, e))?;
@@ -620,6 +652,36 @@ fn check_dependencies(sources: &[BundleSource]) -> Result<()> {
     Ok(())
 }
 
+/// Bundles in `previous` that no source provides any more.
+fn removed_bundles(previous: Option<&Index>, sources: &[BundleSource]) -> Vec<BundleName> {
+    let kept: std::collections::BTreeSet<&BundleName> = sources.iter().map(|s| &s.name).collect();
+    previous
+        .map(|p| {
+            p.bundles
+                .iter()
+                .map(|b| &b.name)
+                .filter(|n| !kept.contains(n))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A store directory holds one channel: publishing another over it would replace it, and
+/// every agent following the old channel would refuse the store from then on.
+fn check_same_channel(opts: &PublishOptions, previous: Option<&Index>) -> Result<()> {
+    match previous {
+        Some(index) if index.channel != opts.channel && !opts.force => Err(Error::source(
+            opts.store.join(INDEX_FILE),
+            format!(
+                "this store holds channel {:?}; publishing channel {:?} here would replace it, and every agent following {:?} would refuse the store. Use one store per channel (e.g. stores/{} and stores/{}), or --force to replace the channel",
+                index.channel, opts.channel, index.channel, index.channel, opts.channel
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The store's current index, or `None` for a new store. It is the publisher's own file,
 /// read for its version (the next one is higher) and its targets' digests (the previous
 /// blobs of a rollout). An unreadable one is an error rather than a silent restart at 1,
@@ -662,6 +724,7 @@ mod tests {
             expires_in: DEFAULT_EXPIRES_IN,
             max_bundle_size: DEFAULT_MAX_BUNDLE_SIZE,
             dry_run: false,
+            force: false,
         };
         (dir, opts)
     }
@@ -817,5 +880,53 @@ mod tests {
         };
         let err = publish(&opts, now()).expect_err("empty channel").to_string();
         assert!(err.contains("channel name must not be empty"), "{err}");
+    }
+
+    #[test]
+    fn refuses_to_publish_another_channel_over_a_store_unless_forced() {
+        let (_dir, opts) = site(&[("web", "", &config_map("1"))]);
+        publish(&opts, now()).expect("stable");
+        let canary = PublishOptions {
+            channel: "canary".into(),
+            ..opts.clone()
+        };
+        let before = std::fs::read(opts.store.join(INDEX_FILE)).expect("index");
+        let err = publish(&canary, now()).expect_err("other channel").to_string();
+        assert!(err.contains("this store holds channel \"stable\""), "{err}");
+        assert!(
+            err.contains("one store per channel") && err.contains("--force"),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read(opts.store.join(INDEX_FILE)).expect("index"),
+            before,
+            "index untouched"
+        );
+        let forced = PublishOptions { force: true, ..canary };
+        assert_eq!(publish(&forced, now()).expect("forced").index.channel, "canary");
+    }
+
+    #[test]
+    fn a_source_one_level_too_deep_suggests_its_parent() {
+        let (_dir, opts) = site(&[("web", "", &config_map("1"))]);
+        let opts = PublishOptions {
+            src: opts.src.join("bundles"),
+            ..opts
+        };
+        let err = publish(&opts, now()).expect_err("too deep").to_string();
+        let parent = opts.src.parent().expect("parent").display().to_string();
+        assert!(err.contains(&format!("drover publish {parent}")), "{err}");
+    }
+
+    #[test]
+    fn a_publish_lists_the_bundles_it_drops() {
+        let (dir, opts) = site(&[("web", "", &config_map("1")), ("shop-config", "", &config_map("2"))]);
+        assert!(publish(&opts, now()).expect("v1").removed.is_empty());
+        std::fs::remove_dir_all(dir.path().join("src/bundles/shop-config")).expect("remove");
+        let removed = publish(&opts, now()).expect("v2").removed;
+        assert_eq!(
+            removed.iter().map(BundleName::as_str).collect::<Vec<_>>(),
+            ["shop-config"]
+        );
     }
 }

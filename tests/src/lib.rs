@@ -22,6 +22,7 @@ pub mod agent;
 pub mod agent_daemon;
 pub mod applyset;
 pub mod faulty;
+pub mod foreign;
 pub mod fsutil;
 pub mod kill;
 pub mod kube_api;

@@ -9,8 +9,10 @@
 
 use std::collections::BTreeMap;
 
+use drover_agent::format::Digest;
 use drover_agent::render::{check_tarball, read_manifests, render_bundle, Limits, Rendered};
 use drover_agent::select::Cluster;
+use drover_agent::source::blob::VerifiedBlob;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -30,12 +32,13 @@ fuzz_target!(|data: &[u8]| {
     let dir = tempfile::tempdir().expect("tempdir");
     let blob = dir.path().join("blob");
     std::fs::write(&blob, data).expect("write blob");
+    let blob = VerifiedBlob::check_file(blob, &Digest::of(data), data.len() as u64).expect("the blob just written");
     let cluster = Cluster {
         name: "edge-1".into(),
         labels: BTreeMap::from([("env".into(), "prod".into())]),
     };
     let mut out = Rendered::default();
-    if render_bundle(&blob, "fuzz", Some("apps"), &cluster, &limits, None, &mut out).is_ok() {
+    if render_bundle(&blob, "fuzz", Some("apps"), &cluster, &limits, &mut out).is_ok() {
         assert!(
             checked.is_ok(),
             "render_bundle accepted a bundle check_tarball refuses: {checked:?}"

@@ -8,8 +8,10 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
+use drover_agent::format::Digest;
 use drover_agent::render::{check_manifest, render_bundle, substitute, Limits, Rendered};
 use drover_agent::select::Cluster;
+use drover_agent::source::blob::VerifiedBlob;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -31,12 +33,14 @@ fuzz_target!(|data: &[u8]| {
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let blob = dir.path().join("blob");
-    std::fs::write(&blob, bundle_of(data)).expect("write blob");
+    let bytes = bundle_of(data);
+    std::fs::write(&blob, &bytes).expect("write blob");
+    let blob = VerifiedBlob::check_file(blob, &Digest::of(&bytes), bytes.len() as u64).expect("the blob just written");
     let mut out = Rendered::default();
-    let rendered = render_bundle(&blob, "fuzz", Some("apps"), &cluster, &limits, None, &mut out);
+    let rendered = render_bundle(&blob, "fuzz", Some("apps"), &cluster, &limits, &mut out);
     if rendered.is_ok() {
         // Whatever the agent renders must itself be a valid manifest again.
-        for document in &out.documents {
+        for document in out.documents() {
             check_manifest(document, "rendered").expect("a rendered object is a valid manifest");
         }
     }

@@ -29,7 +29,7 @@ pub struct Flags {
     /// A cluster label KEY=VALUE (matched by clusterSelector). Repeat for several.
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
-    /// Where manifests go: dir:PATH (a k3s auto-deploy manifests directory) or kube[:KUBECONFIG] (the Kubernetes API; docs/kube-sink.md).
+    /// Where manifests go: dir:PATH (a k3s auto-deploy manifests directory) or kube[:KUBECONFIG][?namespace=NS] (the Kubernetes API; NS is the agent's own namespace, default drover-system; docs/kube-sink.md).
     #[arg(long, value_name = "SINK")]
     pub sink: Option<String>,
     /// Directory for the agent's state (last applied version, per-bundle results, blob cache).
@@ -69,7 +69,7 @@ pub struct Flags {
     /// Bound of the blob cache in the state directory, e.g. 512MiB (default); blobs in use are always kept.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub cache_size: Option<u64>,
-    /// Local listener for /metrics, /healthz, /readyz and POST /sync: ADDR:PORT or "off" (default 127.0.0.1:9090).
+    /// Local listener for /metrics, /healthz, /readyz, /status and POST /sync: ADDR:PORT or "off" (default 127.0.0.1:9090).
     #[arg(long, value_name = "ADDR|off")]
     pub listen: Option<String>,
     /// Log format on stderr: text (default) or json.

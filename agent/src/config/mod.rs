@@ -124,12 +124,10 @@ impl AgentConfig {
         let allow = if settings.allow_namespaces.is_empty() {
             None
         } else {
-            let allow = crate::allow::AllowList::new(settings.allow_namespaces, settings.allow_cluster_scoped)?;
-            // The kube sink checks every object again with API discovery before it writes.
-            Some(match sink {
-                Sink::Kube(_) => allow.checked_by_discovery(),
-                Sink::Dir(_) => allow,
-            })
+            Some(crate::allow::AllowList::new(
+                settings.allow_namespaces,
+                settings.allow_cluster_scoped,
+            )?)
         };
         Ok(AgentConfig {
             sources,

@@ -295,7 +295,7 @@ impl Registry {
             self.received.fetch_add(chunk.len() as u64, Ordering::Relaxed);
             writer.write(&chunk)?;
         }
-        writer.finish(dest)
+        writer.finish_off_runtime(dest).await
     }
 
     /// Whether the repository has blob `digest` (`HEAD`).

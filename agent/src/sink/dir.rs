@@ -19,10 +19,11 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
+use crate::allow::{placement_offline, AllowList, Candidate};
 use crate::error::{Error, Result};
 use crate::format::{BundleName, Digest};
 use crate::fsutil;
-use crate::render::{ObjectWriter, Rendered};
+use crate::render::{Object, ObjectWriter, Scopes};
 use crate::select::Cluster;
 use crate::sink::{BundleSink, Cleared, Job, Placed, Stage};
 use crate::state::{BundleState, Status};
@@ -68,16 +69,18 @@ impl DirSink {
             ),
             out: std::io::BufWriter::with_capacity(64 << 10, tmp),
             hasher: Sha256::new(),
+            listed: None,
         };
         file.put_header()?;
         Ok(file)
     }
 
-    /// Writes the bundle's manifests from memory; returns the sha256 of the file.
-    pub fn write_rendered(&self, bundle: &BundleName, digest: &Digest, rendered: &Rendered) -> Result<Digest> {
+    /// Writes `documents` as the bundle's manifests at once; returns the sha256 of the file.
+    #[cfg(test)]
+    fn write_documents(&self, bundle: &BundleName, digest: &Digest, documents: &[&str]) -> Result<Digest> {
         let mut file = self.begin(bundle, digest)?;
-        for doc in &rendered.documents {
-            file.write_object(doc)?;
+        for doc in documents {
+            file.write_document(doc)?;
         }
         file.commit()
     }
@@ -130,7 +133,15 @@ impl BundleSink for DirSink {
             let (sink, name, digest) = (self.clone(), name.clone(), chosen.digest.clone());
             crate::blocking::run(move || sink.begin(&name, &digest)).await?
         };
-        let (file, objects) = stage.render_into(blob, job, file).await?;
+        let file = match stage.render.allow {
+            Some(_) => file.listing_objects(),
+            None => file,
+        };
+        let (file, rendering) = stage.render_into(blob, job, file).await?;
+        if let Some(allow) = stage.render.allow {
+            file.check_allowed(&job.what(), allow, &rendering.scopes)?;
+        }
+        let objects = rendering.objects;
         stage
             .record_intent(name, &chosen.digest, format!("writing {}", chosen.digest.short()))
             .await?;
@@ -146,6 +157,7 @@ impl BundleSink for DirSink {
             ),
             file_sha256: Some(file_sha),
             inputs: Some(inputs),
+            reason: None,
         })
     }
 
@@ -184,6 +196,7 @@ impl DirSink {
             message,
             file_sha256: Some(file_sha),
             inputs: Some(inputs.clone()),
+            reason: None,
         })
     }
 }
@@ -209,6 +222,17 @@ pub struct BundleFile {
     header: String,
     out: std::io::BufWriter<tempfile::NamedTempFile>,
     hasher: Sha256,
+    /// Who each object written is, when the allow-list will check them.
+    listed: Option<Vec<Listed>>,
+}
+
+/// An object written, as the allow-list judges it.
+#[derive(Debug)]
+struct Listed {
+    group: String,
+    kind: String,
+    name: String,
+    namespace: Option<String>,
 }
 
 impl BundleFile {
@@ -241,10 +265,48 @@ impl BundleFile {
     }
 }
 
-impl ObjectWriter for BundleFile {
-    fn write_object(&mut self, document: &str) -> Result<()> {
+impl BundleFile {
+    /// The same file, also noting who each object written is, for [`BundleFile::check_allowed`].
+    pub fn listing_objects(mut self) -> Self {
+        self.listed = Some(Vec::new());
+        self
+    }
+
+    /// Checks the objects written against `allow`, placed by `scopes` without an API
+    /// server to ask ([`crate::allow::placement_offline`]). A file not
+    /// [listing](BundleFile::listing_objects) its objects has nothing to check.
+    pub fn check_allowed(&self, what: &str, allow: &AllowList, scopes: &Scopes) -> Result<()> {
+        let listed = self.listed.iter().flatten();
+        allow.check(
+            what,
+            listed.map(|o| Candidate {
+                group: &o.group,
+                kind: &o.kind,
+                name: &o.name,
+                placement: placement_offline(scopes.cluster_scoped(&o.group, &o.kind), o.namespace.as_deref()),
+            }),
+        )
+    }
+
+    /// Appends one YAML document, after a `---` separator.
+    fn write_document(&mut self, document: &str) -> Result<()> {
         self.put(b"---\n")?;
         self.put(document.as_bytes())
+    }
+}
+
+impl ObjectWriter for BundleFile {
+    fn write_object(&mut self, object: Object) -> Result<()> {
+        self.write_document(&object.text)?;
+        if let Some(listed) = &mut self.listed {
+            listed.push(Listed {
+                group: object.group().to_string(),
+                name: object.name_or_prefix().to_string(),
+                kind: object.kind,
+                namespace: object.namespace,
+            });
+        }
+        Ok(())
     }
 
     fn restart(&mut self) -> Result<()> {
@@ -256,6 +318,9 @@ impl ObjectWriter for BundleFile {
             .and_then(|()| file.rewind())
             .map_err(|e| Error::io(&path, e))?;
         self.hasher = Sha256::new();
+        if let Some(listed) = &mut self.listed {
+            listed.clear();
+        }
         self.put_header()
     }
 }
@@ -269,19 +334,13 @@ fn file_sha256(path: &Path) -> Option<Digest> {
 mod tests {
     use super::*;
 
-    fn rendered(docs: &[&str]) -> Rendered {
-        Rendered {
-            documents: docs.iter().map(|d| d.to_string()).collect(),
-        }
-    }
-
     #[test]
     fn writes_one_multi_document_file_per_bundle() {
         let dir = tempfile::tempdir().expect("tempdir");
         let sink = DirSink::new(dir.path().join("manifests"));
         let name = BundleName::parse("web").expect("name");
         let sha = sink
-            .write_rendered(&name, &Digest::of(b"blob"), &rendered(&["a: 1\n", "b: 2\n"]))
+            .write_documents(&name, &Digest::of(b"blob"), &["a: 1\n", "b: 2\n"])
             .expect("apply");
         let text = std::fs::read_to_string(dir.path().join("manifests/drover-web.yaml")).expect("read");
         assert!(text.ends_with("---\na: 1\n---\nb: 2\n"), "{text}");
@@ -293,12 +352,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let sink = DirSink::new(dir.path().to_path_buf());
         let name = BundleName::parse("web").expect("name");
-        sink.write_rendered(&name, &Digest::of(b"blob"), &rendered(&["a: 1\n"]))
+        sink.write_documents(&name, &Digest::of(b"blob"), &["a: 1\n"])
             .expect("apply");
         use std::os::unix::fs::MetadataExt;
         let path = sink.file_for(&name);
         let before = std::fs::metadata(&path).expect("stat").ino();
-        sink.write_rendered(&name, &Digest::of(b"blob"), &rendered(&["a: 1\n"]))
+        sink.write_documents(&name, &Digest::of(b"blob"), &["a: 1\n"])
             .expect("apply");
         let after = std::fs::metadata(&path).expect("stat").ino();
         assert_eq!(
@@ -312,7 +371,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let sink = DirSink::new(dir.path().to_path_buf());
         let name = BundleName::parse("web").expect("name");
-        sink.write_rendered(&name, &Digest::of(b"blob"), &rendered(&["a: 1\n"]))
+        sink.write_documents(&name, &Digest::of(b"blob"), &["a: 1\n"])
             .expect("apply");
         sink.write_tombstone(&name, "no target matches").expect("remove");
         let text = std::fs::read_to_string(sink.file_for(&name)).expect("tombstone");
@@ -325,10 +384,10 @@ mod tests {
         let sink = DirSink::new(dir.path().to_path_buf());
         let name = BundleName::parse("web").expect("name");
         let sha = sink
-            .write_rendered(&name, &Digest::of(b"blob"), &rendered(&["a: 1\n"]))
+            .write_documents(&name, &Digest::of(b"blob"), &["a: 1\n"])
             .expect("apply");
         let mut file = sink.begin(&name, &Digest::of(b"other")).expect("begin");
-        file.write_object("b: 2\n").expect("write");
+        file.write_document("b: 2\n").expect("write");
         drop(file);
         assert!(sink.is_in_place(&name, &sha));
         let names: Vec<_> = std::fs::read_dir(dir.path())
@@ -347,17 +406,53 @@ mod tests {
             BundleName::parse("api").expect("name"),
         );
         let mut file = sink.begin(&web, &Digest::of(b"blob")).expect("begin");
-        file.write_object("stale: 1\n").expect("write");
+        file.write_document("stale: 1\n").expect("write");
         file.restart().expect("restart");
-        file.write_object("a: 1\n").expect("write");
+        file.write_document("a: 1\n").expect("write");
         let restarted = file.commit().expect("commit");
         let direct = sink
-            .write_rendered(&api, &Digest::of(b"blob"), &rendered(&["a: 1\n"]))
+            .write_documents(&api, &Digest::of(b"blob"), &["a: 1\n"])
             .expect("apply");
         let text = |n: &BundleName| std::fs::read_to_string(sink.file_for(n)).expect("read");
         assert_eq!(text(&web).replace("bundle web", "bundle api"), text(&api));
         assert!(!text(&web).contains("stale"));
         assert_eq!(restarted, Digest::of(text(&web).as_bytes()));
         assert_eq!(direct, Digest::of(text(&api).as_bytes()));
+    }
+
+    fn config_map(name: &str, namespace: Option<&str>) -> Object {
+        Object {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            name: Some(name.into()),
+            generate_name: None,
+            namespace: namespace.map(str::to_string),
+            body: serde_norway::Mapping::new(),
+            text: format!("kind: ConfigMap\nmetadata: {{name: {name}}}\n"),
+        }
+    }
+
+    #[test]
+    fn the_objects_written_since_the_last_restart_are_checked_against_the_allow_list() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sink = DirSink::new(dir.path().to_path_buf());
+        let allow = AllowList::new(["web".to_string()], false).expect("allow");
+        let name = BundleName::parse("web").expect("name");
+        let mut file = sink
+            .begin(&name, &Digest::of(b"blob"))
+            .expect("begin")
+            .listing_objects();
+        file.write_object(config_map("stale", Some("elsewhere")))
+            .expect("write");
+        file.restart().expect("restart");
+        file.write_object(config_map("ok", Some("web"))).expect("write");
+        file.check_allowed("bundle web", &allow, &Scopes::default())
+            .expect("allowed");
+        file.write_object(config_map("loose", None)).expect("write");
+        let err = file
+            .check_allowed("bundle web", &allow, &Scopes::default())
+            .expect_err("no namespace: counted as cluster-scoped")
+            .to_string();
+        assert!(err.ends_with("ConfigMap loose (cluster-scoped)"), "{err}");
     }
 }

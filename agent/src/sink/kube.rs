@@ -28,9 +28,10 @@ use kube::discovery::{ApiCapabilities, ApiResource, Scope};
 use serde_json::{json, Value};
 use sha2::Digest as _;
 
-use crate::allow::{AllowList, Placement};
-use crate::error::{Error, Result};
+use crate::allow::{AllowList, Candidate, Placement};
+use crate::error::{Error, KubeContext, KubeWait, Result};
 use crate::format::BundleName;
+use crate::render::{Object as Rendered, Scopes};
 
 /// Field manager of every apply.
 pub const FIELD_MANAGER: &str = "drover";
@@ -56,6 +57,12 @@ pub const KEEP_ANNOTATION: &str = "drover.dev/keep-resources";
 pub const DEFAULT_NAMESPACE: &str = "drover-system";
 /// How long a CRD may take to become Established.
 const CRD_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long an object deleted to be created again may take to be gone.
+const DELETE_WAIT: Duration = Duration::from_secs(30);
+/// How often a wait asks the API server again.
+const POLL: Duration = Duration::from_millis(200);
+/// Kind of the objects that define kinds.
+const CRD_KIND: &str = "CustomResourceDefinition";
 
 /// Where the kube sink connects and keeps its bookkeeping.
 #[derive(Debug, Clone)]
@@ -88,6 +95,21 @@ struct Object {
     body: Value,
 }
 
+/// A bundle's rendered objects as the kube sink applies them, converted once.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    objects: Vec<Object>,
+}
+
+impl Prepared {
+    /// The objects of `bundle` (`what` in errors) to apply: each needs a name, and labels
+    /// that are a mapping.
+    pub fn new(what: &str, rendered: &[Rendered]) -> Result<Self> {
+        let objects = rendered.iter().map(|o| to_apply(o, what)).collect::<Result<_>>()?;
+        Ok(Prepared { objects })
+    }
+}
+
 /// How a bundle wants to be applied (from its index entry).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Policy {
@@ -112,10 +134,95 @@ pub struct Applied {
     pub unhealthy: Option<String>,
 }
 
-fn kube_err(what: impl Into<String>, e: impl std::fmt::Display) -> Error {
-    Error::Fetch {
-        url: what.into(),
-        message: e.to_string(),
+fn kube_err(what: impl Into<String>, source: kube::Error) -> Error {
+    Error::Kube {
+        what: what.into(),
+        context: KubeContext::Request,
+        source,
+    }
+}
+
+/// How the API server refused an apply, as far as the sink decides on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ApiRefusal {
+    /// Fields another field manager owns (409).
+    Conflict,
+    /// A field that may not change once set (422).
+    ImmutableField,
+    /// Any other invalid object (422).
+    Invalid,
+}
+
+/// The wording apimachinery gives every immutable-field cause (`FieldImmutableErrorMsg`;
+/// immutable ConfigMaps and Secrets add to it): the API has no reason code of its own
+/// for this.
+const FIELD_IMMUTABLE: &str = "field is immutable";
+
+fn api_refusal(e: &kube::Error) -> Option<ApiRefusal> {
+    let kube::Error::Api(status) = e else {
+        return None;
+    };
+    let causes = status.details.as_ref().map(|d| d.causes.as_slice()).unwrap_or_default();
+    let immutable = match causes.is_empty() {
+        true => status.message.contains(FIELD_IMMUTABLE),
+        false => causes.iter().any(|c| c.message.contains(FIELD_IMMUTABLE)),
+    };
+    match status.code {
+        409 => Some(ApiRefusal::Conflict),
+        422 if immutable => Some(ApiRefusal::ImmutableField),
+        422 => Some(ApiRefusal::Invalid),
+        _ => None,
+    }
+}
+
+/// An apply's error, explained by how the API server refused it.
+fn apply_err(what: String, source: kube::Error) -> Error {
+    let context = match api_refusal(&source) {
+        Some(ApiRefusal::Conflict) => KubeContext::Conflict,
+        Some(ApiRefusal::ImmutableField | ApiRefusal::Invalid) => KubeContext::Refused,
+        None => KubeContext::Request,
+    };
+    Error::Kube { what, context, source }
+}
+
+/// Namespaces, then CRDs, then the rest.
+fn apply_order(object: &Object) -> u8 {
+    match (object.gvk.group.as_str(), object.gvk.kind.as_str()) {
+        ("", "Namespace") => 0,
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => 1,
+        _ => 2,
+    }
+}
+
+/// What applying a bundle's objects one by one has gathered.
+#[derive(Debug, Default)]
+struct Progress {
+    applied: Applied,
+    /// Namespaces the objects landed in.
+    namespaces: BTreeSet<String>,
+    /// Keys of the objects applied, which pruning keeps.
+    keep: BTreeSet<String>,
+}
+
+impl Progress {
+    /// Records `object` as the server returned it (`result`).
+    fn record(&mut self, object: &Object, result: &DynamicObject, previous: &BTreeMap<String, String>) {
+        // The key as the server names the object (a namespaced object given no
+        // namespace lands in the default one), so pruning recognises it.
+        let key = object_key(&object.gvk, result.metadata.namespace.as_deref(), &object.name);
+        if let Some(ns) = &result.metadata.namespace {
+            self.namespaces.insert(ns.clone());
+        }
+        let mark = drift_mark(result);
+        if previous.get(&key).is_some_and(|p| *p != mark) {
+            self.applied.drifted += 1;
+        }
+        self.applied.marks.insert(key.clone(), mark);
+        self.keep.insert(key);
+        self.applied.objects += 1;
+        if self.applied.unhealthy.is_none() {
+            self.applied.unhealthy = unhealthy(&object.gvk.kind, result);
+        }
     }
 }
 
@@ -152,12 +259,13 @@ impl KubeSink {
     }
 
     async fn resolve(&self, gvk: &GroupVersionKind) -> Result<(ApiResource, ApiCapabilities)> {
-        kube::discovery::pinned_kind(&self.client, gvk).await.map_err(|e| {
-            kube_err(
-                format!("{}/{} {}", gvk.group, gvk.version, gvk.kind),
-                format!("unknown kind: {e}"),
-            )
-        })
+        kube::discovery::pinned_kind(&self.client, gvk)
+            .await
+            .map_err(|source| Error::Kube {
+                what: format!("{}/{} {}", gvk.group, gvk.version, gvk.kind),
+                context: KubeContext::UnknownKind,
+                source,
+            })
     }
 
     fn api(&self, ar: &ApiResource, caps: &ApiCapabilities, namespace: Option<&str>) -> Api<DynamicObject> {
@@ -173,25 +281,15 @@ impl KubeSink {
     pub async fn apply(
         &self,
         bundle: &BundleName,
-        documents: &[String],
+        prepared: &Prepared,
         policy: Policy,
         previous: &BTreeMap<String, String>,
     ) -> Result<Applied> {
-        let force = policy.force;
-        let what = format!("bundle {bundle}");
-        let mut objects = documents
-            .iter()
-            .map(|d| parse_object(d, &what))
-            .collect::<Result<Vec<_>>>()?;
+        let mut objects: Vec<&Object> = prepared.objects.iter().collect();
         // Namespaces, then CRDs, then the rest, keeping the bundle's order within each.
-        objects.sort_by_key(|o| match (o.gvk.group.as_str(), o.gvk.kind.as_str()) {
-            ("", "Namespace") => 0,
-            ("apiextensions.k8s.io", "CustomResourceDefinition") => 1,
-            _ => 2,
-        });
+        objects.sort_by_key(|o| apply_order(o));
         let id = self.applyset_id(bundle);
         self.ensure_namespace(&self.namespace).await?;
-        let mut applied = Applied::default();
         // The parent lists every kind the bundle holds now or held before, before any
         // object is applied: a crash or a failed prune never leaves members it forgot.
         let group_kinds: BTreeSet<String> = objects.iter().map(|o| group_kind(&o.gvk)).collect();
@@ -199,73 +297,28 @@ impl KubeSink {
         let all_kinds: BTreeSet<String> = group_kinds.union(&previous_kinds).cloned().collect();
         self.write_parent(bundle, &id, &all_kinds, &BTreeSet::new(), policy.keep_resources)
             .await?;
-        let mut namespaces = BTreeSet::new();
-        let mut keep = BTreeSet::new();
+        let mut progress = Progress::default();
         let mut crds: Vec<String> = Vec::new();
         for (i, object) in objects.iter().enumerate() {
-            if i > 0
-                && objects[i - 1].gvk.kind == "CustomResourceDefinition"
-                && object.gvk.kind != "CustomResourceDefinition"
-            {
+            if i > 0 && objects[i - 1].gvk.kind == CRD_KIND && object.gvk.kind != CRD_KIND {
                 for crd in crds.drain(..) {
                     self.wait_established(&crd).await?;
                 }
             }
-            let (ar, caps) = self.resolve(&object.gvk).await?;
-            let mut body = object.body.clone();
-            body["metadata"]["labels"][PART_OF_LABEL] = json!(id);
-            let api = self.api(&ar, &caps, object.namespace.as_deref());
-            let mut params = PatchParams::apply(FIELD_MANAGER);
-            if force {
-                params = params.force();
-            }
-            let key = object_key(&object.gvk, object.namespace.as_deref(), &object.name);
-            let result = match api.patch(&object.name, &params, &Patch::Apply(&body)).await {
-                Err(kube::Error::Api(status))
-                    if force && status.code == 422 && status.message.contains("immutable") =>
-                {
-                    // An immutable field changed: with force, delete and create again.
-                    api.delete(&object.name, &DeleteParams::foreground())
-                        .await
-                        .map_err(|e| kube_err(&key, e))?;
-                    self.wait_gone(&api, &object.name).await?;
-                    api.patch(&object.name, &params, &Patch::Apply(&body)).await
-                }
-                other => other,
-            };
-            let result = result.map_err(|e| match e {
-                kube::Error::Api(status) if status.code == 409 => kube_err(
-                    &key,
-                    format!("conflict with another field manager: {} (set `force: true` in the bundle's bundle.yaml to take them)", status.message),
-                ),
-                kube::Error::Api(status) if status.code == 422 => {
-                    kube_err(&key, format!("refused: {} (an immutable field changed? force recreates)", status.message))
-                }
-                e => kube_err(&key, e),
-            })?;
-            // The key as the server names the object (a namespaced object given no
-            // namespace lands in the default one), so pruning recognises it.
-            let key = object_key(&object.gvk, result.metadata.namespace.as_deref(), &object.name);
-            if let Some(ns) = &result.metadata.namespace {
-                namespaces.insert(ns.clone());
-            }
-            let mark = drift_mark(&result);
-            if previous.get(&key).is_some_and(|p| *p != mark) {
-                applied.drifted += 1;
-            }
-            if object.gvk.kind == "CustomResourceDefinition" {
+            let result = self.apply_object(object, &id, policy.force).await?;
+            progress.record(object, &result, previous);
+            if object.gvk.kind == CRD_KIND {
                 crds.push(object.name.clone());
-            }
-            applied.marks.insert(key.clone(), mark);
-            keep.insert(key);
-            applied.objects += 1;
-            if applied.unhealthy.is_none() {
-                applied.unhealthy = unhealthy(&object.gvk.kind, &result);
             }
         }
         for crd in crds {
             self.wait_established(&crd).await?;
         }
+        let Progress {
+            mut applied,
+            namespaces,
+            keep,
+        } = progress;
         applied.pruned = self.prune(&id, &all_kinds, &keep).await?;
         if all_kinds != group_kinds || !namespaces.is_empty() {
             // Pruned: the parent may now list only what the bundle holds (KEP-3659 asks for
@@ -276,42 +329,72 @@ impl KubeSink {
         Ok(applied)
     }
 
-    /// Checks every object of a rendered bundle against `allow` with the scope API discovery
-    /// reports (or the bundle's own CRD says, for a kind not served yet); reads only, so
-    /// nothing is written when an object is refused. A namespaced object without a namespace
-    /// is placed where the API will put it: the client's default namespace.
-    pub async fn check_allowed(&self, what: &str, documents: &[String], allow: &AllowList) -> Result<()> {
-        let objects = documents
-            .iter()
-            .map(|d| parse_object(d, what))
-            .collect::<Result<Vec<_>>>()?;
-        // Scope per (group, kind): the bundle's own CRDs first, then discovery, asked once.
-        let mut scopes: BTreeMap<(String, String), bool> = objects.iter().filter_map(crd_scope).collect();
-        let mut refused = Vec::new();
-        for object in &objects {
-            let key = (object.gvk.group.clone(), object.gvk.kind.clone());
-            let cluster_scoped = match scopes.get(&key) {
-                Some(cluster_scoped) => *cluster_scoped,
-                None => {
-                    let cluster_scoped = matches!(self.resolve(&object.gvk).await?.1.scope, Scope::Cluster);
-                    scopes.insert(key, cluster_scoped);
-                    cluster_scoped
-                }
-            };
-            let placement = if cluster_scoped {
-                Placement::ClusterScoped
-            } else {
-                Placement::Namespaced(object.namespace.as_deref().unwrap_or(OBJECT_DEFAULT_NAMESPACE))
-            };
-            if let Some(r) = allow.refusal(&object.gvk.group, &object.gvk.kind, &object.name, placement) {
-                tracing::warn!(bundle = what, object = %r, "object outside the namespace allow-list");
-                refused.push(r);
+    /// Applies one object as a member of ApplySet `id`; with `force`, an object whose
+    /// immutable fields changed is deleted and created again.
+    async fn apply_object(&self, object: &Object, id: &str, force: bool) -> Result<DynamicObject> {
+        let (ar, caps) = self.resolve(&object.gvk).await?;
+        let mut body = object.body.clone();
+        body["metadata"]["labels"][PART_OF_LABEL] = json!(id);
+        let api = self.api(&ar, &caps, object.namespace.as_deref());
+        let mut params = PatchParams::apply(FIELD_MANAGER);
+        if force {
+            params = params.force();
+        }
+        let key = object_key(&object.gvk, object.namespace.as_deref(), &object.name);
+        let result = match api.patch(&object.name, &params, &Patch::Apply(&body)).await {
+            Err(e) if force && api_refusal(&e) == Some(ApiRefusal::ImmutableField) => {
+                api.delete(&object.name, &DeleteParams::foreground())
+                    .await
+                    .map_err(|e| kube_err(&key, e))?;
+                self.wait_gone(&api, &object.name).await?;
+                api.patch(&object.name, &params, &Patch::Apply(&body)).await
             }
+            other => other,
+        };
+        result.map_err(|e| apply_err(key, e))
+    }
+
+    /// Checks every object of a rendered bundle against `allow`, placed by `scopes` (the
+    /// built-in kinds and the bundle's own CRDs, as rendering placed them) or, for a kind
+    /// neither knows, by the scope API discovery reports; reads only, so nothing is written
+    /// when an object is refused. A namespaced object without a namespace is placed where
+    /// the API will put it: the default namespace.
+    pub async fn check_allowed(
+        &self,
+        what: &str,
+        prepared: &Prepared,
+        scopes: &Scopes,
+        allow: &AllowList,
+    ) -> Result<()> {
+        let objects = &prepared.objects;
+        // Discovery is asked once per (group, kind).
+        let mut discovered: BTreeMap<(String, String), bool> = BTreeMap::new();
+        let mut placed = Vec::with_capacity(objects.len());
+        for object in objects {
+            let (group, kind) = (object.gvk.group.as_str(), object.gvk.kind.as_str());
+            let cluster_scoped = match scopes.cluster_scoped(group, kind) {
+                Some(known) => known,
+                None => match discovered.get(&(group.to_string(), kind.to_string())) {
+                    Some(found) => *found,
+                    None => {
+                        let found = matches!(self.resolve(&object.gvk).await?.1.scope, Scope::Cluster);
+                        discovered.insert((group.to_string(), kind.to_string()), found);
+                        found
+                    }
+                },
+            };
+            placed.push(cluster_scoped);
         }
-        match refused.is_empty() {
-            true => Ok(()),
-            false => Err(allow.refused(what, &refused)),
-        }
+        let candidates = objects.iter().zip(placed).map(|(object, cluster_scoped)| Candidate {
+            group: &object.gvk.group,
+            kind: &object.gvk.kind,
+            name: &object.name,
+            placement: match cluster_scoped {
+                true => Placement::ClusterScoped,
+                false => Placement::Namespaced(object.namespace.as_deref().unwrap_or(OBJECT_DEFAULT_NAMESPACE)),
+            },
+        });
+        allow.check(what, candidates)
     }
 
     /// Deletes every object of `bundle`'s inventory (but those opted out), then its parent.
@@ -407,24 +490,28 @@ impl KubeSink {
                 return Ok(());
             }
             if tokio::time::Instant::now() > deadline {
-                return Err(kube_err(
-                    format!("CustomResourceDefinition {crd}"),
-                    format!("not Established after {}s", CRD_TIMEOUT.as_secs()),
-                ));
+                return Err(Error::KubeTimeout {
+                    what: format!("CustomResourceDefinition {crd}"),
+                    wait: KubeWait::Established(CRD_TIMEOUT),
+                });
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(POLL).await;
         }
     }
 
     async fn wait_gone(&self, api: &Api<DynamicObject>, name: &str) -> Result<()> {
-        for _ in 0..150 {
+        let deadline = tokio::time::Instant::now() + DELETE_WAIT;
+        while tokio::time::Instant::now() <= deadline {
             match api.get_opt(name).await {
                 Ok(None) => return Ok(()),
-                Ok(Some(_)) => tokio::time::sleep(Duration::from_millis(200)).await,
+                Ok(Some(_)) => tokio::time::sleep(POLL).await,
                 Err(e) => return Err(kube_err(name, e)),
             }
         }
-        Err(kube_err(name, "still present 30s after its deletion"))
+        Err(Error::KubeTimeout {
+            what: name.to_string(),
+            wait: KubeWait::Deleted(DELETE_WAIT),
+        })
     }
 
     async fn parent_group_kinds(&self, bundle: &BundleName) -> Result<BTreeSet<String>> {
@@ -567,41 +654,33 @@ fn object_key(gvk: &GroupVersionKind, namespace: Option<&str>, name: &str) -> St
     format!("{}/{}/{}", group_kind(gvk), namespace.unwrap_or(""), name)
 }
 
-fn parse_object(document: &str, what: &str) -> Result<Object> {
-    let body: Value = serde_norway::from_str(document).map_err(|e| Error::invalid(what, format!("not YAML: {e}")))?;
-    let api_version = body["apiVersion"].as_str().unwrap_or_default();
-    let kind = body["kind"].as_str().unwrap_or_default().to_string();
-    let name = body["metadata"]["name"].as_str().unwrap_or_default().to_string();
-    if api_version.is_empty() || kind.is_empty() || name.is_empty() {
+/// The object to apply for a rendered one: the API names objects itself only on create,
+/// which server-side apply never does, so each needs its `metadata.name`.
+fn to_apply(rendered: &Rendered, what: &str) -> Result<Object> {
+    let Some(name) = rendered.name.clone() else {
         return Err(Error::invalid(
             what,
             "an object without apiVersion, kind or metadata.name",
         ));
-    }
+    };
+    let body = serde_json::to_value(&rendered.body)
+        .map_err(|e| Error::invalid(what, format!("{} {name}: not expressible as JSON: {e}", rendered.kind)))?;
     if !(body["metadata"]["labels"].is_null() || body["metadata"]["labels"].is_object()) {
         return Err(Error::invalid(
             what,
-            format!("{kind} {name}: metadata.labels is not a mapping"),
+            format!("{} {name}: metadata.labels is not a mapping", rendered.kind),
         ));
     }
-    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let (group, version) = rendered
+        .api_version
+        .split_once('/')
+        .unwrap_or(("", &rendered.api_version));
     Ok(Object {
-        gvk: GroupVersionKind::gvk(group, version, &kind),
-        namespace: body["metadata"]["namespace"].as_str().map(str::to_string),
+        gvk: GroupVersionKind::gvk(group, version, &rendered.kind),
+        namespace: rendered.namespace.clone(),
         name,
         body,
     })
-}
-
-/// For a CustomResourceDefinition: its (group, kind) and whether it is cluster-scoped.
-fn crd_scope(object: &Object) -> Option<((String, String), bool)> {
-    if object.gvk.kind != "CustomResourceDefinition" {
-        return None;
-    }
-    let spec = &object.body["spec"];
-    let group = spec["group"].as_str()?.to_string();
-    let kind = spec["names"]["kind"].as_str()?.to_string();
-    Some(((group, kind), spec["scope"].as_str() == Some("Cluster")))
 }
 
 /// What tells a change by someone else: `generation` when the kind has one (status
@@ -662,5 +741,89 @@ fn unhealthy(kind: &str, object: &DynamicObject) -> Option<String> {
                 .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready"));
             (has_ready && !condition_true(object, "Ready")).then(|| format!("{kind} {name}: Ready is not True"))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(code: u16, message: &str, causes: &[&str]) -> kube::Error {
+        let causes: Vec<Value> = causes
+            .iter()
+            .map(|m| json!({"reason": "FieldValueInvalid", "message": m}))
+            .collect();
+        let status = json!({"status": "Failure", "code": code, "message": message, "reason": "Invalid",
+            "details": {"causes": causes}});
+        kube::Error::Api(Box::new(serde_json::from_value(status).expect("a Status")))
+    }
+
+    #[test]
+    fn an_immutable_field_change_is_told_from_other_refusals_by_its_causes() {
+        let immutable = api_error(422, "Deployment.apps \"web\" is invalid", &["field is immutable"]);
+        assert_eq!(api_refusal(&immutable), Some(ApiRefusal::ImmutableField));
+        let invalid = api_error(422, "Deployment.apps \"web\" is invalid", &["Required value"]);
+        assert_eq!(api_refusal(&invalid), Some(ApiRefusal::Invalid));
+        let conflict = api_error(409, "Apply failed with 1 conflict", &[]);
+        assert_eq!(api_refusal(&conflict), Some(ApiRefusal::Conflict));
+        assert_eq!(api_refusal(&api_error(500, "oops", &[])), None);
+    }
+
+    #[test]
+    fn kube_errors_keep_their_cause_and_explain_it_as_before() {
+        let e = apply_err(
+            "Deployment.apps/default/web".into(),
+            api_error(409, "conflict with kubectl", &[]),
+        );
+        assert_eq!(
+            e.to_string(),
+            "Deployment.apps/default/web: conflict with another field manager: conflict with kubectl \
+             (set `force: true` in the bundle's bundle.yaml to take them)"
+        );
+        assert!(std::error::Error::source(&e).is_some(), "the client's error is kept");
+        let e = apply_err("x".into(), api_error(422, "bad", &["field is immutable"]));
+        assert_eq!(
+            e.to_string(),
+            "x: refused: bad (an immutable field changed? force recreates)"
+        );
+        let waited = Error::KubeTimeout {
+            what: "CustomResourceDefinition widgets.example.com".into(),
+            wait: KubeWait::Established(CRD_TIMEOUT),
+        };
+        assert_eq!(
+            waited.to_string(),
+            "CustomResourceDefinition widgets.example.com: not Established after 60s"
+        );
+    }
+
+    fn rendered(yaml: &str) -> Rendered {
+        let body: serde_norway::Mapping = serde_norway::from_str(yaml).expect("a mapping");
+        let meta = |k: &str| body["metadata"].get(k).and_then(|v| v.as_str()).map(str::to_string);
+        Rendered {
+            api_version: body["apiVersion"].as_str().expect("apiVersion").into(),
+            kind: body["kind"].as_str().expect("kind").into(),
+            name: meta("name"),
+            generate_name: meta("generateName"),
+            namespace: meta("namespace"),
+            text: yaml.into(),
+            body,
+        }
+    }
+
+    #[test]
+    fn a_rendered_object_is_applied_from_its_parsed_body_and_needs_a_name() {
+        let web = rendered(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\nspec: {replicas: 2}\n",
+        );
+        let object = to_apply(&web, "bundle web").expect("applicable");
+        assert_eq!(object.gvk, GroupVersionKind::gvk("apps", "v1", "Deployment"));
+        assert_eq!(
+            (object.name.as_str(), object.namespace.as_deref()),
+            ("web", Some("shop"))
+        );
+        assert_eq!(object.body["spec"]["replicas"], json!(2));
+        let generated = rendered("apiVersion: v1\nkind: ConfigMap\nmetadata: {generateName: web-}\n");
+        let err = to_apply(&generated, "bundle web").expect_err("no name").to_string();
+        assert!(err.contains("without apiVersion, kind or metadata.name"), "{err}");
     }
 }

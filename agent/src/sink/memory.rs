@@ -46,6 +46,7 @@ impl BundleSink for MemorySink {
             message: format!("{} in memory", digest.short()),
             file_sha256: None,
             inputs: None,
+            reason: None,
         })
     }
 

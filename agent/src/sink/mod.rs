@@ -21,7 +21,7 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::format::{Bundle, BundleName, Digest};
 use crate::select::Chosen;
-use crate::state::{BundleState, Status};
+use crate::state::{BundleState, Reason, Status};
 
 /// A configured sink.
 #[derive(Debug, Clone)]
@@ -133,6 +133,8 @@ pub(crate) struct Placed {
     pub(crate) file_sha256: Option<Digest>,
     /// Fingerprint of the render inputs, when the sink skips unchanged renders by it.
     pub(crate) inputs: Option<Digest>,
+    /// Why the bundle has this status, when a later cycle decides on it.
+    pub(crate) reason: Option<Reason>,
 }
 
 /// What a sink reports once a bundle is removed.

@@ -2,17 +2,17 @@
 //! verified), rendering with this cluster's settings, and the state, so the sink records
 //! its `Applying` intent before it changes anything.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use time::OffsetDateTime;
 
 use crate::allow::AllowList;
 use crate::error::Result;
 use crate::format::{BundleName, Digest};
-use crate::render::{render_bundle, Limits, ObjectWriter};
+use crate::render::{render_bundle, Limits, ObjectWriter, Rendering};
 use crate::select::Cluster;
 use crate::sink::Job;
-use crate::source::blob::BlobFetch;
+use crate::source::blob::{BlobFetch, VerifiedBlob};
 use crate::state::{BundleState, State, Status};
 
 /// How bundles render for this cluster.
@@ -36,13 +36,13 @@ pub(crate) struct Stage<'a> {
 
 impl Stage<'_> {
     /// A verified copy of the job's blob.
-    pub(crate) async fn fetch(&self, job: &Job<'_>) -> Result<PathBuf> {
+    pub(crate) async fn fetch(&self, job: &Job<'_>) -> Result<VerifiedBlob> {
         self.blobs.fetch(&job.chosen.digest, job.chosen.size).await
     }
 
-    /// Renders `blob` for `job` into `out` on the blocking pool; returns `out` and the
-    /// number of objects. On error, what `out` received must be discarded.
-    pub(crate) async fn render_into<W>(&self, blob: PathBuf, job: &Job<'_>, mut out: W) -> Result<(W, u64)>
+    /// Renders `blob` for `job` into `out` on the blocking pool; returns `out` and what
+    /// rendering learnt. On error, what `out` received must be discarded.
+    pub(crate) async fn render_into<W>(&self, blob: VerifiedBlob, job: &Job<'_>, mut out: W) -> Result<(W, Rendering)>
     where
         W: ObjectWriter + Send + 'static,
     {
@@ -50,18 +50,9 @@ impl Stage<'_> {
         let namespace = job.bundle.namespace.clone();
         let cluster = self.render.cluster.clone();
         let limits = self.render.limits.clone();
-        let allow = self.render.allow.cloned();
         crate::blocking::run(move || {
-            let objects = render_bundle(
-                &blob,
-                &what,
-                namespace.as_deref(),
-                &cluster,
-                &limits,
-                allow.as_ref(),
-                &mut out,
-            )?;
-            Ok((out, objects))
+            let rendering = render_bundle(&blob, &what, namespace.as_deref(), &cluster, &limits, &mut out)?;
+            Ok((out, rendering))
         })
         .await
     }
@@ -77,6 +68,7 @@ impl Stage<'_> {
             file_sha256: None,
             inputs: None,
             since: None,
+            reason: None,
         };
         self.state.bundles.insert(bundle.clone(), intent);
         let (state, dir) = (self.state.clone(), self.state_dir.to_path_buf());

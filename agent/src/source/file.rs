@@ -51,13 +51,13 @@ impl FileSource {
     /// can take long to answer, and must not stall the runtime).
     pub async fn fetch_index(&self) -> Result<RawIndex> {
         let source = self.clone();
-        off_runtime(&self.root, move || source.read_index()).await
+        crate::blocking::run(move || source.read_index()).await
     }
 
     /// Copies a blob into `dest`, verifying it as it streams, on the blocking thread pool.
     pub async fn fetch_blob(&self, digest: &Digest, size: u64, dest: &Path) -> Result<()> {
         let (source, digest, dest) = (self.clone(), digest.clone(), dest.to_path_buf());
-        off_runtime(&self.root, move || source.copy_blob(&digest, size, &dest)).await
+        crate::blocking::run(move || source.copy_blob(&digest, size, &dest)).await
     }
 
     fn read_index(&self) -> Result<RawIndex> {
@@ -88,14 +88,6 @@ impl FileSource {
         }
         writer.finish(dest)
     }
-}
-
-/// Runs blocking file work `f` on tokio's blocking pool; a panic in it is reported as an
-/// I/O error on `root` rather than taking the agent down.
-async fn off_runtime<T: Send + 'static>(root: &Path, f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::io(root, std::io::Error::other(e)))?
 }
 
 #[cfg(test)]

@@ -39,21 +39,12 @@ struct Remembered {
 
 impl HttpSource {
     /// A store whose files live under `base`.
-    pub fn new(mut base: url::Url, limits: &Limits) -> Result<Self> {
-        if !base.path().ends_with('/') {
-            base.set_path(&format!("{}/", base.path()));
-        }
+    pub fn new(base: url::Url, limits: &Limits) -> Result<Self> {
         let client = ClientOptions::new(AGENT_USER_AGENT, limits.connect_timeout)
             .read_timeout(limits.read_timeout)
             .roots(&limits.extra_roots)
             .build()?;
-        Ok(HttpSource {
-            base,
-            client,
-            limits: limits.clone(),
-            remembered: Arc::default(),
-            received: Arc::default(),
-        })
+        Ok(HttpSource::with_client(base, client, limits))
     }
 
     /// A store under `base` read through an existing `client` (whose connect and read
@@ -193,7 +184,7 @@ impl HttpSource {
             self.received.fetch_add(chunk.len() as u64, Ordering::Relaxed);
             writer.write(&chunk)?;
         }
-        writer.finish(dest)
+        writer.finish_off_runtime(dest).await
     }
 }
 

@@ -5,7 +5,7 @@
 //! a blob is only moved into place after its size and sha256 match what the signed index
 //! said (see [`crate::transport::BlobWriter`]).
 
-pub(crate) mod blob;
+pub mod blob;
 mod file;
 mod http;
 mod oci;

@@ -74,6 +74,13 @@ impl BlobWriter {
         let file = self.file.into_inner().map_err(|e| Error::io(dest, e.into_error()))?;
         crate::fsutil::persist(file, dest)
     }
+
+    /// [`BlobWriter::finish`] on tokio's blocking pool, for network transports: persisting
+    /// fsyncs the file and its directory, which must not stall the runtime.
+    pub async fn finish_off_runtime(self, dest: &Path) -> Result<()> {
+        let dest = dest.to_path_buf();
+        crate::blocking::run(move || self.finish(&dest)).await
+    }
 }
 
 #[cfg(test)]
@@ -103,6 +110,22 @@ mod tests {
         let mut w = BlobWriter::new(&dest, &Digest::of(b"abc"), 3, "test".into()).expect("writer");
         w.write(b"ab").expect("under size");
         assert!(matches!(w.write(b"cd"), Err(Error::SizeMismatch { .. })));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn finishes_off_the_runtime_with_the_same_checks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dest = dir.path().join("blob");
+        let mut w = BlobWriter::new(&dest, &Digest::of(b"abc"), 3, "test".into()).expect("writer");
+        w.write(b"abc").expect("chunk");
+        w.finish_off_runtime(&dest).await.expect("valid blob");
+        assert_eq!(std::fs::read(&dest).expect("read"), b"abc");
+        let mut w = BlobWriter::new(&dest, &Digest::of(b"abc"), 3, "test".into()).expect("writer");
+        w.write(b"xyz").expect("chunk");
+        assert!(matches!(
+            w.finish_off_runtime(&dest).await,
+            Err(Error::DigestMismatch { .. })
+        ));
     }
 
     #[test]

@@ -44,6 +44,42 @@ pub async fn read_body(
     Ok(body)
 }
 
+/// Why [`get_limited`] failed; the messages are those `drover status` and chart pulls show.
+#[derive(Debug, thiserror::Error)]
+pub enum GetError {
+    /// The request failed before an answer arrived (the whole cause chain is shown).
+    #[error("{}", chain(.0))]
+    Transport(#[source] reqwest::Error),
+    /// The server answered with a status other than 2xx.
+    #[error("HTTP {0}")]
+    Status(reqwest::StatusCode),
+    /// The body was refused while it was read.
+    #[error("{}", match .0 { BodyError::Transport(e) => chain(e), too_large => too_large.to_string() })]
+    Body(#[source] BodyError),
+}
+
+/// GETs `url` with `client` and returns its body, refusing more than `limit` bytes: the one
+/// small-download helper of the publisher (report listings, chart repositories).
+pub async fn get_limited(client: &reqwest::Client, url: &url::Url, limit: u64) -> Result<Vec<u8>, GetError> {
+    let response = client.get(url.clone()).send().await.map_err(GetError::Transport)?;
+    if !response.status().is_success() {
+        return Err(GetError::Status(response.status()));
+    }
+    read_body(response, limit, None).await.map_err(GetError::Body)
+}
+
+/// reqwest's top-level message hides the cause ("error sending request"); add the chain.
+fn chain(e: &reqwest::Error) -> String {
+    let mut message = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        message.push_str(": ");
+        message.push_str(&c.to_string());
+        cause = c.source();
+    }
+    message
+}
+
 /// [`read_body`] for the agent's sources: errors name `what` (the URL) and are
 /// [`Error::TooLarge`] or [`Error::Fetch`].
 pub async fn read_body_limited(
@@ -131,5 +167,6 @@ mod tests {
         let err = read_body(response, 10, Some(&received)).await.expect_err("too large");
         assert!(matches!(err, BodyError::TooLarge { limit: 10 }), "{err}");
         assert!(received.load(Ordering::Relaxed) > 10, "refused bytes are counted");
+        assert_eq!(GetError::Body(err).to_string(), "larger than 10 bytes");
     }
 }

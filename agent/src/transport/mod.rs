@@ -4,8 +4,9 @@
 //! * [`Limits`]: the size limits and timeouts every read obeys, each with a named default.
 //! * [`BlobWriter`]: receives a blob next to its destination, hashing as it goes, and moves
 //!   it into place only when size and sha256 match the signed index.
-//! * [`read_body_limited`] and [`read_limited`]: the one bounded reader of a small body, for
-//!   HTTP responses and for local files.
+//! * [`read_body`] (with [`read_body_limited`] and [`get_limited`] on top) and
+//!   [`read_limited`]: the one bounded reader of a small body, for HTTP responses and for
+//!   local files.
 //! * [`ClientOptions`]: the one place a `reqwest::Client` is built (agent and publisher), and
 //!   [`load_ca_bundle`], the one place a PEM CA bundle is read.
 
@@ -15,7 +16,7 @@ mod client;
 mod limits;
 
 pub use blob_writer::BlobWriter;
-pub use body::{fetch_error, read_body, read_body_limited, read_limited, BodyError};
+pub use body::{fetch_error, get_limited, read_body, read_body_limited, read_limited, BodyError, GetError};
 pub use client::{
     load_ca_bundle, load_identity, ClientError, ClientOptions, PemError, AGENT_USER_AGENT, PUBLISHER_USER_AGENT,
 };

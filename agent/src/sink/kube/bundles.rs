@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::health::{waiting_for_health, HEALTH_TIMEOUT};
-use super::{Applied, KubeSink, Policy};
+use super::health::{waiting_for_health, Unsettled, HEALTH_TIMEOUT};
+use super::{Applied, KubeSink, Policy, Prepared};
 use crate::error::Result;
 use crate::format::BundleName;
 use crate::render::Rendered;
@@ -45,10 +45,16 @@ impl<'a> KubeBundles<'a> {
     /// Fetches, renders, checks and applies the job's bundle.
     async fn put(&self, job: &Job<'_>, stage: &mut Stage<'_>) -> Result<Applied> {
         let blob = stage.fetch(job).await?;
-        let (rendered, _) = stage.render_into(blob, job, Rendered::default()).await?;
+        let (rendered, rendering) = stage.render_into(blob, job, Rendered::default()).await?;
+        let prepared = Prepared::new(&format!("bundle {}", job.name()), &rendered.objects)?;
+        drop(rendered);
         if let Some(allow) = stage.render.allow {
-            // Again with the scope the API server reports, before any write.
-            self.sink.check_allowed(&job.what(), &rendered.documents, allow).await?;
+            // With the scope the API server reports for kinds rendering cannot place,
+            // before any write.
+            let what = job.what();
+            self.sink
+                .check_allowed(&what, &prepared, &rendering.scopes, allow)
+                .await?;
         }
         // Drift is a change by someone else: a new digest changes the objects on purpose,
         // so its first apply counts none.
@@ -65,9 +71,7 @@ impl<'a> KubeBundles<'a> {
             force: job.bundle.force,
             keep_resources: job.bundle.keep_resources,
         };
-        self.sink
-            .apply(job.name(), &rendered.documents, policy, &previous_marks)
-            .await
+        self.sink.apply(job.name(), &prepared, policy, &previous_marks).await
     }
 
     /// The record of a bundle whose objects were applied: Ready, or Applying/Error while
@@ -82,8 +86,12 @@ impl<'a> KubeBundles<'a> {
             applied.drifted,
             applied.pruned
         );
-        let (status, message) = match applied.unhealthy {
-            None => (Status::Ready, summary),
+        let record = match applied.unhealthy {
+            None => Unsettled {
+                status: Status::Ready,
+                message: summary,
+                reason: None,
+            },
             Some(why) => {
                 let timeout = job
                     .bundle
@@ -92,14 +100,15 @@ impl<'a> KubeBundles<'a> {
                 waiting_for_health(job.previous, digest, why, timeout, stage.now)
             }
         };
-        if status == Status::Error {
-            self.sink.event(job.name(), "NotReady", &message).await;
+        if record.status == Status::Error {
+            self.sink.event(job.name(), "NotReady", &record.message).await;
         }
         Placed {
-            status,
-            message,
+            status: record.status,
+            message: record.message,
             file_sha256: None,
             inputs: None,
+            reason: record.reason,
         }
     }
 }
