@@ -247,6 +247,65 @@ fn depends_on_waits_until_the_dependency_is_ready() {
     assert!(api.kubectl.exists("configmap", "addon", "default"));
 }
 
+/// Readiness takes time and comes as the controller's own status write (the double's
+/// `--ready-delay`): the dependent waits for it, and the resourceVersion the controller
+/// moved is not drift.
+#[test]
+fn a_dependency_that_becomes_ready_later_through_its_controller_is_waited_for_and_not_drift() {
+    let site = Site::new();
+    write(
+        &site,
+        "app/deploy.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: app, namespace: default}\nspec:\n  replicas: 1\n  \
+         selector: {matchLabels: {app: app}}\n  template:\n    metadata: {labels: {app: app}}\n    spec:\n      \
+         containers: [{name: app, image: nginx:1.27}]\n",
+    );
+    write(&site, "addon/bundle.yaml", "dependsOn: [app]\n");
+    write(
+        &site,
+        "addon/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: addon, namespace: default}\ndata: {x: y}\n",
+    );
+    site.publish(&[]);
+    let double = KubeApi::start_with(site.dir.path(), &["--auto-ready", "--ready-delay", "4000"]);
+    let api = Api {
+        kubeconfig: double.kubeconfig.to_str().unwrap().to_string(),
+        kubectl: double.kubectl(),
+        _double: double,
+    };
+    let rv = |api: &Api| {
+        let d = api.kubectl.json(&["get", "deployment", "app", "-n", "default"]);
+        d["metadata"]["resourceVersion"].as_str().unwrap().to_string()
+    };
+    let (code, out) = agent(&site, &api, &[]);
+    assert_eq!(code, Some(1), "not ready for 4 s after the apply: {out}");
+    assert!(line_of(&out, "app").contains("Applying"), "{out}");
+    assert!(line_of(&out, "addon").contains("PendingDependency"), "{out}");
+    assert!(!api.kubectl.exists("configmap", "addon", "default"));
+    let applied = rv(&api);
+
+    // The controller reports the Deployment available, in a write of its own.
+    api.kubectl
+        .ok(&["rollout", "status", "deploy/app", "-n", "default", "--timeout=30s"]);
+    let ready = rv(&api);
+    assert_ne!(
+        ready, applied,
+        "the controller's status write moved the resourceVersion"
+    );
+    let (code, out) = agent(&site, &api, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        line_of(&out, "app").contains("Ready") && line_of(&out, "addon").contains("Ready"),
+        "{out}"
+    );
+    assert!(
+        line_of(&out, "app").contains("0 drifted"),
+        "a status write is not drift: {out}"
+    );
+    assert!(api.kubectl.exists("configmap", "addon", "default"));
+    assert_eq!(rv(&api), ready, "nothing rewritten: the agent saw no drift to restore");
+}
+
 #[test]
 fn drift_is_restored_and_counted_and_conflicts_with_other_managers_are_reported() {
     let site = Site::new().with_examples();
