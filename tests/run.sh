@@ -3,11 +3,12 @@
 # real binaries against real nginx, minisign, curl, docker-registry (the CNCF distribution
 # registry), skopeo, htpasswd (apache2-utils), rsync, openssl, file and ca-certificates (the
 # static binary and agent image tests), the arm64/armv7 cross toolchains, qemu-user-static
-# and the Rust targets (foreign_arch.rs), and systemd-analyze and strace (systemd_unit.rs).
-# Installs those from Debian (and the targets with rustup) when they are missing (needs
-# root or sudo). A test whose component is still missing fails with a message naming the
-# package; nothing is skipped. Two tests need root: disk_full.rs mounts a small tmpfs,
-# network_failures.rs runs the agent in its own network namespace.
+# and the Rust targets (foreign_arch.rs), and systemd-analyze and strace (systemd_unit.rs;
+# strace also crash_consistency.rs). Installs those from Debian (and the targets with
+# rustup) when they are missing (needs root or sudo). A test whose component is still
+# missing fails with a message naming the package; nothing is skipped. Two tests need root:
+# disk_full.rs mounts a small tmpfs, network_failures.rs runs the agent in its own network
+# namespace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -2,7 +2,9 @@
 # Fleet simulation: N agents (the agent library's source, verify and select code with a
 # null sink, jittered timers) in one process against real nginx. After every agent applied
 # version 1, a publish changes one bundle; the simulator reports how long each agent took
-# to apply it (p50/p99/max) and what the agents received, and this script adds what nginx
+# to apply it (p50/p99/max, over the agents that deployed the changed bundle's new blob;
+# agents outside the wave or not targeted are counted apart, as are index reads refused
+# mid-publish) and what the agents received, and this script adds what nginx
 # sent after the change (its access log). Each size runs twice: the change going to every
 # cluster, and the same change as a 10 % rollout wave.
 # Usage: tests/bench/fleet-sim.sh [INTERVAL_SECONDS] [N...]   (default 10, 1000 10000)
@@ -54,8 +56,8 @@ import json, sys
 s = json.loads(sys.stdin.read()); n, wave, req, byt, nm = sys.argv[1:6]
 c = s["convergenceSeconds"]; a = s["afterChange"]
 label = "all clusters" if wave == "0" else wave + "% rollout wave"
-print("N={:>6}  {:<16} converged {}/{}  p50 {:.1f}s  p99 {:.1f}s  max {:.1f}s  | nginx after change: {} requests ({} x 304), {:.2f} MiB incl. headers  | blob downloads {}  errors {}".format(
-    int(n), label, s["converged"], n, c["p50"], c["p99"], c["max"], int(req), int(nm), int(byt) / 1048576, a["blobDownloads"], s["errors"]))
+print("N={:>6}  {:<16} applied the change {}/{} (outside the wave: {} with no previous blob, {} kept the previous blob; not targeted {}; at the new version {})  p50 {:.1f}s  p99 {:.1f}s  max {:.1f}s  | nginx after change: {} requests ({} x 304), {:.2f} MiB incl. headers  | blob downloads {}  index reads refused mid-publish {}  errors {}".format(
+    int(n), label, s["converged"], n, s["outsideWave"], s["keptPreviousBlob"], s["notTargeted"], s["atNewVersion"], c["p50"], c["p99"], c["max"], int(req), int(nm), int(byt) / 1048576, a["blobDownloads"], a["refusedIndexReads"], s["errors"]))
 ' "$n" "$wave" "$req" "$bytes" "$nm"
   rm -rf "$W"
 }

@@ -85,12 +85,27 @@ PY
 bytes=$(find "$reports" -name '*.json' -exec cat {} + | wc -c)
 echo "$count files, $bytes bytes ($((bytes / count)) bytes per report)"
 
-# Best wall-clock time of "$@" over $runs runs, in milliseconds.
+# Runs "$@" and fails the benchmark unless it exits with EXPECTED (a crash must not pass
+# for a fast run). drover status exits 1 when a cluster has an Error or is stale (every
+# fleet of a few hundred reports and more here), else 0.
+expect_exit() {
+  local expected=$1 rc=0
+  shift
+  "$@" >/dev/null 2>"$work/stderr" || rc=$?
+  if [ "$rc" -ne "$expected" ]; then
+    echo "fleet-status.sh: $* exited $rc, expected $expected:" >&2
+    cat "$work/stderr" >&2
+    exit 1
+  fi
+}
+
+# Best wall-clock time over $runs runs of "$@" (which must exit EXPECTED), in milliseconds.
 best_ms() {
-  local best=0 start end ms
+  local expected=$1 best=0 start end ms
+  shift
   for _ in $(seq "$runs"); do
     start=$(date +%s%N)
-    "$@" >/dev/null 2>&1 || true # drover status exits 1: this fleet has errors and stale clusters
+    expect_exit "$expected" "$@"
     end=$(date +%s%N)
     ms=$(((end - start) / 1000000))
     if [ "$best" -eq 0 ] || [ "$ms" -lt "$best" ]; then best=$ms; fi
@@ -100,11 +115,13 @@ best_ms() {
 read_all() { find "$reports" -name '*.json' -exec cat {} + >/dev/null; }
 
 read_all
-"$drover" status "$reports" >/dev/null 2>&1 || true
-baseline=$(best_ms read_all)
-table=$(best_ms "$drover" status "$reports")
-json=$(best_ms "$drover" status "$reports" -o json)
-/usr/bin/time -f %M -o "$work/rss" "$drover" status "$reports" >/dev/null 2>&1 || true
+status_exit=0
+if grep -rlqE '"state": "Error"|"stale": true' "$reports"; then status_exit=1; fi
+expect_exit "$status_exit" "$drover" status "$reports"
+baseline=$(best_ms 0 read_all)
+table=$(best_ms "$status_exit" "$drover" status "$reports")
+json=$(best_ms "$status_exit" "$drover" status "$reports" -o json)
+expect_exit "$status_exit" /usr/bin/time -f %M -o "$work/rss" "$drover" status "$reports"
 rss=$(tail -1 "$work/rss")
 
 echo

@@ -23,11 +23,17 @@ target/debug/drover serve "$W/store" --listen 127.0.0.1:0 > "$W/serve.out" &
 PIDS+=($!)
 until grep -q http "$W/serve.out" 2>/dev/null; do sleep 0.05; done
 URL=$(sed -n 's/.* on //p' "$W/serve.out")
-target/debug/kube-api-double --listen 127.0.0.1:0 --auto-ready > "$W/api.out" 2>/dev/null &
-PIDS+=($!)
-until grep -q http "$W/api.out" 2>/dev/null; do sleep 0.05; done
-API=$(sed -n 's/listening on //p' "$W/api.out")
-printf 'apiVersion: v1\nkind: Config\nclusters:\n- name: d\n  cluster: {server: "%s"}\ncontexts:\n- name: d\n  context: {cluster: d, user: u}\ncurrent-context: d\nusers:\n- name: u\n  user: {}\n' "$API" > "$W/kubeconfig"
+# A fresh API double per kube run, so both binaries do the same work: an empty cluster to
+# fill (the second run against a shared double would find everything applied already).
+fresh_api() { # NAME: starts a double, writes $W/kubeconfig-NAME
+  target/debug/kube-api-double --listen 127.0.0.1:0 --auto-ready > "$W/api-$1.out" 2>/dev/null &
+  PIDS+=($!)
+  until grep -q http "$W/api-$1.out" 2>/dev/null; do sleep 0.05; done
+  local api; api=$(sed -n 's/listening on //p' "$W/api-$1.out")
+  printf 'apiVersion: v1\nkind: Config\nclusters:\n- name: d\n  cluster: {server: "%s"}\ncontexts:\n- name: d\n  context: {cluster: d, user: u}\ncurrent-context: d\nusers:\n- name: u\n  user: {}\n' "$api" > "$W/kubeconfig-$1"
+}
+fresh_api static
+fresh_api dynamic
 
 # idle RSS: start the daemon, wait for its first cycle, let it idle 3 s, read VmRSS/VmHWM.
 idle() { # BIN SINK NAME
@@ -45,5 +51,5 @@ printf 'static binary: %s bytes (%s MiB), %s\n' "$(stat -c %s "$STATIC")" \
 printf 'dynamic binary (baseline): %s bytes\n' "$(stat -c %s target/release/drover-agent)"
 idle "$STATIC" "dir:$W/m-static" static-dir-sink
 idle target/release/drover-agent "dir:$W/m-dyn" dynamic-dir-sink
-idle "$STATIC" "kube:$W/kubeconfig" static-kube-sink
-idle target/release/drover-agent "kube:$W/kubeconfig" dynamic-kube-sink
+idle "$STATIC" "kube:$W/kubeconfig-static" static-kube-sink
+idle target/release/drover-agent "kube:$W/kubeconfig-dynamic" dynamic-kube-sink

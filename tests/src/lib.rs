@@ -15,7 +15,8 @@
 //! - [`kube_api`], [`kubectl`], [`applyset`]: the Kubernetes API double, stock kubectl,
 //!   ApplySet ids computed from the KEP;
 //! - [`nginx`](mod@nginx), [`registry`], [`faulty`], [`pki`], [`net`]: the servers a store is read from;
-//! - [`process`], [`fsutil`], [`tmpfs`]: running programs, files, a disk that can be filled.
+//! - [`process`], [`fsutil`], [`tmpfs`]: running programs, files, a disk that can be filled;
+//! - [`kill`]: aiming SIGKILLs at a window of the agent's work.
 
 pub mod agent;
 pub mod agent_daemon;
@@ -23,6 +24,7 @@ pub mod applyset;
 pub mod faulty;
 pub mod foreign;
 pub mod fsutil;
+pub mod kill;
 pub mod kube_api;
 pub mod kubectl;
 pub mod minisign;
@@ -42,6 +44,7 @@ pub use agent_daemon::AgentDaemon;
 pub use applyset::applyset_id;
 pub use faulty::{Behaviour, FaultyServer};
 pub use fsutil::{assert_tombstone, copy_dir, repo_root, restore, sha256_hex, snapshot, stamp, stamps, Stamp};
+pub use kill::{KillSearch, Landing};
 pub use kube_api::KubeApi;
 pub use kubectl::{kustomize, Kubectl};
 pub use minisign::minisign_sign;

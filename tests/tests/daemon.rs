@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use drover_e2e::{
-    access_log, free_port, nginx_on, snapshot, text, wait_for, AgentDaemon, AgentRun, Behaviour, FaultyServer, Site,
+    access_log, free_port, nginx_on, snapshot, text, wait_for, AgentDaemon, AgentRun, Behaviour, FaultyServer,
+    KillSearch, Landing, Site,
 };
 
 const CLUSTER: &str = "site-1";
@@ -346,17 +347,108 @@ fn sigterm_stops_the_daemon_with_exit_0_even_mid_download() {
     );
 }
 
+/// Adds (or rewrites) a ConfigMap naming `round` in the monitoring and web bundles, so the
+/// next publish changes two manifest files.
+fn change_round(site: &Site, round: usize) {
+    for bundle in ["monitoring", "web"] {
+        site.write(
+            &format!("src/bundles/{bundle}/round.yaml"),
+            &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: round\ndata:\n  round: \"{round}\"\n"),
+        );
+    }
+}
+
+/// The manifests directory without the agent's temporary (dot) files.
+fn visible_files(site: &Site) -> std::collections::BTreeMap<String, Vec<u8>> {
+    snapshot(&site.path("manifests"))
+        .into_iter()
+        .filter(|(n, _)| !n.starts_with('.'))
+        .collect()
+}
+
+/// What a clean `--once` run of the current store writes (into `dir/`), and how long it took.
+fn clean_run(site: &Site, dir: &str) -> (std::collections::BTreeMap<String, Vec<u8>>, Duration) {
+    let started = std::time::Instant::now();
+    let out = site1(AgentRun::once(site), &[&site.store_url()], &[])
+        .under(site.path(dir))
+        .run_within(PATIENCE);
+    let took = started.elapsed();
+    assert!(out.status.success(), "{}", text(&out));
+    (snapshot(&site.path(&format!("{dir}/manifests"))), took)
+}
+
+/// Where a kill landed, judged by what it left on disk. (The agent rewrites state.json
+/// before the manifests, to record the version it is applying, and again after them.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Window {
+    /// The agent ended before the signal.
+    Finished,
+    /// Nothing in the manifests or state.json had changed yet.
+    BeforeAnyWrite,
+    /// state.json rewritten, no changed manifest written yet.
+    StateBeforeFiles,
+    /// Some changed manifests written, others not: the kill landed mid-apply.
+    BetweenFiles,
+    /// Every changed manifest written, the agent not done.
+    AfterFiles,
+}
+
+/// Which side of the manifest writes a window is on.
+fn landing(window: Window) -> Landing {
+    match window {
+        Window::BeforeAnyWrite | Window::StateBeforeFiles => Landing::Early,
+        Window::BetweenFiles => Landing::Inside,
+        Window::AfterFiles | Window::Finished => Landing::Late,
+    }
+}
+
+/// Checks what a kill left (every manifest is whole: byte for byte the file of the version
+/// before or of the new one; state.json parses) and says which window it landed in.
+fn classify(
+    site: &Site,
+    before: &(std::collections::BTreeMap<String, Vec<u8>>, Option<Vec<u8>>),
+    new: &std::collections::BTreeMap<String, Vec<u8>>,
+    ended: drover_e2e::Ended,
+    round: usize,
+) -> Window {
+    let now = visible_files(site);
+    for (name, bytes) in &now {
+        assert!(
+            Some(bytes) == before.0.get(name) || Some(bytes) == new.get(name),
+            "round {round}: {name} is neither the old nor the new file:\n{}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+    let state = std::fs::read(site.path("state/state.json")).ok();
+    if let Some(state) = &state {
+        assert!(
+            serde_json::from_slice::<serde_json::Value>(state).is_ok(),
+            "round {round}: state.json is always whole"
+        );
+    }
+    let changed: Vec<&String> = new.keys().filter(|n| before.0.get(*n) != new.get(*n)).collect();
+    let written = changed.iter().filter(|n| now.get(**n) == new.get(**n)).count();
+    if matches!(ended, drover_e2e::Ended::Finished) {
+        Window::Finished
+    } else if written == changed.len() {
+        Window::AfterFiles
+    } else if written > 0 {
+        Window::BetweenFiles
+    } else if state != before.1 {
+        Window::StateBeforeFiles
+    } else {
+        Window::BeforeAnyWrite
+    }
+}
+
 #[test]
 fn sigkill_at_any_point_then_restart_converges() {
     let site = Site::new().with_examples();
     site.publish(&[]);
-    // Reference: what a clean run of the final version produces.
+    // Reference: what a clean run of the final version produces (published after the rounds).
     change_monitoring(&site, "node-exporter-v2");
     let reference = Site::new().with_examples();
     change_monitoring(&reference, "node-exporter-v2");
-    reference.publish(&[]);
-    let (code, out) = once(&reference, &[&reference.store_url()], &[]);
-    assert_eq!(code, Some(0), "{out}");
 
     // Killed mid-download.
     let slow = FaultyServer::start(&site.path("store"), |p| {
@@ -373,30 +465,35 @@ fn sigkill_at_any_point_then_restart_converges() {
     agent.signal("KILL");
     drop(agent);
 
-    // Killed at pseudo-random points of cycles that publish and apply new versions.
-    let mut seed: u64 = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    for round in 0..12 {
+    // Killed at chosen points of cycles that each apply a new version changing two files.
+    let mut kills = KillSearch::from_env();
+    let seed = kills.seed();
+    let mut round = 0;
+    while round < 12 || (kills.inside() == 0 && round < 80) {
+        change_round(&site, round);
         site.publish(&[]);
-        let run = site1(AgentRun::once(&site), &[&site.store_url()], &[]);
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        run.kill_after(Duration::from_micros((seed >> 33) % 40_000));
-        let state = std::fs::read(site.path("state/state.json")).unwrap_or_else(|_| b"{}".to_vec());
-        assert!(
-            serde_json::from_slice::<serde_json::Value>(&state).is_ok(),
-            "round {round}: state.json is always whole"
-        );
-        for (name, yaml) in site.manifests() {
-            if name.ends_with(".yaml") {
-                assert!(
-                    yaml.ends_with('\n') && yaml.contains("drover"),
-                    "round {round}: {name} is whole"
-                );
-            }
-        }
+        let new = clean_run(&site, &format!("clean-{round}"));
+        kills.calibrate(new.1);
+        let before = (visible_files(&site), std::fs::read(site.path("state/state.json")).ok());
+        let delay = kills.next_delay();
+        let ended = site1(AgentRun::once(&site), &[&site.store_url()], &[]).kill_after(delay);
+        let window = classify(&site, &before, &new.0, ended, round);
+        kills.record(delay, format!("{window:?}"), landing(window));
+        round += 1;
     }
+    eprintln!(
+        "kills per window after {round} rounds (seed {seed}): {:?}",
+        kills.counts
+    );
+    assert!(
+        kills.inside() > 0,
+        "no kill landed while the manifests were being written (seed {seed}): {:?}",
+        kills.counts
+    );
+    change_round(&reference, round - 1);
+    reference.publish(&[]);
+    let (code, out) = once(&reference, &[&reference.store_url()], &[]);
+    assert_eq!(code, Some(0), "{out}");
 
     // The next full cycle converges to what a clean run produces.
     let (code, out) = once(&site, &[&site.store_url()], &[]);

@@ -40,6 +40,22 @@ fn agent_with(site: &Site, api: &Api, labels: &[&str], extra: &[&str]) -> (Optio
     (out.status.code(), text(&out))
 }
 
+/// The `round` value of the ConfigMap `round` in the monitoring and web namespaces
+/// (`None` where it does not exist yet).
+fn rounds_applied(api: &Api) -> std::collections::BTreeMap<&'static str, Option<String>> {
+    ["monitoring", "web"]
+        .into_iter()
+        .map(|ns| {
+            let found = api.kubectl.exists("configmap", "round", ns);
+            let value = found.then(|| {
+                let cm = api.kubectl.json(&["get", "configmap", "round", "-n", ns]);
+                cm["data"]["round"].as_str().unwrap().to_string()
+            });
+            (ns, value)
+        })
+        .collect()
+}
+
 fn line_of<'a>(out: &'a str, bundle: &str) -> &'a str {
     out.lines()
         .find(|l| l.trim_start().starts_with(bundle))
@@ -231,6 +247,65 @@ fn depends_on_waits_until_the_dependency_is_ready() {
     assert!(api.kubectl.exists("configmap", "addon", "default"));
 }
 
+/// Readiness takes time and comes as the controller's own status write (the double's
+/// `--ready-delay`): the dependent waits for it, and the resourceVersion the controller
+/// moved is not drift.
+#[test]
+fn a_dependency_that_becomes_ready_later_through_its_controller_is_waited_for_and_not_drift() {
+    let site = Site::new();
+    write(
+        &site,
+        "app/deploy.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: app, namespace: default}\nspec:\n  replicas: 1\n  \
+         selector: {matchLabels: {app: app}}\n  template:\n    metadata: {labels: {app: app}}\n    spec:\n      \
+         containers: [{name: app, image: nginx:1.27}]\n",
+    );
+    write(&site, "addon/bundle.yaml", "dependsOn: [app]\n");
+    write(
+        &site,
+        "addon/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: addon, namespace: default}\ndata: {x: y}\n",
+    );
+    site.publish(&[]);
+    let double = KubeApi::start_with(site.dir.path(), &["--auto-ready", "--ready-delay", "4000"]);
+    let api = Api {
+        kubeconfig: double.kubeconfig.to_str().unwrap().to_string(),
+        kubectl: double.kubectl(),
+        _double: double,
+    };
+    let rv = |api: &Api| {
+        let d = api.kubectl.json(&["get", "deployment", "app", "-n", "default"]);
+        d["metadata"]["resourceVersion"].as_str().unwrap().to_string()
+    };
+    let (code, out) = agent(&site, &api, &[]);
+    assert_eq!(code, Some(1), "not ready for 4 s after the apply: {out}");
+    assert!(line_of(&out, "app").contains("Applying"), "{out}");
+    assert!(line_of(&out, "addon").contains("PendingDependency"), "{out}");
+    assert!(!api.kubectl.exists("configmap", "addon", "default"));
+    let applied = rv(&api);
+
+    // The controller reports the Deployment available, in a write of its own.
+    api.kubectl
+        .ok(&["rollout", "status", "deploy/app", "-n", "default", "--timeout=30s"]);
+    let ready = rv(&api);
+    assert_ne!(
+        ready, applied,
+        "the controller's status write moved the resourceVersion"
+    );
+    let (code, out) = agent(&site, &api, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        line_of(&out, "app").contains("Ready") && line_of(&out, "addon").contains("Ready"),
+        "{out}"
+    );
+    assert!(
+        line_of(&out, "app").contains("0 drifted"),
+        "a status write is not drift: {out}"
+    );
+    assert!(api.kubectl.exists("configmap", "addon", "default"));
+    assert_eq!(rv(&api), ready, "nothing rewritten: the agent saw no drift to restore");
+}
+
 #[test]
 fn drift_is_restored_and_counted_and_conflicts_with_other_managers_are_reported() {
     let site = Site::new().with_examples();
@@ -376,12 +451,25 @@ fn agent_killed_between_applies_converges_on_the_next_run() {
     let site = Site::new().with_examples();
     site.publish(&[]);
     let api = Api::start(&site, true);
-    let mut seed: u64 = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    for round in 0..8 {
-        // Alternate the monitoring image so every round has something to apply.
+    let run = || {
+        AgentRun::once(&site)
+            .kube(&api.kubeconfig)
+            .cluster("site-7")
+            .labels(LABELS)
+    };
+    let started = std::time::Instant::now();
+    let first = run().run();
+    assert!(first.status.success(), "{}", text(&first));
+    let mut kills = drover_e2e::KillSearch::from_env();
+    let seed = kills.seed();
+    kills.calibrate(started.elapsed());
+    let mut applied = rounds_applied(&api);
+    let mut round = 0;
+    // At least 8 rounds, more until a kill lands between the two applies, and an even
+    // number so the last round sets v1.8.2.
+    while round < 8 || (kills.inside() == 0 && round < 40) || round % 2 == 1 {
+        // Alternate the monitoring image, and name the round in two bundles, so every round
+        // has two objects in two bundles to apply.
         let path = site.path("src/bundles/monitoring/node-exporter.yaml");
         let yaml = std::fs::read_to_string(&path).unwrap();
         let next = if round % 2 == 0 {
@@ -390,16 +478,54 @@ fn agent_killed_between_applies_converges_on_the_next_run() {
             yaml.replace("v1.8.3", "v1.8.2")
         };
         std::fs::write(&path, next).unwrap();
+        for bundle in ["monitoring", "web"] {
+            write(
+                &site,
+                &format!("{bundle}/round.yaml"),
+                &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: round\ndata:\n  round: \"{round}\"\n"),
+            );
+        }
         site.publish(&[]);
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        AgentRun::once(&site)
-            .kube(&api.kubeconfig)
-            .cluster("site-7")
-            .labels(LABELS)
-            .kill_after(std::time::Duration::from_micros((seed >> 33) % 60_000));
+        let delay = kills.next_delay();
+        let ended = run().kill_after(delay);
+        let now = rounds_applied(&api);
+        for (ns, value) in &now {
+            assert!(
+                value == &applied[ns] || value.as_deref() == Some(round.to_string().as_str()),
+                "round {round}: ConfigMap {ns}/round is neither the old nor the new one: {value:?}"
+            );
+        }
+        let new = now
+            .values()
+            .filter(|v| v.as_deref() == Some(round.to_string().as_str()))
+            .count();
+        let (window, landing) = match (ended, new) {
+            (drover_e2e::Ended::Finished, _) => ("Finished", drover_e2e::Landing::Late),
+            (_, 0) => ("BeforeAnyApply", drover_e2e::Landing::Early),
+            (_, 1) => ("BetweenApplies", drover_e2e::Landing::Inside),
+            _ => ("AfterApplies", drover_e2e::Landing::Late),
+        };
+        kills.record(delay, window.to_string(), landing);
+        applied = now;
+        round += 1;
     }
+    eprintln!(
+        "kills per window after {round} rounds (seed {seed}): {:?}",
+        kills.counts
+    );
+    assert!(
+        kills.inside() > 0,
+        "no kill landed between two applies (seed {seed}): {:?}",
+        kills.counts
+    );
     let (code, out) = agent(&site, &api, LABELS);
     assert_eq!(code, Some(0), "{out}");
+    let last = Some((round - 1).to_string());
+    assert!(
+        rounds_applied(&api).values().all(|v| *v == last),
+        "both bundles at the last round: {:?}",
+        rounds_applied(&api)
+    );
     let ds = api
         .kubectl
         .json(&["get", "daemonset", "node-exporter", "-n", "monitoring"]);

@@ -8,8 +8,11 @@
 //!
 //! The run: start N agents with random first-poll offsets; wait until every one applied
 //! the current index; run `--change-cmd` (a publish); then measure, for every agent, the
-//! time from the end of that publish until it applied the new version. Prints a JSON
-//! summary: convergence p50/p99/max, requests and bytes the agents received.
+//! time from the end of that publish until it applied the changed bundle (`--changed-bundle`:
+//! a new blob for it deployed, not merely a new index version read). Agents the change is
+//! not for (outside a rollout wave, or not targeted) are counted apart, and so are index
+//! reads refused mid-publish (the new index with the old signature). Prints a JSON summary:
+//! convergence p50/p99/max, requests and bytes the agents received.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -44,6 +47,9 @@ struct Args {
     /// Shell command run once every agent applied the first index (e.g. a drover publish).
     #[arg(long)]
     change_cmd: String,
+    /// The bundle `--change-cmd` changes; convergence is its new blob being deployed.
+    #[arg(long, default_value = "monitoring")]
+    changed_bundle: String,
     /// Give up waiting for convergence after this many intervals.
     #[arg(long, default_value_t = 5.0)]
     patience: f64,
@@ -65,21 +71,55 @@ struct Agent {
     applied: Option<Applied>,
     known: Option<VerifiedIndex>,
     have: BTreeSet<Digest>,
+    /// The changed bundle's blob this agent deployed from the first index it applied.
+    first: Option<Option<Digest>>,
+}
+
+/// What one cycle did with the changed bundle, against what the agent first deployed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// A blob other than the first one is deployed: the change is applied.
+    Took,
+    /// The first blob is still what the targets give (before the change, or a previous
+    /// blob outside the wave).
+    Same,
+    /// Outside the rollout wave: the agent keeps what it has.
+    OutsideWave,
+    /// The bundle is not for this cluster.
+    NotTargeted,
+}
+
+/// One successful cycle: the index version applied and what it did with the changed bundle.
+struct Polled {
+    version: u64,
+    change: Change,
 }
 
 impl Agent {
     /// One cycle with a null sink; returns the applied version.
-    async fn poll(&mut self, keys: &TrustedKeys, totals: &Totals, scratch: &std::path::Path) -> anyhow::Result<u64> {
+    async fn poll(
+        &mut self,
+        keys: &TrustedKeys,
+        totals: &Totals,
+        scratch: &std::path::Path,
+        changed: &str,
+    ) -> anyhow::Result<Polled> {
         totals.polls.fetch_add(1, Ordering::Relaxed);
         let received = self.source.bytes_received();
-        let result = self.cycle(keys, totals, scratch).await;
+        let result = self.cycle(keys, totals, scratch, changed).await;
         totals
             .bytes
             .fetch_add(self.source.bytes_received() - received, Ordering::Relaxed);
         result
     }
 
-    async fn cycle(&mut self, keys: &TrustedKeys, totals: &Totals, scratch: &std::path::Path) -> anyhow::Result<u64> {
+    async fn cycle(
+        &mut self,
+        keys: &TrustedKeys,
+        totals: &Totals,
+        scratch: &std::path::Path,
+        changed: &str,
+    ) -> anyhow::Result<Polled> {
         let raw = self.source.fetch_index().await?;
         totals
             .requests
@@ -94,7 +134,16 @@ impl Agent {
                 return Err(e.into());
             }
         };
+        let mut change = Change::NotTargeted;
+        let mut deployed = None;
         for item in plan(&verified, &self.cluster) {
+            if item.bundle.name.as_str() == changed {
+                match &item.decision {
+                    Decision::Deploy(chosen) => deployed = Some(chosen.digest.clone()),
+                    Decision::OutsideRollout { .. } => change = Change::OutsideWave,
+                    _ => {}
+                }
+            }
             if let Decision::Deploy(chosen) = item.decision {
                 if self.have.insert(chosen.digest.clone()) {
                     let dest = scratch.join(format!("{}-{}", self.cluster.name, chosen.digest.hex()));
@@ -105,13 +154,21 @@ impl Agent {
                 }
             }
         }
+        let first = self.first.get_or_insert_with(|| deployed.clone());
+        if let Some(digest) = &deployed {
+            change = if first.as_ref() == Some(digest) {
+                Change::Same
+            } else {
+                Change::Took
+            };
+        }
         let version = verified.index().version;
         self.applied = Some(Applied {
             version,
             sha256: verified.sha256().clone(),
         });
         self.known = Some(verified);
-        Ok(version)
+        Ok(Polled { version, change })
     }
 }
 
@@ -146,6 +203,9 @@ async fn main() -> anyhow::Result<()> {
     // Version each agent has applied, and when it applied the version after the change.
     let versions: Arc<Vec<AtomicU64>> = Arc::new((0..args.clusters).map(|_| AtomicU64::new(0)).collect());
     let converged_at: Arc<Mutex<BTreeMap<usize, Instant>>> = Arc::default();
+    // When each agent first deployed the changed bundle's new blob, and what the others saw.
+    let took_at: Arc<Mutex<BTreeMap<usize, Instant>>> = Arc::default();
+    let kept: Arc<Mutex<BTreeMap<usize, Change>>> = Arc::default();
     let target = Arc::new(AtomicU64::new(u64::MAX));
     let ready = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -169,25 +229,29 @@ async fn main() -> anyhow::Result<()> {
             applied: None,
             known: None,
             have: BTreeSet::new(),
+            first: None,
         };
         let (keys, totals, scratch) = (keys.clone(), totals.clone(), scratch.clone());
         let (versions, converged_at, target, ready) =
             (versions.clone(), converged_at.clone(), target.clone(), ready.clone());
+        let (took_at, kept, changed) = (took_at.clone(), kept.clone(), args.changed_bundle.clone());
         let jitter = args.jitter / 100.0;
         handles.push(tokio::spawn(async move {
             tokio::time::sleep(interval.mul_f64(fastrand::f64())).await;
             loop {
-                match agent.poll(&keys, &totals, scratch.path()).await {
-                    Ok(version) => {
+                match agent.poll(&keys, &totals, scratch.path(), &changed).await {
+                    Ok(Polled { version, change }) => {
                         if versions[i].swap(version, Ordering::Relaxed) == 0 {
                             ready.fetch_add(1, Ordering::Relaxed);
                         }
                         if version >= target.load(Ordering::Relaxed) {
-                            converged_at
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .entry(i)
-                                .or_insert_with(Instant::now);
+                            let now = Instant::now();
+                            if change == Change::Took {
+                                lock(&took_at).entry(i).or_insert(now);
+                            } else {
+                                lock(&kept).insert(i, change);
+                            }
+                            lock(&converged_at).entry(i).or_insert(now);
                         }
                     }
                     Err(e) => {
@@ -215,11 +279,12 @@ async fn main() -> anyhow::Result<()> {
     }
     let first_version = versions[0].load(Ordering::Relaxed);
     let warmup = started.elapsed();
-    let (requests0, bytes0, blobs0, polls0) = (
+    let (requests0, bytes0, blobs0, polls0, errors0) = (
         totals.requests.load(Ordering::Relaxed),
         sum_bytes(&totals),
         totals.blob_fetches.load(Ordering::Relaxed),
         totals.polls.load(Ordering::Relaxed),
+        totals.errors.load(Ordering::Relaxed),
     );
 
     // Phase 2: publish a change, then wait for every agent to apply it.
@@ -238,9 +303,16 @@ async fn main() -> anyhow::Result<()> {
     for h in &handles {
         h.abort();
     }
-    let mut times: Vec<f64> = converged_at
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
+    let at_new_version = converged_at.lock().unwrap_or_else(|p| p.into_inner()).len();
+    let kept = kept.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let took = took_at.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    // An agent that took the change later is not "kept", whatever an earlier poll saw.
+    let kept_count = |what: Change| {
+        kept.iter()
+            .filter(|(i, c)| **c == what && !took.contains_key(i))
+            .count()
+    };
+    let mut times: Vec<f64> = took
         .values()
         .map(|t| t.saturating_duration_since(t0).as_secs_f64())
         .collect();
@@ -253,7 +325,12 @@ async fn main() -> anyhow::Result<()> {
         "intervalSeconds": args.interval,
         "jitterPercent": args.jitter,
         "warmupSeconds": warmup.as_secs_f64(),
+        "changedBundle": args.changed_bundle,
         "converged": times.len(),
+        "atNewVersion": at_new_version,
+        "outsideWave": kept_count(Change::OutsideWave),
+        "keptPreviousBlob": kept_count(Change::Same),
+        "notTargeted": kept_count(Change::NotTargeted),
         "convergenceSeconds": {"p50": percentile(&times, 0.5), "p99": percentile(&times, 0.99), "max": times.last().copied().unwrap_or(f64::NAN)},
         "afterChange": {
             "seconds": elapsed.as_secs_f64(),
@@ -261,11 +338,17 @@ async fn main() -> anyhow::Result<()> {
             "requests": requests,
             "bodyBytesReceived": bytes,
             "blobDownloads": totals.blob_fetches.load(Ordering::Relaxed) - blobs0,
+            "refusedIndexReads": totals.errors.load(Ordering::Relaxed) - errors0,
         },
         "errors": totals.errors.load(Ordering::Relaxed),
     });
     println!("{summary}");
     Ok(())
+}
+
+/// Locks `m`, poisoned or not (a panicked agent task leaves its counts usable).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn sum_bytes(totals: &Totals) -> u64 {

@@ -23,6 +23,10 @@ struct Args {
     /// Milliseconds a new CustomResourceDefinition waits before Established=True.
     #[arg(long, default_value_t = 0, value_name = "MS")]
     crd_establish_delay: u64,
+    /// With --auto-ready: milliseconds after a workload is written before its ready status
+    /// is written, as a separate status write (0: in the same write).
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    ready_delay: u64,
     /// Log every request (method, path, query, status) to stderr.
     #[arg(long, short)]
     verbose: bool,
@@ -43,6 +47,7 @@ fn run(args: Args) -> std::io::Result<()> {
     let config = Config {
         auto_ready: args.auto_ready,
         crd_establish_delay: Duration::from_millis(args.crd_establish_delay),
+        ready_delay: Duration::from_millis(args.ready_delay),
         verbose: args.verbose,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

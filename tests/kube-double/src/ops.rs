@@ -27,6 +27,11 @@ pub struct Config {
     /// How long a new CRD waits before `Established=True` (and before its kind is
     /// served). Zero: at once.
     pub crd_establish_delay: Duration,
+    /// With `auto_ready`: how long after a workload is written its ready status is
+    /// written, as a separate status write by the controller (the object is first seen
+    /// with its old status, `observedGeneration` behind, and its resourceVersion moves
+    /// when it becomes ready). Zero: in the same write.
+    pub ready_delay: Duration,
     /// Log every request to stderr.
     pub verbose: bool,
 }
@@ -164,6 +169,9 @@ pub struct State {
     /// CRDs created since the caller last looked, waiting for `Established` after
     /// [`Config::crd_establish_delay`].
     pub pending_establish: Vec<String>,
+    /// Workloads written since the caller last looked, waiting for their ready status
+    /// after [`Config::ready_delay`].
+    pub pending_ready: Vec<Key>,
 }
 
 /// Current time as the apiserver writes it (RFC 3339, whole seconds, UTC).
@@ -209,6 +217,7 @@ impl State {
             registry: Registry::builtin(),
             config,
             pending_establish: Vec::new(),
+            pending_ready: Vec::new(),
         };
         let rt = state
             .registry
@@ -566,9 +575,14 @@ impl State {
         }
         strategy::set_generation(rt, old, &mut new);
 
+        let mut ready_later = false;
         if self.config.auto_ready && matches!(scope, Scope::Main { .. } | Scope::Scale) {
             if let Some(status) = controller::ready_status(rt, &new, &now) {
-                self.write_status(&mut new, status, controller::MANAGER, &api_version, &now);
+                if self.config.ready_delay.is_zero() {
+                    self.write_status(&mut new, status, controller::MANAGER, &api_version, &now);
+                } else {
+                    ready_later = !p.dry_run && new.get("status") != Some(&status);
+                }
             }
         }
         if is_crd(rt) {
@@ -586,6 +600,9 @@ impl State {
         let stored = self.store.write(key.clone(), new);
         if is_crd(rt) {
             self.crd_written(&stored, old.is_none());
+        }
+        if ready_later {
+            self.pending_ready.push(key);
         }
         Ok(stored)
     }
@@ -634,6 +651,30 @@ impl State {
         self.write_status(&mut new, status, "kube-apiserver", &api_version, &now);
         let stored = self.store.write(key, new);
         self.crd_written(&stored, false);
+    }
+
+    /// Writes a workload's ready status, as its controller would once its pods run (the
+    /// delayed half of [`Config::ready_delay`]): a status write of its own, by
+    /// kube-controller-manager, that moves the resourceVersion. Does nothing if the
+    /// object is gone or already ready.
+    pub fn become_ready(&mut self, key: &Key) {
+        let Some(old) = self.store.get(key).cloned() else {
+            return;
+        };
+        let api_version = old["apiVersion"].as_str().unwrap_or_default().to_string();
+        let version = api_version.rsplit('/').next().unwrap_or_default();
+        let Some(rt) = self.registry.find(&key.group, version, &key.plural) else {
+            return;
+        };
+        let now = now();
+        let Some(status) = controller::ready_status(rt, &old, &now) else {
+            return;
+        };
+        let mut new = old.clone();
+        self.write_status(&mut new, status, controller::MANAGER, &api_version, &now);
+        if new != old {
+            self.store.write(key.clone(), new);
+        }
     }
 
     /// DELETE of one object; answers a `Status` of success.
@@ -964,6 +1005,39 @@ mod tests {
         assert_eq!(gone["items"].as_array().unwrap().len(), 1);
         let left = s.list(&cms, &Filter::default());
         assert_eq!(left["items"][0]["metadata"]["name"], "y");
+    }
+
+    #[test]
+    fn with_a_ready_delay_the_ready_status_is_a_later_write_of_its_own() {
+        let mut s = State::new(Config {
+            auto_ready: true,
+            ready_delay: Duration::from_millis(50),
+            ..Config::default()
+        });
+        let t = target(&s, "apps", "deployments", Some("default"), Some("web"));
+        let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}}}});
+        let (written, _) = s.patch(&t, PatchKind::Apply, &d, &params("m")).unwrap();
+        assert!(
+            written["status"]["readyReplicas"].is_null(),
+            "not ready yet: {written:#}"
+        );
+        let pending = std::mem::take(&mut s.pending_ready);
+        assert_eq!(pending.len(), 1);
+        s.become_ready(&pending[0]);
+        let ready = s.get(&t).unwrap();
+        assert_eq!(ready["status"]["readyReplicas"], 2);
+        assert_ne!(
+            ready["metadata"]["resourceVersion"], written["metadata"]["resourceVersion"],
+            "becoming ready is a write of its own"
+        );
+        let managers: Vec<&str> = ready["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|f| f["manager"].as_str())
+            .collect();
+        assert!(managers.contains(&controller::MANAGER), "{managers:?}");
     }
 
     #[test]

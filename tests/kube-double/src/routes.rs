@@ -43,12 +43,13 @@ pub struct App {
     changed: tokio::sync::watch::Sender<u64>,
     verbose: bool,
     establish_delay: Duration,
+    ready_delay: Duration,
 }
 
 impl App {
     /// A fresh double.
     pub fn new(config: Config) -> Arc<Self> {
-        let (verbose, establish_delay) = (config.verbose, config.crd_establish_delay);
+        let (verbose, establish_delay, ready_delay) = (config.verbose, config.crd_establish_delay, config.ready_delay);
         let state = State::new(config);
         let (changed, _) = tokio::sync::watch::channel(state.store.resource_version());
         Arc::new(App {
@@ -57,6 +58,7 @@ impl App {
             changed,
             verbose,
             establish_delay,
+            ready_delay,
         })
     }
 
@@ -66,13 +68,15 @@ impl App {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Wakes watchers after a write and starts the delayed establishment of new CRDs.
+    /// Wakes watchers after a write and starts the delayed establishment of new CRDs and
+    /// the delayed readiness of workloads.
     fn after_write(self: &Arc<Self>) {
-        let (rv, pending) = {
+        let (rv, pending, pending_ready) = {
             let mut state = self.lock();
             (
                 state.store.resource_version(),
                 std::mem::take(&mut state.pending_establish),
+                std::mem::take(&mut state.pending_ready),
             )
         };
         self.changed.send_replace(rv);
@@ -82,6 +86,15 @@ impl App {
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
                 app.lock().establish_crd(&name);
+                app.after_write();
+            });
+        }
+        for key in pending_ready {
+            let app = Arc::clone(self);
+            let delay = self.ready_delay;
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                app.lock().become_ready(&key);
                 app.after_write();
             });
         }

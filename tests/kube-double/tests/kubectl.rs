@@ -589,6 +589,37 @@ fn auto_ready_makes_workloads_ready_and_crds_can_take_time() {
 }
 
 #[test]
+fn with_a_ready_delay_workloads_are_seen_unready_then_ready_through_a_status_write() {
+    let c = Cluster::start(&["--auto-ready", "--ready-delay", "1500"]);
+    c.kubectl.apply(&c.manifest("app.yaml", APP), &[]);
+    let fresh = c.json(&["get", "deploy", "web", "-n", "shop"]);
+    assert!(
+        fresh["status"]["readyReplicas"].is_null(),
+        "not ready right after the write: {fresh:#}"
+    );
+    let out = c
+        .kubectl
+        .ok(&["rollout", "status", "deploy/web", "-n", "shop", "--timeout=20s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let ready = c.json(&["get", "deploy", "web", "-n", "shop"]);
+    assert_eq!(ready["status"]["readyReplicas"], 2);
+    assert_ne!(rv(&ready), rv(&fresh), "becoming ready moved the resourceVersion");
+    assert!(owners(&ready, &["status", "readyReplicas"]).contains(&"kube-controller-manager Update status".to_string()));
+
+    // A spec change: seen with observedGeneration behind until the controller catches up.
+    c.kubectl.ok(&["scale", "deploy/web", "-n", "shop", "--replicas=3"]);
+    let scaled = c.json(&["get", "deploy", "web", "-n", "shop"]);
+    assert!(
+        scaled["status"]["observedGeneration"].as_u64() < scaled["metadata"]["generation"].as_u64(),
+        "observedGeneration behind right after the change: {scaled:#}"
+    );
+    c.kubectl
+        .ok(&["rollout", "status", "deploy/web", "-n", "shop", "--timeout=20s"]);
+    let caught_up = c.json(&["get", "deploy", "web", "-n", "shop"]);
+    assert_eq!(caught_up["status"]["readyReplicas"], 3, "{caught_up:#}");
+}
+
+#[test]
 fn the_request_log_shows_what_clients_sent() {
     let c = Cluster::start(&[]);
     c.kubectl.apply(
