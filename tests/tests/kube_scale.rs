@@ -261,3 +261,116 @@ fn refuses_a_bundle_that_writes_the_agents_own_records() {
     assert!(line_of(&out, "web").contains("Ready"), "{out}");
     assert_eq!(parent()["metadata"]["annotations"], before["metadata"]["annotations"]);
 }
+
+/// The requests the double received since the last [`clear`].
+fn requests(api: &Api) -> Vec<serde_json::Value> {
+    let (status, body) = drover_e2e::http(api.double.port(), "GET", "/_double/requests");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("request log {body:?}: {e}"))
+}
+
+fn clear(api: &Api) {
+    let (status, body) = drover_e2e::http(api.double.port(), "DELETE", "/_double/requests");
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Whether `request` asks discovery (`/api`, `/apis`, a group, a group version).
+fn is_discovery(request: &serde_json::Value) -> bool {
+    let path = request["path"].as_str().unwrap_or_default();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    matches!(
+        segments.as_slice(),
+        ["api"] | ["api", _] | ["apis"] | ["apis", _] | ["apis", _, _]
+    )
+}
+
+fn discovery_requests(api: &Api) -> Vec<String> {
+    requests(api)
+        .iter()
+        .filter(|r| is_discovery(r))
+        .map(|r| r["path"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// The state of `bundle` in the agent's status ConfigMap.
+fn state_of(api: &Api, bundle: &str) -> String {
+    let status = api.json(&["get", "configmap", "drover-status", "-n", "drover-system"]);
+    let report: serde_json::Value = serde_json::from_str(status["data"]["status.json"].as_str().unwrap()).unwrap();
+    let found = report["bundles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == bundle)
+        .unwrap_or_else(|| panic!("no {bundle} in {report:#}"))
+        .clone();
+    found["state"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn an_unchanged_cycle_asks_discovery_nothing_after_the_first() {
+    let site = Site::new().with_examples();
+    site.publish(&[]);
+    let api = Api::start(&site);
+    let daemon = AgentRun::daemon(&site)
+        .kube(&api.double.kubeconfig)
+        .cluster("site-7")
+        .labels(&["env=prod", "region=eu", "monitoring=on"])
+        .start();
+    daemon.wait_first_cycle();
+    assert_eq!(state_of(&api, "web"), "Ready", "{}", daemon.log());
+    clear(&api);
+    daemon.sync();
+    assert_eq!(discovery_requests(&api), Vec::<String>::new(), "{}", daemon.log());
+    assert_eq!(state_of(&api, "web"), "Ready", "{}", daemon.log());
+}
+
+const WIDGET_CRD: &str = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n\
+    metadata: {name: widgets.example.com}\nspec:\n  group: example.com\n  scope: Namespaced\n  \
+    names: {plural: widgets, singular: widget, kind: Widget}\n  versions:\n  - name: v1\n    served: true\n    \
+    storage: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        \
+    x-kubernetes-preserve-unknown-fields: true\n";
+
+#[test]
+fn discovery_is_asked_again_when_a_kind_appears_and_when_it_disappears() {
+    let site = Site::new();
+    site.write("src/bundles/widgets/bundle.yaml", "namespace: default\n");
+    site.write(
+        "src/bundles/widgets/gear.yaml",
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: gear}\nspec: {teeth: 12}\n",
+    );
+    site.publish(&[]);
+    let api = Api::start(&site);
+    let daemon = AgentRun::daemon(&site)
+        .kube(&api.double.kubeconfig)
+        .cluster("site-7")
+        .start();
+    daemon.wait_first_cycle();
+    assert_eq!(state_of(&api, "widgets"), "Error", "no such kind yet: {}", daemon.log());
+
+    // Someone else installs the CRD: the next cycle finds the kind and applies.
+    let crd = site.path("crd.yaml");
+    std::fs::write(&crd, WIDGET_CRD).unwrap();
+    api.kubectl.apply(crd.to_str().unwrap(), &[]);
+    daemon.sync();
+    assert_eq!(state_of(&api, "widgets"), "Ready", "{}", daemon.log());
+    assert!(api.kubectl.exists("widgets.example.com", "gear", "default"));
+    clear(&api);
+    daemon.sync();
+    assert_eq!(discovery_requests(&api), Vec::<String>::new(), "{}", daemon.log());
+
+    // Someone else removes it: the kind is unknown again, and said so.
+    api.kubectl.ok(&["delete", "crd", "widgets.example.com"]);
+    daemon.sync();
+    assert_eq!(state_of(&api, "widgets"), "Error", "{}", daemon.log());
+    let status = api.json(&["get", "configmap", "drover-status", "-n", "drover-system"]);
+    assert!(
+        status["data"]["status.json"].as_str().unwrap().contains("unknown kind"),
+        "{status:#}"
+    );
+
+    // And back: applied again.
+    api.kubectl.apply(crd.to_str().unwrap(), &[]);
+    daemon.sync();
+    assert_eq!(state_of(&api, "widgets"), "Ready", "{}", daemon.log());
+    assert!(api.kubectl.exists("widgets.example.com", "gear", "default"));
+}

@@ -17,6 +17,7 @@
 //!   one, `resourceVersion`) moved since drover last applied it had drifted and is counted.
 
 pub(crate) mod bundles;
+mod discovery;
 mod health;
 mod ownership;
 
@@ -79,6 +80,8 @@ pub struct KubeOptions {
 pub struct KubeSink {
     client: kube::Client,
     namespace: String,
+    /// What discovery answered, kept across cycles.
+    discovery: discovery::Discovery,
 }
 
 impl std::fmt::Debug for KubeSink {
@@ -249,6 +252,7 @@ impl KubeSink {
         Ok(KubeSink {
             client,
             namespace: opts.namespace.clone(),
+            discovery: discovery::Discovery::default(),
         })
     }
 
@@ -263,7 +267,8 @@ impl KubeSink {
     }
 
     async fn resolve(&self, gvk: &GroupVersionKind) -> Result<(ApiResource, ApiCapabilities)> {
-        kube::discovery::pinned_kind(&self.client, gvk)
+        self.discovery
+            .pinned(&self.client, gvk)
             .await
             .map_err(|source| Error::Kube {
                 what: format!("{}/{} {}", gvk.group, gvk.version, gvk.kind),
@@ -433,6 +438,14 @@ impl KubeSink {
                     .await
                     .map_err(|e| kube_err(&key, e))?;
                 self.wait_gone(&api, &object.name).await?;
+                api.patch(&object.name, &params, &Patch::Apply(&body)).await
+            }
+            Err(e) if is_not_found(&e) => {
+                // Apply creates what is missing, so 404 says the resource itself is gone
+                // (its CRD was removed) or moved: ask discovery again, once.
+                self.discovery.forget(&object.gvk.group, &object.gvk.kind);
+                let (ar, caps) = self.resolve(&object.gvk).await?;
+                let api = self.api(&ar, &caps, object.namespace.as_deref());
                 api.patch(&object.name, &params, &Patch::Apply(&body)).await
             }
             other => other,
@@ -677,20 +690,28 @@ impl KubeSink {
         let mut found = Vec::new();
         for gk in group_kinds {
             let (kind, group) = gk.split_once('.').unwrap_or((gk.as_str(), ""));
-            let apigroup = match kube::discovery::group(&self.client, group).await {
-                Ok(g) => g,
-                // The group is gone (its CRD was removed): nothing of it can be left.
-                Err(kube::Error::Discovery(_)) => continue,
-                Err(e) => return Err(kube_err(gk.as_str(), e)),
-            };
-            let Some((ar, caps)) = apigroup.recommended_kind(kind) else {
+            let Some((ar, caps)) = self
+                .discovery
+                .recommended(&self.client, group, kind)
+                .await
+                .map_err(|e| kube_err(gk.as_str(), e))?
+            else {
+                // Not served (its CRD was removed): nothing of it can be left.
                 continue;
             };
             let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
-            let list = api
+            let list = match api
                 .list(&ListParams::default().labels(&format!("{PART_OF_LABEL}={id}")))
                 .await
-                .map_err(|e| kube_err(gk.as_str(), e))?;
+            {
+                Ok(list) => list,
+                Err(e) if is_not_found(&e) => {
+                    // Served when discovery was asked, gone since: none left.
+                    self.discovery.forget(group, kind);
+                    continue;
+                }
+                Err(e) => return Err(kube_err(gk.as_str(), e)),
+            };
             found.extend(list.items.into_iter().map(|object| Found {
                 ar: ar.clone(),
                 caps: caps.clone(),
