@@ -48,6 +48,23 @@ impl Cluster {
         self.kubectl.json(&[args, &["--show-managed-fields"]].concat())
     }
 
+    /// A raw DELETE with `preconditions.resourceVersion`; the whole response.
+    fn http_delete_with_precondition(&self, path: &str, resource_version: &str) -> String {
+        let body = format!(
+            r#"{{"kind":"DeleteOptions","apiVersion":"v1","preconditions":{{"resourceVersion":"{resource_version}"}}}}"#
+        );
+        let mut stream = TcpStream::connect(("127.0.0.1", self.api.port())).unwrap();
+        write!(
+            stream,
+            "DELETE {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    }
+
     /// A plain GET on the double (for its test-only endpoints): (status, body).
     fn http_get(&self, path: &str) -> (u16, String) {
         let mut stream = TcpStream::connect(("127.0.0.1", self.api.port())).unwrap();
@@ -617,6 +634,42 @@ fn with_a_ready_delay_workloads_are_seen_unready_then_ready_through_a_status_wri
         .ok(&["rollout", "status", "deploy/web", "-n", "shop", "--timeout=20s"]);
     let caught_up = c.json(&["get", "deploy", "web", "-n", "shop"]);
     assert_eq!(caught_up["status"]["readyReplicas"], 3, "{caught_up:#}");
+}
+
+#[test]
+fn a_write_with_a_stale_resource_version_is_a_409_conflict() {
+    let c = Cluster::start(&[]);
+    c.kubectl.apply(&c.manifest("app.yaml", APP), &[]);
+    let read = c.kubectl.json(&["get", "configmap", "settings", "-n", "shop"]);
+    // Someone else writes after our read: our copy's resourceVersion is stale now.
+    c.kubectl
+        .ok(&["label", "configmap", "settings", "-n", "shop", "touched=yes"]);
+    let mut stale = read.clone();
+    stale["data"]["mine"] = Value::from("1");
+    let file = c.manifest("stale.json", &stale.to_string());
+    let err = c.kubectl.fails(&["replace", "-f", &file]);
+    assert!(
+        err.contains("Error from server (Conflict)") && err.contains("the object has been modified"),
+        "{err}"
+    );
+    let now = c.kubectl.json(&["get", "configmap", "settings", "-n", "shop"]);
+    assert!(
+        now["data"]["mine"].is_null(),
+        "the stale write changed nothing: {now:#}"
+    );
+    // With the current resourceVersion the same write goes through.
+    let mut fresh = stale;
+    fresh["metadata"]["resourceVersion"] = now["metadata"]["resourceVersion"].clone();
+    let file = c.manifest("fresh.json", &fresh.to_string());
+    c.kubectl.ok(&["replace", "-f", &file]);
+    let after = c.kubectl.json(&["get", "configmap", "settings", "-n", "shop"]);
+    assert_eq!(after["data"]["mine"], "1");
+    // And a delete whose precondition names an old resourceVersion is refused the same way.
+    let raw = c.http_delete_with_precondition(
+        "/api/v1/namespaces/shop/configmaps/settings",
+        read["metadata"]["resourceVersion"].as_str().unwrap(),
+    );
+    assert!(raw.starts_with("HTTP/1.1 409"), "{raw}");
 }
 
 #[test]
