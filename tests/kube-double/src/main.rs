@@ -27,6 +27,10 @@ struct Args {
     /// is written, as a separate status write (0: in the same write).
     #[arg(long, default_value_t = 0, value_name = "MS")]
     ready_delay: u64,
+    /// Every MS milliseconds another controller writes an annotation on every object in an
+    /// ApplySet, moving its resourceVersion (0: never).
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    foreign_writer_interval: u64,
     /// Log every request (method, path, query, status) to stderr.
     #[arg(long, short)]
     verbose: bool,
@@ -48,6 +52,7 @@ fn run(args: Args) -> std::io::Result<()> {
         auto_ready: args.auto_ready,
         crd_establish_delay: Duration::from_millis(args.crd_establish_delay),
         ready_delay: Duration::from_millis(args.ready_delay),
+        foreign_writer_interval: Duration::from_millis(args.foreign_writer_interval),
         verbose: args.verbose,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

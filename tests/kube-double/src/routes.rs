@@ -50,16 +50,31 @@ impl App {
     /// A fresh double.
     pub fn new(config: Config) -> Arc<Self> {
         let (verbose, establish_delay, ready_delay) = (config.verbose, config.crd_establish_delay, config.ready_delay);
+        let foreign_every = config.foreign_writer_interval;
         let state = State::new(config);
         let (changed, _) = tokio::sync::watch::channel(state.store.resource_version());
-        Arc::new(App {
+        let app = Arc::new(App {
             state: Mutex::new(state),
             requests: Mutex::new(VecDeque::new()),
             changed,
             verbose,
             establish_delay,
             ready_delay,
-        })
+        });
+        if !foreign_every.is_zero() && tokio::runtime::Handle::try_current().is_ok() {
+            tokio::spawn(Arc::clone(&app).foreign_writer(foreign_every));
+        }
+        app
+    }
+
+    /// The [`Config::foreign_writer_interval`] controller: a round every `every`.
+    async fn foreign_writer(self: Arc<Self>, every: Duration) {
+        for round in 1.. {
+            tokio::time::sleep(every).await;
+            if self.lock().foreign_write(round) > 0 {
+                self.after_write();
+            }
+        }
     }
 
     /// Locks the state. A panic while it was held leaves it as it was; serving on is

@@ -673,6 +673,36 @@ fn a_write_with_a_stale_resource_version_is_a_409_conflict() {
 }
 
 #[test]
+fn a_foreign_controller_annotates_applyset_members_and_apply_keeps_its_field() {
+    let c = Cluster::start(&["--foreign-writer-interval", "100"]);
+    let member = c.manifest(
+        "member.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: member\n  namespace: default\n  \
+         labels: {applyset.kubernetes.io/part-of: applyset-x-v1}\ndata: {a: b}\n",
+    );
+    c.kubectl.apply(&member, &["--field-manager=drover"]);
+    let applied = c.json(&["get", "configmap", "member", "-n", "default"]);
+    let annotated = || {
+        let cm = c.json(&["get", "configmap", "member", "-n", "default"]);
+        (!cm["metadata"]["annotations"]["example.com/last-seen"].is_null()).then_some(cm)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let seen = loop {
+        if let Some(cm) = annotated() {
+            break cm;
+        }
+        assert!(std::time::Instant::now() < deadline, "never annotated");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_ne!(rv(&seen), rv(&applied), "the foreign write moved the resourceVersion");
+    assert!(owners(&seen, &["metadata", "annotations", "example.com/last-seen"])
+        .contains(&"someone-elses-controller Update".to_string()));
+    // Re-applying the same manifest leaves the other manager's annotation alone.
+    c.kubectl.apply(&member, &["--field-manager=drover"]);
+    assert!(annotated().is_some(), "apply kept the foreign annotation");
+}
+
+#[test]
 fn the_request_log_shows_what_clients_sent() {
     let c = Cluster::start(&[]);
     c.kubectl.apply(
