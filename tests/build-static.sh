@@ -18,6 +18,8 @@
 # DROVER_STATIC_PROFILE picks the cargo profile: `release` (default: what ships, what
 # docs/performance.md measures) or `static-test` (tests/run.sh: the same static linking
 # and code, without LTO and with parallel codegen, so CI builds it in a fraction of the time).
+# CARGO_TARGET_DIR is honoured (the printed path is under it), so a release build for
+# measuring can run beside the tests' build without waiting on its lock.
 #
 # Static glibc comes from `-C target-feature=+crt-static`. The explicit --target makes
 # cargo apply RUSTFLAGS to the target only, so proc-macros (loaded by rustc) stay dynamic.

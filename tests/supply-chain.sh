@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Supply-chain checks for the drover workspace (docs/supply-chain.md): no OpenSSL anywhere,
 # the size of the agent's dependency tree, that the fuzz crate still compiles, and cargo-deny (deny.toml) for licenses, banned
-# crates, duplicate versions, sources and — when the RustSec database can be fetched from
-# github.com — security advisories. Not part of tests/run.sh: it needs cargo-deny
+# crates, duplicate versions, sources and security advisories (RustSec: an offline snapshot
+# given by DROVER_ADVISORY_DB or found at ../shared/advisory-db, else fetched from github.com). Not part of tests/run.sh: it needs cargo-deny
 # (`cargo install --locked cargo-deny`) and, for advisories, network access beyond crates.io.
 #
 # Exit status: 0 when every check that ran passed; 1 when one failed or cargo-deny is
@@ -48,13 +48,35 @@ fi
 cargo deny --locked check --hide-inclusion-graph licenses bans sources || fail "cargo deny check licenses bans sources"
 
 echo "== Advisories (RustSec)"
-if fetch=$(timeout 120 cargo deny fetch db 2>&1); then
-  cargo deny --locked check --hide-inclusion-graph --disable-fetch advisories || fail "cargo deny check advisories"
+# cargo-deny keeps the database in deny.toml's db-path (target/advisory-dbs), in a directory
+# named after the database URL. An offline snapshot (DROVER_ADVISORY_DB, default
+# ../shared/advisory-db when it exists: a copy of github.com/rustsec/advisory-db with a
+# SNAPSHOT.md saying when it was taken) is put there as a one-commit git repository, which
+# is what cargo-deny reads; otherwise the database is fetched from github.com.
+db_dir=target/advisory-dbs/advisory-db-3157b0e258782691   # cargo-deny's name for the default URL
+snapshot="${DROVER_ADVISORY_DB:-}"
+[ -z "$snapshot" ] && [ -d ../shared/advisory-db ] && snapshot=../shared/advisory-db
+if [ -n "$snapshot" ]; then
+  taken=$(grep -o 'commit [0-9a-f]* ([0-9-]*)' "$snapshot/SNAPSHOT.md" 2>/dev/null | head -1)
+  echo "using the offline snapshot $snapshot (${taken:-date unknown: no SNAPSHOT.md})"
+  rm -rf "$db_dir" && mkdir -p "$(dirname "$db_dir")" && cp -r "$snapshot" "$db_dir"
+  git -C "$db_dir" init -q && git -C "$db_dir" add -A \
+    && git -C "$db_dir" -c user.name=drover -c user.email=drover@localhost commit -qm snapshot
+  # --offline keeps cargo-deny from fetching the database; cargo metadata then needs every
+  # platform's crates already downloaded.
+  cargo fetch --locked --quiet
+  if cargo deny --offline --locked check --hide-inclusion-graph advisories; then
+    echo "ok: no known advisories apply as of the snapshot ${taken:-(date unknown)}; newer ones are not checked"
+  else
+    fail "cargo deny check advisories (snapshot ${taken:-date unknown})"
+  fi
+elif fetch=$(timeout 120 cargo deny fetch db 2>&1); then
+  cargo deny --locked check --hide-inclusion-graph advisories || fail "cargo deny check advisories"
 else
   echo "!! ADVISORIES NOT CHECKED: the RustSec advisory database could not be fetched:" >&2
   echo "$fetch" | tail -2 | sed 's/^/!!   /' >&2
-  echo "!! (it lives on github.com, which this network does not reach). Run this script" >&2
-  echo "!! where github.com is reachable, or use cargo-audit there." >&2
+  echo "!! (it lives on github.com, which this network does not reach). Give an offline copy" >&2
+  echo "!! with DROVER_ADVISORY_DB=DIR, or run this script where github.com is reachable." >&2
   [ "${DROVER_REQUIRE_ADVISORIES:-0}" = 1 ] && fail "advisories required (DROVER_REQUIRE_ADVISORIES=1) but not checked"
 fi
 

@@ -138,6 +138,15 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// The kube sink refused to write or delete objects that are not the bundle's to change
+    /// (another tool's ApplySet, a member of another set, the agent's own records).
+    #[error("{what}: {refusal}")]
+    KubeRefused {
+        /// The bundle or object refused.
+        what: String,
+        /// Why.
+        refusal: KubeRefusal,
+    },
     /// A Kubernetes object did not reach the state the kube sink waited for in time.
     #[error("{what}: {wait}")]
     KubeTimeout {
@@ -395,6 +404,51 @@ impl KubeContext {
             KubeContext::Refused => format!(
                 "refused: {} (an immutable field changed? force recreates)",
                 server_says()
+            ),
+        }
+    }
+}
+
+/// Why the kube sink refused to touch an object (KEP-3659: tooling must not mutate
+/// ApplySets, or members of ApplySets, that belong to another tool).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KubeRefusal {
+    /// The bundle's ApplySet parent names another tool in `applyset.kubernetes.io/tooling`.
+    ForeignApplySet {
+        /// The parent (`ConfigMap drover-system/drover-applyset-web`).
+        parent: String,
+        /// The tooling it names (`kubectl/v1.32.4`).
+        tooling: String,
+    },
+    /// An object of the bundle already belongs to another ApplySet.
+    OtherApplySet {
+        /// The object (`ConfigMap web/shared`).
+        object: String,
+        /// The `applyset.kubernetes.io/part-of` it carries.
+        id: String,
+    },
+    /// An object of the bundle is one of the agent's own records.
+    OwnRecord {
+        /// The object (`ConfigMap drover-system/drover-status`).
+        object: String,
+    },
+}
+
+impl std::fmt::Display for KubeRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KubeRefusal::ForeignApplySet { parent, tooling } => write!(
+                f,
+                "ApplySet parent {parent} belongs to {tooling}, not drover: refusing to take it over; nothing applied or pruned"
+            ),
+            KubeRefusal::OtherApplySet { object, id } => write!(
+                f,
+                "{object} already belongs to ApplySet {id} (applyset.kubernetes.io/part-of): refusing to move it into this bundle; nothing applied or pruned"
+            ),
+            KubeRefusal::OwnRecord { object } => write!(
+                f,
+                "{object} is one of the agent's own records (an ApplySet parent or its status): a bundle may not write it; nothing applied"
             ),
         }
     }

@@ -3,8 +3,11 @@
 //! * [`keygen`] makes a minisign key pair;
 //! * [`publish`] turns `bundles/<name>/` directories into reproducible, content-addressed
 //!   bundle blobs and a signed channel index, writing blobs first and the index last;
-//! * [`kustomize`] and [`helm`] turn kustomizations and Helm charts into what a bundle
-//!   holds: rendered YAML, and a k3s `HelmChart` object;
+//! * [`bundle_spec`] reads one `bundles/<name>/` directory (its `bundle.yaml` and, through
+//!   [`bundle_files`], its files); [`kustomize`] and [`helm`] turn kustomizations and Helm
+//!   charts into what a bundle holds: rendered YAML, and a k3s `HelmChart` object;
+//! * [`secret_key`] loads the signing key, and [`store_write`] writes a store directory's
+//!   index files last (for `drover publish` and `drover sync`);
 //! * [`store`] opens and reads an existing store with the agent's own source and verify
 //!   code; [`verify`] checks one whole (`drover verify`) and [`targets`] explains what one
 //!   cluster would get from it (`drover targets`);
@@ -18,7 +21,9 @@
 //!   builds the agent's OCI image without Docker (`drover image`).
 //!
 //! Each subcommand is one `run` function in its module; the binary only parses flags and
-//! dispatches.
+//! dispatches. Command modules are not used as libraries by one another: what two of them
+//! share sits below both ([`store`], [`store_write`], [`http`], the crate-private
+//! `parallel` and `runtime`).
 //!
 //! The format types come from the agent crate, so publisher and agent cannot drift apart.
 #![deny(missing_docs)]

@@ -70,6 +70,15 @@ fn index_json(site: &Site) -> serde_json::Value {
     serde_json::from_slice(&read(site, "store/index.json")).unwrap()
 }
 
+/// Publishes, then makes the index one that expired in 2020 and signs it again (publish
+/// itself refuses `--expires-in 0s`, an index no agent could use).
+fn publish_expired(site: &Site) {
+    site.publish(&[]);
+    let mut index = index_json(site);
+    index["expires"] = serde_json::json!("2020-01-01T00:00:00Z");
+    write_signed_index(site, &serde_json::to_vec(&index).unwrap());
+}
+
 /// Replaces store/index.json with `bytes` and signs it with the site's own key using
 /// stock minisign, so the signature is valid.
 fn write_signed_index(site: &Site, bytes: &[u8]) {
@@ -172,7 +181,7 @@ fn rejects_garbage_signature() {
 #[test]
 fn rejects_expired_index() {
     let site = applied_site();
-    site.publish(&["--expires-in", "0s"]);
+    publish_expired(&site);
     assert_refused(&site, &site.store_url(), &["expired", "re-publish"]);
 }
 
@@ -324,7 +333,7 @@ fn index_failure_on_first_run_writes_nothing() {
     site.publish(&[]);
     minisign_sign(&site.path("other/drover.key"), &site.path("store/index.json"));
     assert_refused(&site, &store, &["signed by a different key"]);
-    site.publish(&["--expires-in", "0s"]);
+    publish_expired(&site);
     assert_refused(&site, &store, &["expired"]);
     let (manifests, state) = site.sink_and_state();
     assert!(manifests.is_empty(), "manifests written: {:?}", manifests.keys());
@@ -394,8 +403,9 @@ fn rejects_index_of_another_channel_signed_by_the_same_key() {
     let state: serde_json::Value = serde_json::from_slice(&read(&site, "state/state.json")).unwrap();
     assert_eq!(state["index"]["channel"], "canary", "{state}");
 
-    // From then on the agent follows canary: stable is the other channel now.
-    site.publish(&[]);
+    // From then on the agent follows canary: stable is the other channel now (--force:
+    // the store holds canary's index, and publish refuses to replace a channel otherwise).
+    site.publish(&["--force"]);
     assert_refused(
         &site,
         &site.store_url(),

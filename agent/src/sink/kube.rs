@@ -17,7 +17,9 @@
 //!   one, `resourceVersion`) moved since drover last applied it had drifted and is counted.
 
 pub(crate) mod bundles;
+mod discovery;
 mod health;
+mod ownership;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -78,6 +80,8 @@ pub struct KubeOptions {
 pub struct KubeSink {
     client: kube::Client,
     namespace: String,
+    /// What discovery answered, kept across cycles.
+    discovery: discovery::Discovery,
 }
 
 impl std::fmt::Debug for KubeSink {
@@ -128,6 +132,9 @@ pub struct Applied {
     pub drifted: usize,
     /// Objects deleted because they left the bundle.
     pub pruned: usize,
+    /// Members that left the bundle but were not drover's to delete (another manager made
+    /// them, or they are outside the parent's namespaces or the allow-list): reported, kept.
+    pub left: usize,
     /// `generation`/`resourceVersion` of each object after the apply, to detect drift next time.
     pub marks: BTreeMap<String, String>,
     /// `None` when every object is healthy, else the first object that is not and why.
@@ -245,6 +252,7 @@ impl KubeSink {
         Ok(KubeSink {
             client,
             namespace: opts.namespace.clone(),
+            discovery: discovery::Discovery::default(),
         })
     }
 
@@ -259,7 +267,8 @@ impl KubeSink {
     }
 
     async fn resolve(&self, gvk: &GroupVersionKind) -> Result<(ApiResource, ApiCapabilities)> {
-        kube::discovery::pinned_kind(&self.client, gvk)
+        self.discovery
+            .pinned(&self.client, gvk)
             .await
             .map_err(|source| Error::Kube {
                 what: format!("{}/{} {}", gvk.group, gvk.version, gvk.kind),
@@ -277,26 +286,66 @@ impl KubeSink {
     }
 
     /// Applies the rendered `documents` of `bundle`, prunes what left it, and evaluates
-    /// health. `previous` holds the drift marks of the last apply.
+    /// health. `previous` holds the drift marks of the last apply; `allow`, when set,
+    /// bounds what pruning may delete as it bounds what may be applied.
     pub async fn apply(
         &self,
         bundle: &BundleName,
         prepared: &Prepared,
         policy: Policy,
         previous: &BTreeMap<String, String>,
+        allow: Option<&AllowList>,
     ) -> Result<Applied> {
         let mut objects: Vec<&Object> = prepared.objects.iter().collect();
         // Namespaces, then CRDs, then the rest, keeping the bundle's order within each.
         objects.sort_by_key(|o| apply_order(o));
         let id = self.applyset_id(bundle);
+        // Refusals first: nothing is written when one applies.
+        self.refuse_in_manifests(&objects, &id)?;
         self.ensure_namespace(&self.namespace).await?;
-        // The parent lists every kind the bundle holds now or held before, before any
-        // object is applied: a crash or a failed prune never leaves members it forgot.
+        let parent = self.read_parent(bundle).await?;
+        // The parent lists every kind and namespace the bundle holds now or held before,
+        // before any object is applied: a crash or a failed prune never leaves members it
+        // forgot.
         let group_kinds: BTreeSet<String> = objects.iter().map(|o| group_kind(&o.gvk)).collect();
-        let previous_kinds = self.parent_group_kinds(bundle).await?;
-        let all_kinds: BTreeSet<String> = group_kinds.union(&previous_kinds).cloned().collect();
-        self.write_parent(bundle, &id, &all_kinds, &BTreeSet::new(), policy.keep_resources)
+        let all_kinds: BTreeSet<String> = group_kinds.union(&parent.kinds).cloned().collect();
+        let members = self.members(&id, &all_kinds).await?;
+        self.refuse_other_sets(&objects, &id, &members).await?;
+        let mut recorded = parent.namespaces.clone();
+        recorded.extend(objects.iter().filter_map(|o| o.namespace.clone()));
+        self.write_parent(bundle, &id, &all_kinds, &recorded, policy.keep_resources)
             .await?;
+        let Progress {
+            mut applied,
+            namespaces,
+            keep,
+        } = self.apply_objects(&objects, &id, policy.force, previous).await?;
+        let mut bounds_namespaces = parent.namespaces;
+        bounds_namespaces.extend(namespaces.iter().cloned());
+        bounds_namespaces.insert(self.namespace.clone());
+        let bounds = ownership::Bounds {
+            namespaces: &bounds_namespaces,
+            allow,
+        };
+        (applied.pruned, applied.left) = self.prune(members, &keep, bounds).await?;
+        if all_kinds != group_kinds || recorded != namespaces {
+            // Pruned: the parent may now list only what the bundle holds (KEP-3659 asks for
+            // a superset of the members until then), and the namespaces it uses.
+            self.write_parent(bundle, &id, &group_kinds, &namespaces, policy.keep_resources)
+                .await?;
+        }
+        Ok(applied)
+    }
+
+    /// Applies `objects` in order as members of ApplySet `id`, waiting for each CRD to be
+    /// Established before the objects after it.
+    async fn apply_objects(
+        &self,
+        objects: &[&Object],
+        id: &str,
+        force: bool,
+        previous: &BTreeMap<String, String>,
+    ) -> Result<Progress> {
         let mut progress = Progress::default();
         let mut crds: Vec<String> = Vec::new();
         for (i, object) in objects.iter().enumerate() {
@@ -305,7 +354,7 @@ impl KubeSink {
                     self.wait_established(&crd).await?;
                 }
             }
-            let result = self.apply_object(object, &id, policy.force).await?;
+            let result = self.apply_object(object, id, force).await?;
             progress.record(object, &result, previous);
             if object.gvk.kind == CRD_KIND {
                 crds.push(object.name.clone());
@@ -314,19 +363,61 @@ impl KubeSink {
         for crd in crds {
             self.wait_established(&crd).await?;
         }
-        let Progress {
-            mut applied,
-            namespaces,
-            keep,
-        } = progress;
-        applied.pruned = self.prune(&id, &all_kinds, &keep).await?;
-        if all_kinds != group_kinds || !namespaces.is_empty() {
-            // Pruned: the parent may now list only what the bundle holds (KEP-3659 asks for
-            // a superset of the members until then), and the namespaces it uses.
-            self.write_parent(bundle, &id, &group_kinds, &namespaces, policy.keep_resources)
-                .await?;
+        Ok(progress)
+    }
+
+    /// Refuses a bundle holding the agent's own records or objects that name another
+    /// ApplySet in their manifest.
+    fn refuse_in_manifests(&self, objects: &[&Object], id: &str) -> Result<()> {
+        for object in objects {
+            let labels = object.body["metadata"]["labels"].as_object();
+            let identity = ownership::Identity {
+                group: &object.gvk.group,
+                kind: &object.gvk.kind,
+                name: &object.name,
+                namespace: Some(object.namespace.as_deref().unwrap_or(OBJECT_DEFAULT_NAMESPACE)),
+                is_parent: labels.is_some_and(|l| l.contains_key(ID_LABEL)),
+            };
+            ownership::check_own_record(identity, &self.namespace)?;
+            let part_of: Option<BTreeMap<String, String>> = labels
+                .and_then(|l| l.get(PART_OF_LABEL))
+                .and_then(Value::as_str)
+                .map(|v| BTreeMap::from([(PART_OF_LABEL.to_string(), v.to_string())]));
+            ownership::check_member(&describe(object), part_of.as_ref(), id)?;
         }
-        Ok(applied)
+        Ok(())
+    }
+
+    /// Refuses a bundle with an object that exists in the cluster as a member of another
+    /// ApplySet. Objects already members of this one (`members`) need no request.
+    async fn refuse_other_sets(&self, objects: &[&Object], id: &str, members: &[Found]) -> Result<()> {
+        let ours: BTreeSet<String> = members.iter().map(Found::key).collect();
+        for object in objects {
+            let ns = object.namespace.as_deref();
+            if ours.contains(&object_key(&object.gvk, ns, &object.name))
+                || ours.contains(&object_key(
+                    &object.gvk,
+                    Some(ns.unwrap_or(OBJECT_DEFAULT_NAMESPACE)),
+                    &object.name,
+                ))
+            {
+                continue;
+            }
+            // A kind the server does not know yet (its CRD comes with the bundle) has no
+            // objects to take over.
+            let Ok((ar, caps)) = self.resolve(&object.gvk).await else {
+                continue;
+            };
+            let live = self
+                .api(&ar, &caps, ns)
+                .get_opt(&object.name)
+                .await
+                .map_err(|e| kube_err(describe(object), e))?;
+            if let Some(live) = live {
+                ownership::check_member(&describe(object), live.metadata.labels.as_ref(), id)?;
+            }
+        }
+        Ok(())
     }
 
     /// Applies one object as a member of ApplySet `id`; with `force`, an object whose
@@ -347,6 +438,14 @@ impl KubeSink {
                     .await
                     .map_err(|e| kube_err(&key, e))?;
                 self.wait_gone(&api, &object.name).await?;
+                api.patch(&object.name, &params, &Patch::Apply(&body)).await
+            }
+            Err(e) if is_not_found(&e) => {
+                // Apply creates what is missing, so 404 says the resource itself is gone
+                // (its CRD was removed) or moved: ask discovery again, once.
+                self.discovery.forget(&object.gvk.group, &object.gvk.kind);
+                let (ar, caps) = self.resolve(&object.gvk).await?;
+                let api = self.api(&ar, &caps, object.namespace.as_deref());
                 api.patch(&object.name, &params, &Patch::Apply(&body)).await
             }
             other => other,
@@ -397,15 +496,23 @@ impl KubeSink {
         allow.check(what, candidates)
     }
 
-    /// Deletes every object of `bundle`'s inventory (but those opted out), then its parent.
-    /// A bundle applied with `keepResources` keeps its objects: only the parent goes.
+    /// Deletes every object of `bundle`'s inventory (but those opted out, and those not
+    /// drover's to delete), then its parent. A bundle applied with `keepResources` keeps
+    /// its objects: only the parent goes. Another tool's parent is refused, untouched.
     pub async fn remove(&self, bundle: &BundleName) -> Result<usize> {
         let id = self.applyset_id(bundle);
-        let (kinds, keep) = self.parent_info(bundle).await?;
-        let deleted = if keep {
+        let parent = self.read_parent(bundle).await?;
+        let deleted = if parent.keep {
             0
         } else {
-            self.prune(&id, &kinds, &BTreeSet::new()).await?
+            let mut namespaces = parent.namespaces.clone();
+            namespaces.insert(self.namespace.clone());
+            let bounds = ownership::Bounds {
+                namespaces: &namespaces,
+                allow: None,
+            };
+            let members = self.members(&id, &parent.kinds).await?;
+            self.prune(members, &BTreeSet::new(), bounds).await?.0
         };
         let parents: Api<DynamicObject> = Api::namespaced_with(
             self.client.clone(),
@@ -428,10 +535,10 @@ impl KubeSink {
             &ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
         );
         let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "drover-status", "namespace": self.namespace},
+            "metadata": {"name": ownership::STATUS_NAME, "namespace": self.namespace},
             "data": {"status.json": status_json}});
         api.patch(
-            "drover-status",
+            ownership::STATUS_NAME,
             &PatchParams::apply(FIELD_MANAGER).force(),
             &Patch::Apply(&body),
         )
@@ -514,27 +621,35 @@ impl KubeSink {
         })
     }
 
-    async fn parent_group_kinds(&self, bundle: &BundleName) -> Result<BTreeSet<String>> {
-        Ok(self.parent_info(bundle).await?.0)
-    }
-
-    /// The parent's group-kinds and whether it asks to keep its members.
-    async fn parent_info(&self, bundle: &BundleName) -> Result<(BTreeSet<String>, bool)> {
+    /// What `bundle`'s parent records (nothing when there is none yet); refuses a parent
+    /// that another tool manages.
+    async fn read_parent(&self, bundle: &BundleName) -> Result<ParentRecord> {
         let api: Api<DynamicObject> = Api::namespaced_with(
             self.client.clone(),
             &self.namespace,
             &ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
         );
-        let parent = api
-            .get_opt(&parent_name(bundle))
+        let name = parent_name(bundle);
+        let Some(parent) = api
+            .get_opt(&name)
             .await
-            .map_err(|e| kube_err(format!("ConfigMap {}", parent_name(bundle)), e))?;
-        let annotations = parent.and_then(|p| p.metadata.annotations).unwrap_or_default();
-        let kinds = annotations
-            .get(GROUP_KINDS_ANNOTATION)
-            .map(|s| s.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect())
-            .unwrap_or_default();
-        Ok((kinds, annotations.get(KEEP_ANNOTATION).is_some_and(|v| v == "true")))
+            .map_err(|e| kube_err(format!("ConfigMap {name}"), e))?
+        else {
+            return Ok(ParentRecord::default());
+        };
+        let annotations = parent.metadata.annotations.unwrap_or_default();
+        ownership::check_tooling(&format!("{}/{name}", self.namespace), &annotations)?;
+        let list = |key: &str| -> BTreeSet<String> {
+            annotations
+                .get(key)
+                .map(|s| s.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect())
+                .unwrap_or_default()
+        };
+        Ok(ParentRecord {
+            kinds: list(GROUP_KINDS_ANNOTATION),
+            namespaces: list(NAMESPACES_ANNOTATION),
+            keep: annotations.get(KEEP_ANNOTATION).is_some_and(|v| v == "true"),
+        })
     }
 
     async fn write_parent(
@@ -570,65 +685,127 @@ impl KubeSink {
         Ok(())
     }
 
-    async fn members(&self, id: &str, group_kind: &str) -> Result<Vec<DynamicObject>> {
-        let (kind, group) = group_kind.split_once('.').unwrap_or((group_kind, ""));
-        let gvks = kube::discovery::group(&self.client, group)
-            .await
-            .map_err(|e| kube_err(group_kind, e))?;
-        let Some((ar, _)) = gvks.recommended_kind(kind) else {
-            return Ok(Vec::new());
-        };
-        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
-        let list = api
-            .list(&ListParams::default().labels(&format!("{PART_OF_LABEL}={id}")))
-            .await
-            .map_err(|e| kube_err(group_kind, e))?;
-        Ok(list.items)
-    }
-
-    /// Deletes members of ApplySet `id` of `group_kinds` whose key is not in `keep`.
-    async fn prune(&self, id: &str, group_kinds: &BTreeSet<String>, keep: &BTreeSet<String>) -> Result<usize> {
-        let mut deleted = 0;
+    /// The objects of `group_kinds` labelled members of ApplySet `id`, anywhere.
+    async fn members(&self, id: &str, group_kinds: &BTreeSet<String>) -> Result<Vec<Found>> {
+        let mut found = Vec::new();
         for gk in group_kinds {
             let (kind, group) = gk.split_once('.').unwrap_or((gk.as_str(), ""));
-            let apigroup = match kube::discovery::group(&self.client, group).await {
-                Ok(g) => g,
-                // The group is gone (its CRD was removed): nothing of it can be left.
-                Err(kube::Error::Discovery(_)) => continue,
-                Err(e) => return Err(kube_err(gk.as_str(), e)),
-            };
-            let Some((ar, caps)) = apigroup.recommended_kind(kind) else {
+            let Some((ar, caps)) = self
+                .discovery
+                .recommended(&self.client, group, kind)
+                .await
+                .map_err(|e| kube_err(gk.as_str(), e))?
+            else {
+                // Not served (its CRD was removed): nothing of it can be left.
                 continue;
             };
-            for object in self.members(id, gk).await? {
-                let ns = object.metadata.namespace.clone();
-                let name = object.metadata.name.clone().unwrap_or_default();
-                let gvk = GroupVersionKind::gvk(&ar.group, &ar.version, &ar.kind);
-                if keep.contains(&object_key(&gvk, ns.as_deref(), &name)) {
+            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
+            let list = match api
+                .list(&ListParams::default().labels(&format!("{PART_OF_LABEL}={id}")))
+                .await
+            {
+                Ok(list) => list,
+                Err(e) if is_not_found(&e) => {
+                    // Served when discovery was asked, gone since: none left.
+                    self.discovery.forget(group, kind);
                     continue;
                 }
-                let opted_out = object
-                    .metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(PRUNE_ANNOTATION))
-                    .is_some_and(|v| v == "disabled");
-                if opted_out {
-                    tracing::info!(object = %name, kind, "left its bundle; kept (drover.dev/prune: disabled)");
-                    continue;
+                Err(e) => return Err(kube_err(gk.as_str(), e)),
+            };
+            found.extend(list.items.into_iter().map(|object| Found {
+                ar: ar.clone(),
+                caps: caps.clone(),
+                object,
+            }));
+        }
+        Ok(found)
+    }
+
+    /// Deletes the `members` whose key is not in `keep`, within `bounds`; returns how many
+    /// were deleted and how many were left because they are not drover's to delete.
+    async fn prune(
+        &self,
+        members: Vec<Found>,
+        keep: &BTreeSet<String>,
+        bounds: ownership::Bounds<'_>,
+    ) -> Result<(usize, usize)> {
+        let (mut deleted, mut left) = (0, 0);
+        for Found { ar, caps, object } in members {
+            let ns = object.metadata.namespace.clone();
+            let name = object.metadata.name.clone().unwrap_or_default();
+            let kind = ar.kind.as_str();
+            let gvk = GroupVersionKind::gvk(&ar.group, &ar.version, &ar.kind);
+            if keep.contains(&object_key(&gvk, ns.as_deref(), &name)) {
+                continue;
+            }
+            let opted_out = object
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(PRUNE_ANNOTATION))
+                .is_some_and(|v| v == "disabled");
+            if opted_out {
+                tracing::info!(object = %name, kind, "left its bundle; kept (drover.dev/prune: disabled)");
+                continue;
+            }
+            let member = ownership::Member {
+                group: &ar.group,
+                kind,
+                name: &name,
+                namespace: ns.as_deref(),
+                managers: object.metadata.managed_fields.as_deref().unwrap_or_default(),
+            };
+            if let Err(kept) = ownership::may_delete(member, bounds) {
+                tracing::warn!(object = %name, namespace = ns.as_deref().unwrap_or(""), kind, "not pruned: {}", kept.why());
+                left += 1;
+                continue;
+            }
+            let api = self.api(&ar, &caps, ns.as_deref());
+            match api.delete(&name, &DeleteParams::background()).await {
+                Ok(_) => {
+                    tracing::info!(object = %name, kind, "pruned");
+                    deleted += 1;
                 }
-                let api = self.api(&ar, &caps, ns.as_deref());
-                match api.delete(&name, &DeleteParams::background()).await {
-                    Ok(_) => {
-                        tracing::info!(object = %name, kind, "pruned");
-                        deleted += 1;
-                    }
-                    Err(e) if is_not_found(&e) => {}
-                    Err(e) => return Err(kube_err(format!("{kind} {name}"), e)),
-                }
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(kube_err(format!("{kind} {name}"), e)),
             }
         }
-        Ok(deleted)
+        Ok((deleted, left))
+    }
+}
+
+/// What an ApplySet parent records.
+#[derive(Debug, Default)]
+struct ParentRecord {
+    /// `contains-group-kinds`.
+    kinds: BTreeSet<String>,
+    /// `additional-namespaces`.
+    namespaces: BTreeSet<String>,
+    /// Keep the members when the bundle is removed.
+    keep: bool,
+}
+
+/// A member of an ApplySet as listed, with the resource it was listed from.
+#[derive(Debug)]
+struct Found {
+    ar: ApiResource,
+    caps: ApiCapabilities,
+    object: DynamicObject,
+}
+
+impl Found {
+    fn key(&self) -> String {
+        let gvk = GroupVersionKind::gvk(&self.ar.group, &self.ar.version, &self.ar.kind);
+        let name = self.object.metadata.name.as_deref().unwrap_or_default();
+        object_key(&gvk, self.object.metadata.namespace.as_deref(), name)
+    }
+}
+
+/// `Kind namespace/name` of an object to apply, as refusals name it.
+fn describe(object: &Object) -> String {
+    match &object.namespace {
+        Some(ns) => format!("{} {ns}/{}", object.gvk.kind, object.name),
+        None => format!("{} {}", object.gvk.kind, object.name),
     }
 }
 
@@ -638,7 +815,7 @@ fn is_not_found(e: &kube::Error) -> bool {
 
 /// Name of the ApplySet parent ConfigMap of `bundle`.
 pub fn parent_name(bundle: &BundleName) -> String {
-    format!("drover-applyset-{bundle}")
+    format!("{}{bundle}", ownership::PARENT_PREFIX)
 }
 
 /// `Kind.group` as ApplySet annotations write it (`Kind` alone for the core group).

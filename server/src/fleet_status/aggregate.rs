@@ -424,3 +424,173 @@ pub(super) fn human_duration(d: Duration) -> String {
         .map(|(n, unit)| format!("{n}{unit}"))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use super::super::fixtures::*;
+    use super::super::*;
+    use super::*;
+
+    #[test]
+    fn counts_clusters_per_bundle_digest_and_state() {
+        let fleet = aggregate(
+            reports(vec![
+                parse("a", "2026-11-26T09:59:00Z", &[bundle("web", DIGEST_A, "Applied")]),
+                parse("b", "2026-11-26T09:59:00Z", &[bundle("web", DIGEST_A, "Applied")]),
+                parse(
+                    "c",
+                    "2026-11-26T09:59:00Z",
+                    &[bundle("web", DIGEST_A, "Error"), bundle("base", DIGEST_B, "Applied")],
+                ),
+                parse("d", "2026-11-26T09:59:00Z", &[bundle("web", DIGEST_B, "Applying")]),
+            ]),
+            &opts(),
+        );
+        let rows: Vec<(&str, Option<&str>, usize)> = fleet
+            .bundles
+            .iter()
+            .map(|r| (r.bundle.as_str(), r.digest.as_deref(), r.clusters))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("base", Some(DIGEST_B), 1),
+                ("web", Some(DIGEST_A), 3),
+                ("web", Some(DIGEST_B), 1)
+            ]
+        );
+        let web_a = &fleet.bundles[1];
+        assert_eq!(
+            web_a.states,
+            BTreeMap::from([("Applied".into(), 2), ("Error".into(), 1)])
+        );
+        assert_eq!(
+            fleet.totals,
+            Totals {
+                clusters: 4,
+                stale: 0,
+                clusters_with_errors: 1,
+                bundle_errors: 1,
+                problems: 0
+            }
+        );
+        assert_eq!(fleet.errors[0].cluster, "c");
+        assert_eq!(
+            fleet.index_versions,
+            [IndexVersionCount {
+                channel: Some("stable".into()),
+                version: Some(12),
+                clusters: 4
+            }]
+        );
+        assert!(fleet.needs_attention(), "a bundle in Error needs attention");
+    }
+
+    #[test]
+    fn a_cluster_is_stale_when_its_agent_says_so() {
+        let mut r = parse("a", "2026-11-26T09:59:00Z", &[]);
+        r.stale = true;
+        r.stale_since = Some(at("2026-11-26T07:00:00Z"));
+        let reason = staleness(&r, &opts()).expect("stale by flag");
+        assert!(reason.contains("no valid index since 2026-11-26T07:00:00Z"), "{reason}");
+        let fleet = aggregate(reports(vec![r]), &opts());
+        assert_eq!(fleet.totals.stale, 1);
+        assert!(fleet.needs_attention());
+    }
+
+    #[test]
+    fn a_cluster_is_stale_three_cycles_after_its_missed_heartbeat() {
+        // Agent defaults: heartbeat 10m (not in older reports), cycle 60s → 13m.
+        let mut r = parse("a", "2026-11-26T09:47:00Z", &[]);
+        assert_eq!(staleness(&r, &opts()), None, "exactly 13m old is still current");
+        r.checked_at = Some(at("2026-11-26T09:46:59Z"));
+        let reason = staleness(&r, &opts()).expect("stale by age");
+        assert_eq!(reason, "no check-in for 13m1s (stale after 13m)");
+        // A report stating its heartbeat: 1h + 3 × 10m.
+        r.interval = Some(Duration::from_secs(600));
+        r.report_interval = Some(Duration::from_secs(3600));
+        assert_eq!(stale_after(&r, None), Duration::from_secs(5400));
+    }
+
+    #[test]
+    fn an_agent_reporting_every_cycle_is_stale_after_three_cycles_but_not_before_five_minutes() {
+        let mut r = parse_report(
+            "a.json",
+            br#"{"cluster":"a","intervalSeconds":60,"reportIntervalSeconds":0}"#,
+        )
+        .expect("parses");
+        assert_eq!(stale_after(&r, None), MIN_STALE_AFTER, "3 × 60s is raised to 5m");
+        r.interval = Some(Duration::from_secs(120));
+        assert_eq!(stale_after(&r, None), Duration::from_secs(360));
+    }
+
+    #[test]
+    fn stale_after_flag_overrides_the_per_report_default() {
+        let r = parse("a", "2026-11-26T09:00:00Z", &[]);
+        assert!(staleness(&r, &opts()).is_some());
+        let relaxed = Options {
+            now: at("2026-11-26T10:00:00Z"),
+            stale_after: Some(Duration::from_secs(2 * 3600)),
+        };
+        assert_eq!(staleness(&r, &relaxed), None);
+    }
+
+    #[test]
+    fn a_report_from_the_future_or_without_check_in_time() {
+        let r = parse("a", "2026-11-26T11:00:00Z", &[]);
+        assert_eq!(staleness(&r, &opts()), None, "clock skew is not staleness");
+        let r = parse_report("b.json", br#"{"cluster":"b"}"#).expect("parses");
+        assert_eq!(staleness(&r, &opts()).as_deref(), Some("report has no checkedAt"));
+    }
+
+    #[test]
+    fn stale_clusters_still_count_in_their_bundle_rows() {
+        let fleet = aggregate(
+            reports(vec![
+                parse("old", "2026-11-25T10:00:00Z", &[bundle("web", DIGEST_A, "Applied")]),
+                parse("new", "2026-11-26T09:59:00Z", &[bundle("web", DIGEST_A, "Applied")]),
+            ]),
+            &opts(),
+        );
+        assert_eq!((fleet.bundles[0].clusters, fleet.bundles[0].stale), (2, 1));
+        assert_eq!(fleet.stale_clusters[0].cluster, "old");
+        assert_eq!(fleet.stale_clusters[0].silent_seconds, Some(86_400));
+    }
+
+    #[test]
+    fn duplicate_reports_keep_the_newest_and_list_the_other() {
+        let mut older = parse("a", "2026-11-26T09:00:00Z", &[]);
+        older.file = "a-copy.json".into();
+        let newer = parse("a", "2026-11-26T09:59:00Z", &[]);
+        let fleet = aggregate(reports(vec![older, newer]), &opts());
+        assert_eq!(fleet.totals.clusters, 1);
+        assert_eq!(fleet.totals.stale, 0, "the newer report counts");
+        assert_eq!(fleet.problems[0].file, "a-copy.json");
+        assert!(fleet.problems[0].reason.contains("a.json is newer"));
+    }
+
+    #[test]
+    fn a_healthy_fleet_needs_no_attention() {
+        let fleet = aggregate(
+            reports(vec![parse(
+                "a",
+                "2026-11-26T09:59:00Z",
+                &[bundle("web", DIGEST_A, "Applied")],
+            )]),
+            &opts(),
+        );
+        assert!(!fleet.needs_attention());
+    }
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        assert_eq!(human_duration(Duration::from_secs(45)), "45s");
+        assert_eq!(human_duration(Duration::from_secs(0)), "0s");
+        assert_eq!(human_duration(Duration::from_secs(300)), "5m");
+        assert_eq!(human_duration(Duration::from_secs(7 * 3600 + 60 * 12 + 5)), "7h12m");
+        assert_eq!(human_duration(Duration::from_secs(2 * 86_400 + 5)), "2d");
+    }
+}

@@ -73,3 +73,34 @@ fn percent_decode(s: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use reqwest::Url;
+
+    use super::*;
+
+    #[test]
+    fn listing_parser_reads_nginx_json_and_html() {
+        let base = Url::parse("http://mirror/reports/").expect("url");
+        let json = br#"[{ "name":"sub", "type":"directory" },{ "name":"site-1.json", "type":"file", "size":3 },
+            { "name":"we ird.json", "type":"file" },{ "name":"notes.txt", "type":"file" }]"#;
+        let files = parse_listing(json, &base);
+        let urls: Vec<(&str, &str)> = files.iter().map(|(n, u)| (n.as_str(), u.as_str())).collect();
+        assert_eq!(
+            urls,
+            [
+                ("site-1.json", "http://mirror/reports/site-1.json"),
+                ("we ird.json", "http://mirror/reports/we%20ird.json")
+            ]
+        );
+        let html = br#"<html><body><pre><a href="../">../</a>
+    <a href="sub/">sub/</a>   26-Nov-2026 11:01  -
+    <a href="site-1.json">site-1.json</a>   26-Nov-2026 11:01   3
+    <a href="we%20ird.json">we ird.json</a>
+    <a href="/reports/site-2.json">abs</a><a href="http://elsewhere/x.json">x</a><a href="/other/y.json">y</a>
+    </pre></body></html>"#;
+        let names: Vec<String> = parse_listing(html, &base).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["site-1.json", "site-2.json", "we ird.json"]);
+    }
+}

@@ -6,7 +6,7 @@
 //! * [`read`] reads every report of a directory or of an `http(s)://` directory listing
 //!   ([`listing`] finds the reports a listing names); [`report`] parses one, tolerantly,
 //!   with the agent's own field names and states;
-//! * [`aggregate`] turns the reports into a [`FleetStatus`];
+//! * [`aggregate`](mod@aggregate) turns the reports into a [`FleetStatus`];
 //! * [`render`] prints it as a table; `-o json` is its `Serialize` impl.
 
 pub mod aggregate;
@@ -76,4 +76,4 @@ fn print_view(fleet: &FleetStatus, format: Format) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests;
+mod fixtures;

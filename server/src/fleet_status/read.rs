@@ -158,3 +158,34 @@ pub async fn read_http(mut base: Url) -> Result<Reports> {
     }
     Ok(collect(source, results))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::*;
+    use super::super::*;
+    use super::*;
+
+    #[test]
+    fn corrupt_file_in_a_directory_is_a_problem_and_the_rest_still_counts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let good = report_json("a", "2026-11-26T09:59:00Z", &bundle("web", DIGEST_A, "Applied"));
+        std::fs::write(dir.path().join("a.json"), good).expect("write");
+        std::fs::write(dir.path().join("b.json"), "{\"cluster\": \"b\", ").expect("write");
+        std::fs::write(dir.path().join(".c.json.tmp"), "ignored").expect("write");
+        std::fs::write(dir.path().join("notes.txt"), "ignored").expect("write");
+        std::fs::create_dir(dir.path().join("dir.json")).expect("mkdir");
+        let fleet = aggregate(read_dir(dir.path()).expect("readable"), &opts());
+        assert_eq!(fleet.totals.clusters, 1);
+        assert_eq!(fleet.problems.len(), 1);
+        assert_eq!(fleet.problems[0].file, "b.json");
+        assert!(fleet.needs_attention());
+        assert!(fleet.render_problems(20).contains("b.json: not a status report"));
+    }
+
+    #[test]
+    fn an_empty_or_missing_directory_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(read_dir(dir.path()).is_err());
+        assert!(read_dir(&dir.path().join("missing")).is_err());
+    }
+}

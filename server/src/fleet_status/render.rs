@@ -201,3 +201,114 @@ fn one_line(s: &str) -> String {
         flat
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::*;
+    use super::super::*;
+
+    #[test]
+    fn table_shows_only_states_that_occur_and_caps_lists() {
+        let many: Vec<ClusterReport> = (0..25)
+            .map(|i| {
+                parse(
+                    &format!("s{i:02}"),
+                    "2026-11-26T09:59:00Z",
+                    &[bundle("web", DIGEST_A, "Error")],
+                )
+            })
+            .chain([parse(
+                "ok",
+                "2026-11-26T09:59:00Z",
+                &[bundle("web", DIGEST_A, "Applied")],
+            )])
+            .collect();
+        let table = aggregate(reports(many), &opts()).render_table(20);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines[0], "BUNDLE  DIGEST        CLUSTERS  STALE  Applied  Error");
+        assert_eq!(lines[1], "web     aaaaaaaaaaaa  26        -      1        25");
+        assert!(
+            table.contains("26 clusters: 0 stale, 25 with bundle errors (25 bundles)"),
+            "{table}"
+        );
+        assert!(table.contains("index versions: stable v12: 26"), "{table}");
+        assert!(table.contains("BUNDLE ERRORS (25 on 25 clusters)"), "{table}");
+        assert!(table.contains("... and 5 more (-o json lists all)"), "{table}");
+        assert!(table.contains("s19") && !table.contains("s20"), "{table}");
+    }
+
+    #[test]
+    fn json_output_uses_camel_case_and_complete_lists() {
+        let many: Vec<ClusterReport> = (0..25)
+            .map(|i| {
+                parse(
+                    &format!("s{i:02}"),
+                    "2026-11-25T09:59:00Z",
+                    &[bundle("web", DIGEST_A, "Applied")],
+                )
+            })
+            .collect();
+        let json = serde_json::to_value(aggregate(reports(many), &opts())).expect("serializes");
+        assert_eq!(json["kind"], "FleetStatus");
+        assert_eq!(json["totals"]["stale"], 25);
+        assert_eq!(json["staleClusters"].as_array().map(Vec::len), Some(25));
+        assert_eq!(json["bundles"][0]["states"]["Applied"], 25);
+        assert_eq!(json["staleClusters"][0]["checkedAt"], "2026-11-25T09:59:00Z");
+    }
+
+    #[test]
+    fn an_unknown_state_is_kept_as_written_and_gets_its_own_column_after_the_known_ones() {
+        let r = parse("a", "2026-11-26T09:59:00Z", &[bundle("web", DIGEST_A, "Quarantined")]);
+        assert_eq!(&*r.bundles[0].state.name, "Quarantined");
+        assert_eq!(r.bundles[0].state.known, None);
+        assert!(!r.bundles[0].state.is_error());
+        let fleet = aggregate(
+            reports(vec![
+                r,
+                parse("b", "2026-11-26T09:59:00Z", &[bundle("web", DIGEST_A, "Error")]),
+                parse("c", "2026-11-26T09:59:00Z", &[bundle("web", DIGEST_A, "Applied")]),
+                parse_report("d.json", br#"{"cluster":"d","bundles":[{"name":"web","digest":"sha256:aaaaaaaaaaaa0000000000000000000000000000000000000000000000000000"}]}"#)
+                    .expect("parses"),
+            ]),
+            &opts(),
+        );
+        assert_eq!(
+            fleet.totals.bundle_errors, 1,
+            "only the known Error state counts as an error"
+        );
+        let table = fleet.render_table(20);
+        assert_eq!(
+            table.lines().next(),
+            Some("BUNDLE  DIGEST        CLUSTERS  STALE  Applied  Error  Quarantined  Unknown")
+        );
+    }
+
+    #[test]
+    fn every_agent_state_has_a_table_column() {
+        use drover_agent::state::Status;
+        for status in render::STATE_COLUMNS {
+            // No wildcard: a state added to the agent does not compile here until it has a column.
+            let name = match status {
+                Status::Applied => "Applied",
+                Status::Ready => "Ready",
+                Status::Applying => "Applying",
+                Status::Error => "Error",
+                Status::PendingDependency => "PendingDependency",
+                Status::Paused => "Paused",
+                Status::OutsideRollout => "OutsideRollout",
+                Status::NotTargeted => "NotTargeted",
+                Status::Removed => "Removed",
+            };
+            assert_eq!(report::agent_status(name), Some(status));
+            assert_eq!(serde_json::to_value(status).expect("serialises"), name);
+        }
+        let first = |s: &Status| render::STATE_COLUMNS.iter().position(|c| c == s);
+        assert!(
+            render::STATE_COLUMNS
+                .iter()
+                .enumerate()
+                .all(|(i, s)| first(s) == Some(i)),
+            "each state has one column"
+        );
+    }
+}

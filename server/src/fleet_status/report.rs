@@ -237,3 +237,112 @@ pub(super) fn parse_report_interned(
 pub fn is_report_name(name: &str) -> bool {
     name.len() > ".json".len() && name.ends_with(".json") && !name.starts_with('.')
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use super::super::fixtures::*;
+    use super::*;
+
+    #[test]
+    fn parses_a_full_report_and_ignores_unknown_fields() {
+        let json = r#"{"kind":"ClusterStatus","cluster":"site-7","futureField":{"x":1},"checkedAt":"2026-11-26T09:59:00Z",
+            "stale":true,"staleSince":"2026-11-26T08:00:00Z","lastError":"mirror down","intervalSeconds":30,
+            "bundles":[{"name":"web","state":"Applied","extra":true}]}"#;
+        let r = parse_report("site-7.json", json.as_bytes()).expect("parses");
+        assert_eq!(r.cluster, "site-7");
+        assert!(r.stale);
+        assert_eq!(r.stale_since, Some(at("2026-11-26T08:00:00Z")));
+        assert_eq!(r.interval, Some(Duration::from_secs(30)));
+        assert_eq!(r.index_version, None);
+        assert_eq!(r.bundles[0].digest, None);
+        assert_eq!(&*r.bundles[0].state.name, "Applied");
+    }
+
+    #[test]
+    fn a_minimal_report_needs_only_the_cluster_name() {
+        let r = parse_report("a.json", br#"{"cluster":"a","bundles":[{"name":"web"}]}"#).expect("parses");
+        assert_eq!(&*r.bundles[0].state.name, "Unknown");
+        assert_eq!(r.checked_at, None);
+    }
+
+    #[test]
+    fn corrupt_reports_are_problems_naming_file_and_reason() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"", "empty file"),
+            (b"{\"cluster\":\"a\"", "not a status report"),
+            (b"[1,2]", "not a status report"),
+            (
+                b"{\"cluster\":\"a\",\"indexVersion\":\"twelve\"}",
+                "not a status report",
+            ),
+            (b"{\"kind\":\"Index\",\"cluster\":\"a\"}", "kind is \"Index\""),
+            (b"{\"checkedAt\":\"2026-11-26T10:00:00Z\"}", "no cluster name"),
+            (
+                b"{\"cluster\":\"a\",\"checkedAt\":\"yesterday\"}",
+                "checkedAt: \"yesterday\"",
+            ),
+        ];
+        for (bytes, reason) in cases {
+            let p = parse_report("bad.json", bytes).expect_err("must be a problem");
+            assert_eq!(p.file, "bad.json");
+            assert!(
+                p.reason.contains(reason),
+                "{:?} → {}",
+                String::from_utf8_lossy(bytes),
+                p.reason
+            );
+        }
+    }
+
+    #[test]
+    fn reads_a_report_the_agent_wrote() {
+        use drover_agent::format::Digest;
+        use drover_agent::state::Status;
+        use drover_agent::status::{BundleStatus, ClusterStatus, STATUS_KIND};
+        let digest = Digest::of(b"bundle");
+        let written = ClusterStatus {
+            api_version: drover_agent::format::API_VERSION.into(),
+            kind: STATUS_KIND.into(),
+            cluster: "site-1".into(),
+            labels: BTreeMap::from([("env".into(), "prod".into())]),
+            agent_version: "0.1.0".into(),
+            channel: Some("stable".into()),
+            index_version: Some(7),
+            index_sha256: Some(Digest::of(b"index")),
+            origin: Some("http://mirror/index.json".into()),
+            checked_at: "2026-11-26T09:59:00Z".into(),
+            last_success: Some("2026-11-26T09:58:00Z".into()),
+            stale: true,
+            stale_since: Some("2026-11-26T09:00:00Z".into()),
+            last_error: Some("mirror down".into()),
+            interval_seconds: 30,
+            report_interval_seconds: Some(600),
+            bundles: vec![BundleStatus {
+                name: "web".into(),
+                digest: Some(digest.clone()),
+                state: Status::PendingDependency,
+                message: "waiting for base".into(),
+                since: Some("2026-11-26T09:30:00Z".into()),
+            }],
+        };
+        let r = parse_report("site-1.json", &written.to_json()).expect("the agent's report parses");
+        assert_eq!(r.cluster, "site-1");
+        assert_eq!(r.agent_version.as_deref(), Some("0.1.0"));
+        assert_eq!((r.channel.as_deref(), r.index_version), (Some("stable"), Some(7)));
+        assert_eq!(r.checked_at, Some(at("2026-11-26T09:59:00Z")));
+        assert_eq!(r.last_success, Some(at("2026-11-26T09:58:00Z")));
+        assert_eq!((r.stale, r.stale_since), (true, Some(at("2026-11-26T09:00:00Z"))));
+        assert_eq!(r.last_error.as_deref(), Some("mirror down"));
+        assert_eq!(r.interval, Some(Duration::from_secs(30)));
+        assert_eq!(r.report_interval, Some(Duration::from_secs(600)));
+        let b = &r.bundles[0];
+        assert_eq!((&*b.name, b.digest.as_deref()), ("web", Some(digest.as_str())));
+        assert_eq!(b.state.known, Some(Status::PendingDependency));
+        assert_eq!(&*b.state.name, "PendingDependency");
+        assert_eq!(b.message.as_deref(), Some("waiting for base"));
+        assert_eq!(b.since, Some(at("2026-11-26T09:30:00Z")));
+    }
+}

@@ -71,7 +71,9 @@ impl<'a> KubeBundles<'a> {
             force: job.bundle.force,
             keep_resources: job.bundle.keep_resources,
         };
-        self.sink.apply(job.name(), &prepared, policy, &previous_marks).await
+        self.sink
+            .apply(job.name(), &prepared, policy, &previous_marks, stage.render.allow)
+            .await
     }
 
     /// The record of a bundle whose objects were applied: Ready, or Applying/Error while
@@ -79,13 +81,17 @@ impl<'a> KubeBundles<'a> {
     async fn settle(&mut self, job: &Job<'_>, applied: Applied, stage: &Stage<'_>) -> Placed {
         let digest = &job.chosen.digest;
         self.marks.insert(job.name().to_string(), applied.marks);
-        let summary = format!(
+        let mut summary = format!(
             "{}: {} objects applied, {} drifted and restored, {} pruned",
             digest.short(),
             applied.objects,
             applied.drifted,
             applied.pruned
         );
+        if applied.left > 0 {
+            // Reported, not deleted: members drover did not apply or may not reach.
+            summary.push_str(&format!(", {} left in place (not drover's to delete)", applied.left));
+        }
         let record = match applied.unhealthy {
             None => Unsettled {
                 status: Status::Ready,
