@@ -367,6 +367,38 @@ fn cycles_beside_another_controller() -> Vec<String> {
     outs
 }
 
+/// An object too large for the real apiserver's 3 MiB request limit (the double's
+/// `--max-request-bytes 3145728`) fails its bundle with the server's answer, and only it.
+#[test]
+fn an_object_past_the_servers_request_size_limit_fails_only_its_bundle() {
+    let site = Site::new();
+    write(
+        &site,
+        "big/cm.yaml",
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: big, namespace: default}}\ndata:\n  blob: {}\n",
+            "x".repeat(3 << 20)
+        ),
+    );
+    write(
+        &site,
+        "small/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: small, namespace: default}\ndata: {a: b}\n",
+    );
+    site.publish(&[]);
+    let api = Api::start_with(&site, &["--auto-ready", "--max-request-bytes", "3145728"]);
+    let (code, out) = agent(&site, &api, &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(line_of(&out, "big").contains("Error"), "{out}");
+    assert!(
+        out.contains("Request entity too large"),
+        "the server's answer is shown: {out}"
+    );
+    assert!(line_of(&out, "small").contains("Ready"), "{out}");
+    assert!(api.kubectl.exists("configmap", "small", "default"));
+    assert!(!api.kubectl.exists("configmap", "big", "default"));
+}
+
 #[test]
 fn drift_is_restored_and_counted_and_conflicts_with_other_managers_are_reported() {
     let site = Site::new().with_examples();

@@ -31,6 +31,10 @@ struct Args {
     /// ApplySet, moving its resourceVersion (0: never).
     #[arg(long, default_value_t = 0, value_name = "MS")]
     foreign_writer_interval: u64,
+    /// Largest request body in bytes, answered 413 past it, as the real apiserver does at
+    /// 3145728 (3 MiB). Default: 16 MiB.
+    #[arg(long, default_value_t = 16 << 20, value_name = "BYTES")]
+    max_request_bytes: usize,
     /// Log every request (method, path, query, status) to stderr.
     #[arg(long, short)]
     verbose: bool,
@@ -53,6 +57,7 @@ fn run(args: Args) -> std::io::Result<()> {
         crd_establish_delay: Duration::from_millis(args.crd_establish_delay),
         ready_delay: Duration::from_millis(args.ready_delay),
         foreign_writer_interval: Duration::from_millis(args.foreign_writer_interval),
+        max_request_bytes: args.max_request_bytes,
         verbose: args.verbose,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -36,6 +36,9 @@ pub struct Config {
     /// annotation [`FOREIGN_ANNOTATION`] on every object that is part of an ApplySet,
     /// moving its resourceVersion, as controllers on a real cluster do. Zero: never.
     pub foreign_writer_interval: Duration,
+    /// Largest request body accepted, in bytes (413 past it); 0: the double's default,
+    /// 16 MiB. The real apiserver's is 3 MiB.
+    pub max_request_bytes: usize,
     /// Log every request to stderr.
     pub verbose: bool,
 }

@@ -703,6 +703,25 @@ fn a_foreign_controller_annotates_applyset_members_and_apply_keeps_its_field() {
 }
 
 #[test]
+fn a_request_past_the_real_servers_size_limit_is_a_413() {
+    let c = Cluster::start(&["--max-request-bytes", "3145728"]);
+    let big = "x".repeat(3 << 20);
+    let file = c.manifest(
+        "big.yaml",
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: big, namespace: default}}\ndata:\n  blob: {big}\n"
+        ),
+    );
+    let err = c.kubectl.fails(&["apply", "--server-side", "-f", &file]);
+    assert!(err.contains("Request entity too large: limit is 3145728"), "{err}");
+    let small = c.manifest(
+        "small.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: small, namespace: default}\ndata: {a: b}\n",
+    );
+    c.kubectl.apply(&small, &[]);
+}
+
+#[test]
 fn the_request_log_shows_what_clients_sent() {
     let c = Cluster::start(&[]);
     c.kubectl.apply(
