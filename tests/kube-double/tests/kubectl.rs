@@ -687,8 +687,9 @@ fn a_foreign_controller_annotates_applyset_members_and_apply_keeps_its_field() {
         (!cm["metadata"]["annotations"]["example.com/last-seen"].is_null()).then_some(cm)
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // The first read may already carry the annotation: wait for a write after it.
     let seen = loop {
-        if let Some(cm) = annotated() {
+        if let Some(cm) = annotated().filter(|cm| rv(cm) != rv(&applied)) {
             break cm;
         }
         assert!(std::time::Instant::now() < deadline, "never annotated");
