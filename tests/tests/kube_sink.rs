@@ -15,6 +15,11 @@ struct Api {
 impl Api {
     fn start(site: &Site, auto_ready: bool) -> Api {
         let extra: &[&str] = if auto_ready { &["--auto-ready"] } else { &[] };
+        Api::start_with(site, extra)
+    }
+
+    /// The double started with `extra` flags (its options: delays, readiness).
+    fn start_with(site: &Site, extra: &[&str]) -> Api {
         let double = KubeApi::start_with(site.dir.path(), extra);
         Api {
             kubeconfig: double.kubeconfig.to_str().unwrap().to_string(),
@@ -267,12 +272,7 @@ fn a_dependency_that_becomes_ready_later_through_its_controller_is_waited_for_an
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: addon, namespace: default}\ndata: {x: y}\n",
     );
     site.publish(&[]);
-    let double = KubeApi::start_with(site.dir.path(), &["--auto-ready", "--ready-delay", "4000"]);
-    let api = Api {
-        kubeconfig: double.kubeconfig.to_str().unwrap().to_string(),
-        kubectl: double.kubectl(),
-        _double: double,
-    };
+    let api = Api::start_with(&site, &["--auto-ready", "--ready-delay", "4000"]);
     let rv = |api: &Api| {
         let d = api.kubectl.json(&["get", "deployment", "app", "-n", "default"]);
         d["metadata"]["resourceVersion"].as_str().unwrap().to_string()
@@ -304,6 +304,101 @@ fn a_dependency_that_becomes_ready_later_through_its_controller_is_waited_for_an
     );
     assert!(api.kubectl.exists("configmap", "addon", "default"));
     assert_eq!(rv(&api), ready, "nothing rewritten: the agent saw no drift to restore");
+}
+
+/// Another controller keeps writing an annotation on everything the agent applied (the
+/// double's `--foreign-writer-interval`), moving resourceVersions between cycles: the agent
+/// stays Ready and leaves the annotation alone.
+#[test]
+fn writes_by_another_controller_move_resource_versions_and_the_agent_leaves_them_alone() {
+    for out in cycles_beside_another_controller() {
+        for bundle in ["base", "monitoring", "web"] {
+            assert!(line_of(&out, bundle).contains("Ready"), "{out}");
+        }
+    }
+}
+
+/// The same, and such a write is not drift.
+#[test]
+#[ignore = "bug: another manager's annotation write (resourceVersion moved, drover's fields untouched) is reported as drifted and restored"]
+fn writes_by_another_controller_do_not_count_as_drift() {
+    for out in cycles_beside_another_controller() {
+        for bundle in ["base", "monitoring", "web"] {
+            assert!(line_of(&out, bundle).contains(" 0 drifted"), "not drift: {out}");
+        }
+    }
+}
+
+/// Applies the examples, waits until another controller has annotated the web Deployment
+/// (moving its resourceVersion), runs two more cycles (each must succeed) and checks the
+/// annotation is still there; returns those two cycles' output.
+fn cycles_beside_another_controller() -> Vec<String> {
+    let site = Site::new().with_examples();
+    site.publish(&[]);
+    let api = Api::start_with(&site, &["--auto-ready", "--foreign-writer-interval", "100"]);
+    let (code, out) = agent(&site, &api, LABELS);
+    assert_eq!(code, Some(0), "{out}");
+    let deployment = || api.kubectl.json(&["get", "deployment", "web", "-n", "web"]);
+    // The agent has exited: from here only the other controller writes, so a read with
+    // its annotation and a resourceVersion other than the first read's is its write.
+    let applied = deployment();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let d = deployment();
+        let annotated = !d["metadata"]["annotations"]["example.com/last-seen"].is_null();
+        if annotated && d["metadata"]["resourceVersion"] != applied["metadata"]["resourceVersion"] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the other controller never wrote: {d:#}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let outs: Vec<String> = (0..2)
+        .map(|_| {
+            let (code, out) = agent(&site, &api, LABELS);
+            assert_eq!(code, Some(0), "{out}");
+            out
+        })
+        .collect();
+    assert!(
+        !deployment()["metadata"]["annotations"]["example.com/last-seen"].is_null(),
+        "the agent leaves another manager's annotation alone"
+    );
+    outs
+}
+
+/// An object too large for the real apiserver's 3 MiB request limit (the double's
+/// `--max-request-bytes 3145728`) fails its bundle with the server's answer, and only it.
+#[test]
+fn an_object_past_the_servers_request_size_limit_fails_only_its_bundle() {
+    let site = Site::new();
+    write(
+        &site,
+        "big/cm.yaml",
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: big, namespace: default}}\ndata:\n  blob: {}\n",
+            "x".repeat(3 << 20)
+        ),
+    );
+    write(
+        &site,
+        "small/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: small, namespace: default}\ndata: {a: b}\n",
+    );
+    site.publish(&[]);
+    let api = Api::start_with(&site, &["--auto-ready", "--max-request-bytes", "3145728"]);
+    let (code, out) = agent(&site, &api, &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(line_of(&out, "big").contains("Error"), "{out}");
+    assert!(
+        out.contains("Request entity too large"),
+        "the server's answer is shown: {out}"
+    );
+    assert!(line_of(&out, "small").contains("Ready"), "{out}");
+    assert!(api.kubectl.exists("configmap", "small", "default"));
+    assert!(!api.kubectl.exists("configmap", "big", "default"));
 }
 
 #[test]
@@ -398,6 +493,81 @@ fn crd_and_its_custom_resources_in_dependent_bundles_apply_in_one_cycle() {
         .kubectl
         .json(&["get", "widgets.example.com", "gear", "-n", "default"]);
     assert_eq!(gear["spec"]["teeth"], 12, "{gear:#}");
+}
+
+/// A site with a CRD bundle (widgets.example.com) and a dependent bundle holding a Widget.
+fn widgets_site() -> Site {
+    let site = Site::new();
+    write(
+        &site,
+        "crds/widgets.yaml",
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: widgets.example.com}\n\
+         spec:\n  group: example.com\n  scope: Namespaced\n  names: {plural: widgets, singular: widget, kind: Widget}\n  \
+         versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        \
+         type: object\n        x-kubernetes-preserve-unknown-fields: true\n",
+    );
+    write(&site, "widgets/bundle.yaml", "namespace: default\ndependsOn: [crds]\n");
+    write(
+        &site,
+        "widgets/gear.yaml",
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: gear}\nspec: {teeth: 12}\n",
+    );
+    site
+}
+
+#[test]
+#[ignore = "bug: a CRD (and its custom resources) deleted by someone else is re-created but reported as 0 drifted"]
+fn a_crd_deleted_by_someone_else_counts_as_drift() {
+    let site = widgets_site();
+    site.publish(&[]);
+    let api = Api::start(&site, true);
+    let (code, out) = agent(&site, &api, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    api.kubectl.ok(&["delete", "crd", "widgets.example.com"]);
+    let (code, out) = agent(&site, &api, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        !line_of(&out, "crds").contains(" 0 drifted"),
+        "the CRD was restored: {out}"
+    );
+    assert!(
+        !line_of(&out, "widgets").contains(" 0 drifted"),
+        "the Widget was restored: {out}"
+    );
+}
+
+/// A CRD that takes seconds to be Established (the double's `--crd-establish-delay`), and
+/// later removed by someone else, taking its custom resources with it.
+#[test]
+fn a_crd_slow_to_be_established_and_one_deleted_by_someone_else_are_both_handled() {
+    let site = widgets_site();
+    site.publish(&[]);
+    let api = Api::start_with(&site, &["--auto-ready", "--crd-establish-delay", "2000"]);
+    let started = std::time::Instant::now();
+    let (code, out) = agent(&site, &api, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        line_of(&out, "crds").contains("Ready") && line_of(&out, "widgets").contains("Ready"),
+        "the agent waits for Established within the cycle: {out}"
+    );
+    assert!(started.elapsed() >= std::time::Duration::from_secs(2), "it did wait");
+    let gear = |api: &Api| {
+        api.kubectl
+            .json(&["get", "widgets.example.com", "gear", "-n", "default"])
+    };
+    assert_eq!(gear(&api)["spec"]["teeth"], 12);
+    let uid = |api: &Api| {
+        let crd = api.kubectl.json(&["get", "crd", "widgets.example.com"]);
+        crd["metadata"]["uid"].as_str().unwrap().to_string()
+    };
+    let first = uid(&api);
+
+    // Someone else deletes the CRD, and its custom resources go with it.
+    api.kubectl.ok(&["delete", "crd", "widgets.example.com"]);
+    let (code, out) = agent(&site, &api, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_ne!(uid(&api), first, "the CRD was created again");
+    assert_eq!(gear(&api)["spec"]["teeth"], 12, "and its custom resource: {out}");
 }
 
 #[test]

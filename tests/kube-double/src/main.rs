@@ -27,6 +27,14 @@ struct Args {
     /// is written, as a separate status write (0: in the same write).
     #[arg(long, default_value_t = 0, value_name = "MS")]
     ready_delay: u64,
+    /// Every MS milliseconds another controller writes an annotation on every object in an
+    /// ApplySet, moving its resourceVersion (0: never).
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    foreign_writer_interval: u64,
+    /// Largest request body in bytes, answered 413 past it, as the real apiserver does at
+    /// 3145728 (3 MiB). Default: 16 MiB.
+    #[arg(long, default_value_t = 16 << 20, value_name = "BYTES")]
+    max_request_bytes: usize,
     /// Log every request (method, path, query, status) to stderr.
     #[arg(long, short)]
     verbose: bool,
@@ -48,6 +56,8 @@ fn run(args: Args) -> std::io::Result<()> {
         auto_ready: args.auto_ready,
         crd_establish_delay: Duration::from_millis(args.crd_establish_delay),
         ready_delay: Duration::from_millis(args.ready_delay),
+        foreign_writer_interval: Duration::from_millis(args.foreign_writer_interval),
+        max_request_bytes: args.max_request_bytes,
         verbose: args.verbose,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

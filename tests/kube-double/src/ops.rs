@@ -32,9 +32,21 @@ pub struct Config {
     /// with its old status, `observedGeneration` behind, and its resourceVersion moves
     /// when it becomes ready). Zero: in the same write.
     pub ready_delay: Duration,
+    /// Every this often, another controller (manager [`FOREIGN_MANAGER`]) writes the
+    /// annotation [`FOREIGN_ANNOTATION`] on every object that is part of an ApplySet,
+    /// moving its resourceVersion, as controllers on a real cluster do. Zero: never.
+    pub foreign_writer_interval: Duration,
+    /// Largest request body accepted, in bytes (413 past it); 0: the double's default,
+    /// 16 MiB. The real apiserver's is 3 MiB.
+    pub max_request_bytes: usize,
     /// Log every request to stderr.
     pub verbose: bool,
 }
+
+/// The field manager of the [`Config::foreign_writer_interval`] controller.
+pub const FOREIGN_MANAGER: &str = "someone-elses-controller";
+/// The annotation it writes (its value counts its rounds).
+pub const FOREIGN_ANNOTATION: &str = "example.com/last-seen";
 
 /// A subresource of an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -677,6 +689,39 @@ impl State {
         }
     }
 
+    /// One round of the [`Config::foreign_writer_interval`] controller: writes
+    /// [`FOREIGN_ANNOTATION`] = `round` on every object labelled as part of an ApplySet,
+    /// as an update by [`FOREIGN_MANAGER`]. Returns how many objects it wrote.
+    pub fn foreign_write(&mut self, round: u64) -> usize {
+        let keys: Vec<Key> = self
+            .store
+            .all()
+            .filter(|(_, o)| !o["metadata"]["labels"]["applyset.kubernetes.io/part-of"].is_null())
+            .map(|(k, _)| k.clone())
+            .collect();
+        let now = now();
+        for key in &keys {
+            let Some(old) = self.store.get(key).cloned() else {
+                continue;
+            };
+            let mut new = old.clone();
+            if !new["metadata"]["annotations"].is_object() {
+                new["metadata"]["annotations"] = json!({});
+            }
+            new["metadata"]["annotations"][FOREIGN_ANNOTATION] = json!(round.to_string());
+            let api_version = old["apiVersion"].as_str().unwrap_or_default().to_string();
+            let version = api_version.rsplit('/').next().unwrap_or_default();
+            let status_subresource = self
+                .registry
+                .find(&key.group, version, &key.plural)
+                .is_some_and(|rt| rt.status);
+            let scope = Scope::Main { status_subresource };
+            apply::record_update(&old, &mut new, FOREIGN_MANAGER, &api_version, scope, &now);
+            self.store.write(key.clone(), new);
+        }
+        keys.len()
+    }
+
     /// DELETE of one object; answers a `Status` of success.
     pub fn delete(&mut self, t: &Target, opts: &DeleteOptions) -> Result<Value, ApiError> {
         let key = t.key()?;
@@ -1038,6 +1083,36 @@ mod tests {
             .filter_map(|f| f["manager"].as_str())
             .collect();
         assert!(managers.contains(&controller::MANAGER), "{managers:?}");
+    }
+
+    #[test]
+    fn the_foreign_writer_annotates_applyset_members_only_and_moves_their_resource_version() {
+        let mut s = State::new(Config::default());
+        let t = target(&s, "", "configmaps", Some("default"), Some("mine"));
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "mine", "labels": {"applyset.kubernetes.io/part-of": "applyset-x-v1"}}});
+        let (written, _) = s.patch(&t, PatchKind::Apply, &cm, &params("drover")).unwrap();
+        let other = target(&s, "", "configmaps", Some("default"), Some("other"));
+        let plain = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "other"}});
+        s.patch(&other, PatchKind::Apply, &plain, &params("m")).unwrap();
+        assert_eq!(s.foreign_write(7), 1);
+        let after = s.get(&t).unwrap();
+        assert_eq!(after["metadata"]["annotations"][FOREIGN_ANNOTATION], "7");
+        assert_ne!(
+            after["metadata"]["resourceVersion"],
+            written["metadata"]["resourceVersion"]
+        );
+        let managers: Vec<&str> = after["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|f| f["manager"].as_str())
+            .collect();
+        assert!(
+            managers.contains(&FOREIGN_MANAGER) && managers.contains(&"drover"),
+            "{managers:?}"
+        );
+        assert!(s.get(&other).unwrap()["metadata"]["annotations"].is_null());
     }
 
     #[test]

@@ -25,8 +25,8 @@ use crate::selector::{FieldSelector, LabelSelector};
 use crate::store::Filter;
 use crate::watch::{self, WatchRequest};
 
-/// Largest request body accepted (a HelmChart carrying its chart archive can be large;
-/// the real apiserver's limit is about 3 MiB).
+/// Largest request body accepted by default (a HelmChart carrying its chart archive can
+/// be large); [`Config::max_request_bytes`] sets another limit.
 pub const MAX_BODY_BYTES: usize = 16 << 20;
 
 /// How long a watch without `timeoutSeconds` stays open.
@@ -44,22 +44,44 @@ pub struct App {
     verbose: bool,
     establish_delay: Duration,
     ready_delay: Duration,
+    max_body: usize,
 }
 
 impl App {
     /// A fresh double.
     pub fn new(config: Config) -> Arc<Self> {
         let (verbose, establish_delay, ready_delay) = (config.verbose, config.crd_establish_delay, config.ready_delay);
+        let foreign_every = config.foreign_writer_interval;
+        let max_body = if config.max_request_bytes == 0 {
+            MAX_BODY_BYTES
+        } else {
+            config.max_request_bytes
+        };
         let state = State::new(config);
         let (changed, _) = tokio::sync::watch::channel(state.store.resource_version());
-        Arc::new(App {
+        let app = Arc::new(App {
             state: Mutex::new(state),
             requests: Mutex::new(VecDeque::new()),
             changed,
             verbose,
             establish_delay,
             ready_delay,
-        })
+            max_body,
+        });
+        if !foreign_every.is_zero() && tokio::runtime::Handle::try_current().is_ok() {
+            tokio::spawn(Arc::clone(&app).foreign_writer(foreign_every));
+        }
+        app
+    }
+
+    /// The [`Config::foreign_writer_interval`] controller: a round every `every`.
+    async fn foreign_writer(self: Arc<Self>, every: Duration) {
+        for round in 1.. {
+            tokio::time::sleep(every).await;
+            if self.lock().foreign_write(round) > 0 {
+                self.after_write();
+            }
+        }
     }
 
     /// Locks the state. A panic while it was held leaves it as it was; serving on is
@@ -206,7 +228,7 @@ async fn handle(AxumState(app): AxumState<Arc<App>>, request: Request) -> Respon
             "userAgent": user_agent,
         }));
     }
-    let response = match to_bytes(body, MAX_BODY_BYTES).await {
+    let response = match to_bytes(body, app.max_body).await {
         Ok(body) => {
             let call = Call {
                 method: &parts.method,
@@ -221,7 +243,8 @@ async fn handle(AxumState(app): AxumState<Arc<App>>, request: Request) -> Respon
         Err(_) => error(&ApiError {
             code: 413,
             reason: "RequestEntityTooLarge",
-            message: format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+            // The real apiserver's wording (apierrors.NewRequestEntityTooLargeError).
+            message: format!("Request entity too large: limit is {}", app.max_body),
             details: None,
         }),
     };

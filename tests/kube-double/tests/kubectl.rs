@@ -48,6 +48,23 @@ impl Cluster {
         self.kubectl.json(&[args, &["--show-managed-fields"]].concat())
     }
 
+    /// A raw DELETE with `preconditions.resourceVersion`; the whole response.
+    fn http_delete_with_precondition(&self, path: &str, resource_version: &str) -> String {
+        let body = format!(
+            r#"{{"kind":"DeleteOptions","apiVersion":"v1","preconditions":{{"resourceVersion":"{resource_version}"}}}}"#
+        );
+        let mut stream = TcpStream::connect(("127.0.0.1", self.api.port())).unwrap();
+        write!(
+            stream,
+            "DELETE {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    }
+
     /// A plain GET on the double (for its test-only endpoints): (status, body).
     fn http_get(&self, path: &str) -> (u16, String) {
         let mut stream = TcpStream::connect(("127.0.0.1", self.api.port())).unwrap();
@@ -617,6 +634,92 @@ fn with_a_ready_delay_workloads_are_seen_unready_then_ready_through_a_status_wri
         .ok(&["rollout", "status", "deploy/web", "-n", "shop", "--timeout=20s"]);
     let caught_up = c.json(&["get", "deploy", "web", "-n", "shop"]);
     assert_eq!(caught_up["status"]["readyReplicas"], 3, "{caught_up:#}");
+}
+
+#[test]
+fn a_write_with_a_stale_resource_version_is_a_409_conflict() {
+    let c = Cluster::start(&[]);
+    c.kubectl.apply(&c.manifest("app.yaml", APP), &[]);
+    let read = c.kubectl.json(&["get", "configmap", "settings", "-n", "shop"]);
+    // Someone else writes after our read: our copy's resourceVersion is stale now.
+    c.kubectl
+        .ok(&["label", "configmap", "settings", "-n", "shop", "touched=yes"]);
+    let mut stale = read.clone();
+    stale["data"]["mine"] = Value::from("1");
+    let file = c.manifest("stale.json", &stale.to_string());
+    let err = c.kubectl.fails(&["replace", "-f", &file]);
+    assert!(
+        err.contains("Error from server (Conflict)") && err.contains("the object has been modified"),
+        "{err}"
+    );
+    let now = c.kubectl.json(&["get", "configmap", "settings", "-n", "shop"]);
+    assert!(
+        now["data"]["mine"].is_null(),
+        "the stale write changed nothing: {now:#}"
+    );
+    // With the current resourceVersion the same write goes through.
+    let mut fresh = stale;
+    fresh["metadata"]["resourceVersion"] = now["metadata"]["resourceVersion"].clone();
+    let file = c.manifest("fresh.json", &fresh.to_string());
+    c.kubectl.ok(&["replace", "-f", &file]);
+    let after = c.kubectl.json(&["get", "configmap", "settings", "-n", "shop"]);
+    assert_eq!(after["data"]["mine"], "1");
+    // And a delete whose precondition names an old resourceVersion is refused the same way.
+    let raw = c.http_delete_with_precondition(
+        "/api/v1/namespaces/shop/configmaps/settings",
+        read["metadata"]["resourceVersion"].as_str().unwrap(),
+    );
+    assert!(raw.starts_with("HTTP/1.1 409"), "{raw}");
+}
+
+#[test]
+fn a_foreign_controller_annotates_applyset_members_and_apply_keeps_its_field() {
+    let c = Cluster::start(&["--foreign-writer-interval", "100"]);
+    let member = c.manifest(
+        "member.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: member\n  namespace: default\n  \
+         labels: {applyset.kubernetes.io/part-of: applyset-x-v1}\ndata: {a: b}\n",
+    );
+    c.kubectl.apply(&member, &["--field-manager=drover"]);
+    let applied = c.json(&["get", "configmap", "member", "-n", "default"]);
+    let annotated = || {
+        let cm = c.json(&["get", "configmap", "member", "-n", "default"]);
+        (!cm["metadata"]["annotations"]["example.com/last-seen"].is_null()).then_some(cm)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // The first read may already carry the annotation: wait for a write after it.
+    let seen = loop {
+        if let Some(cm) = annotated().filter(|cm| rv(cm) != rv(&applied)) {
+            break cm;
+        }
+        assert!(std::time::Instant::now() < deadline, "never annotated");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_ne!(rv(&seen), rv(&applied), "the foreign write moved the resourceVersion");
+    assert!(owners(&seen, &["metadata", "annotations", "example.com/last-seen"])
+        .contains(&"someone-elses-controller Update".to_string()));
+    // Re-applying the same manifest leaves the other manager's annotation alone.
+    c.kubectl.apply(&member, &["--field-manager=drover"]);
+    assert!(annotated().is_some(), "apply kept the foreign annotation");
+}
+
+#[test]
+fn a_request_past_the_real_servers_size_limit_is_a_413() {
+    let c = Cluster::start(&["--max-request-bytes", "3145728"]);
+    let big = "x".repeat(3 << 20);
+    let file = c.manifest(
+        "big.yaml",
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: big, namespace: default}}\ndata:\n  blob: {big}\n"
+        ),
+    );
+    let err = c.kubectl.fails(&["apply", "--server-side", "-f", &file]);
+    assert!(err.contains("Request entity too large: limit is 3145728"), "{err}");
+    let small = c.manifest(
+        "small.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: small, namespace: default}\ndata: {a: b}\n",
+    );
+    c.kubectl.apply(&small, &[]);
 }
 
 #[test]
