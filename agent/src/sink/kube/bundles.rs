@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::health::{waiting_for_health, Unsettled, HEALTH_TIMEOUT};
-use super::{Applied, KubeSink, Policy, Prepared};
+use super::{Applied, KubeSink, Parents, Policy, Prepared};
 use crate::error::Result;
 use crate::format::BundleName;
 use crate::render::Rendered;
@@ -28,6 +28,8 @@ pub(crate) struct KubeBundles<'a> {
     sink: &'a KubeSink,
     marks: Marks,
     state_dir: PathBuf,
+    /// The ApplySet parents, read once a cycle when the first bundle is applied.
+    parents: tokio::sync::OnceCell<Parents>,
 }
 
 impl<'a> KubeBundles<'a> {
@@ -39,6 +41,7 @@ impl<'a> KubeBundles<'a> {
             sink,
             marks,
             state_dir: state_dir.to_path_buf(),
+            parents: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -71,8 +74,16 @@ impl<'a> KubeBundles<'a> {
             force: job.bundle.force,
             keep_resources: job.bundle.keep_resources,
         };
+        let parents = self.parents.get_or_try_init(|| self.sink.parents()).await?;
         self.sink
-            .apply(job.name(), &prepared, policy, &previous_marks, stage.render.allow)
+            .apply(
+                job.name(),
+                &prepared,
+                policy,
+                &previous_marks,
+                stage.render.allow,
+                parents,
+            )
             .await
     }
 
