@@ -108,7 +108,7 @@ fn refuses_an_applyset_kubectl_owns_and_prunes_nothing_of_it() {
     let web = line_of(&out, "web");
     assert!(web.contains("Error"), "{out}");
     assert!(
-        out.contains(&format!("drover-applyset-web belongs to {tooling}")),
+        out.contains(&format!("drover-applyset-web: belongs to {tooling}")),
         "names the parent and its tooling: {out}"
     );
     assert!(
@@ -161,7 +161,7 @@ fn refuses_an_object_that_belongs_to_another_applyset() {
     assert!(line_of(&out, "web").contains("Error"), "{out}");
     assert!(
         out.contains(&format!(
-            "ConfigMap web/settings already belongs to ApplySet {kubectls}"
+            "ConfigMap web/settings: already belongs to ApplySet {kubectls}"
         )),
         "{out}"
     );
@@ -177,7 +177,7 @@ fn refuses_an_object_that_belongs_to_another_applyset() {
     let (code, out) = agent(&site, &api, &[]);
     assert_eq!(code, Some(1), "{out}");
     assert!(
-        out.contains("ConfigMap web/other already belongs to ApplySet applyset-someone-else-v1"),
+        out.contains("ConfigMap web/other: already belongs to ApplySet applyset-someone-else-v1"),
         "{out}"
     );
     assert!(!api.kubectl.exists("configmap", "other", "web"));

@@ -54,6 +54,8 @@ pub const GROUP_KINDS_ANNOTATION: &str = "applyset.kubernetes.io/contains-group-
 pub const NAMESPACES_ANNOTATION: &str = "applyset.kubernetes.io/additional-namespaces";
 /// Annotation of a parent naming the tool that manages it.
 pub const TOOLING_ANNOTATION: &str = "applyset.kubernetes.io/tooling";
+/// What drover writes in its parents' tooling annotation.
+const TOOLING: &str = concat!("drover/", env!("CARGO_PKG_VERSION"));
 /// Annotation of a parent: keep the members when the bundle is removed.
 pub const KEEP_ANNOTATION: &str = "drover.dev/keep-resources";
 /// Default namespace of the agent (ApplySet parents, status ConfigMap).
@@ -327,7 +329,9 @@ impl KubeSink {
         let current = parent.exists
             && parent.kinds == all_kinds
             && parent.namespaces == self.others(&recorded)
-            && parent.keep == policy.keep_resources;
+            && parent.keep == policy.keep_resources
+            // An agent of another version names itself.
+            && parent.tooling.as_deref() == Some(TOOLING);
         if !current {
             self.write_parent(bundle, &id, &all_kinds, &recorded, policy.keep_resources)
                 .await?;
@@ -707,6 +711,7 @@ impl KubeSink {
             kinds: list(GROUP_KINDS_ANNOTATION),
             namespaces: list(NAMESPACES_ANNOTATION),
             keep: annotations.get(KEEP_ANNOTATION).is_some_and(|v| v == "true"),
+            tooling: annotations.get(TOOLING_ANNOTATION).cloned(),
         })
     }
 
@@ -736,7 +741,7 @@ impl KubeSink {
         "metadata": {"name": parent_name(bundle), "namespace": self.namespace,
             "labels": {ID_LABEL: id, "app.kubernetes.io/managed-by": "drover"},
             "annotations": {
-                TOOLING_ANNOTATION: concat!("drover/", env!("CARGO_PKG_VERSION")),
+                TOOLING_ANNOTATION: TOOLING,
                 GROUP_KINDS_ANNOTATION: group_kinds.iter().cloned().collect::<Vec<_>>().join(","),
                 NAMESPACES_ANNOTATION: others.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","),
                 KEEP_ANNOTATION: keep_resources.to_string(),
@@ -855,6 +860,8 @@ struct ParentRecord {
     namespaces: BTreeSet<String>,
     /// Keep the members when the bundle is removed.
     keep: bool,
+    /// `applyset.kubernetes.io/tooling` (drover's, once refusals have been checked).
+    tooling: Option<String>,
 }
 
 /// A member of an ApplySet as listed, with the resource it was listed from.
