@@ -483,3 +483,44 @@ fn drift_is_restored_and_counted_but_another_managers_own_field_is_not_drift() {
     let (_, out) = run();
     assert!(line_of(&out, "a").contains("0 drifted"), "{out}");
 }
+
+#[test]
+fn a_removed_bundle_is_pruned_only_inside_the_allow_list() {
+    let site = Site::new();
+    site.write(
+        "src/bundles/web/objects.yaml",
+        &format!(
+            "{}---\n{}",
+            config_map("settings", "web"),
+            config_map("elsewhere", "other")
+        ),
+    );
+    site.write("src/bundles/stay/objects.yaml", &config_map("stay", "web"));
+    site.publish(&[]);
+    let api = Api::start(&site);
+    let namespaces = site.path("namespaces.yaml");
+    std::fs::write(
+        &namespaces,
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: web}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: other}\n",
+    )
+    .unwrap();
+    api.kubectl.apply(namespaces.to_str().unwrap(), &[]);
+    // Applied before the agent was restricted to namespace web.
+    let (code, out) = agent(&site, &api, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(api.kubectl.exists("configmap", "elsewhere", "other"));
+
+    std::fs::remove_dir_all(site.path("src/bundles/web")).unwrap();
+    site.publish(&[]);
+    let (code, out) = agent(&site, &api, &["--allow-namespace", "web"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        !api.kubectl.exists("configmap", "settings", "web"),
+        "inside the allow-list: pruned"
+    );
+    assert!(
+        api.kubectl.exists("configmap", "elsewhere", "other"),
+        "outside it: left"
+    );
+    assert!(api.kubectl.exists("configmap", "stay", "web"));
+}

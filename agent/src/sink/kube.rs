@@ -541,8 +541,9 @@ impl KubeSink {
 
     /// Deletes every object of `bundle`'s inventory (but those opted out, and those not
     /// drover's to delete), then its parent. A bundle applied with `keepResources` keeps
-    /// its objects: only the parent goes. Another tool's parent is refused, untouched.
-    pub async fn remove(&self, bundle: &BundleName) -> Result<usize> {
+    /// its objects: only the parent goes. Another tool's parent is refused, untouched;
+    /// `allow`, when set, bounds what is deleted.
+    pub async fn remove(&self, bundle: &BundleName, allow: Option<&AllowList>) -> Result<usize> {
         let id = self.applyset_id(bundle);
         let parent = self.read_parent(bundle).await?;
         let deleted = if parent.keep {
@@ -552,7 +553,7 @@ impl KubeSink {
             namespaces.insert(self.namespace.clone());
             let bounds = ownership::Bounds {
                 namespaces: &namespaces,
-                allow: None,
+                allow,
             };
             let members = self.members(&id, &parent.kinds).await?;
             self.prune(members, &BTreeSet::new(), bounds).await?.0
