@@ -124,7 +124,7 @@ pub async fn run_cycle(cfg: &AgentConfig, now: OffsetDateTime, counters: &Counte
     let results = match &cfg.sink {
         Sink::Dir(dir) => converge(&mut dir.clone(), items, verified, &mut stage).await,
         Sink::Kube(target) => {
-            let mut bundles = KubeBundles::open(target.sink().await?, &cfg.state_dir).await;
+            let mut bundles = KubeBundles::open(target.sink().await?, &cfg.state_dir, cfg.allow.as_ref()).await;
             converge(&mut bundles, items, verified, &mut stage).await
         }
     };

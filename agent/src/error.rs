@@ -438,17 +438,18 @@ pub enum KubeRefusal {
 impl std::fmt::Display for KubeRefusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            KubeRefusal::ForeignApplySet { parent, tooling } => write!(
+            // The error's `what` names the parent or object; the message does not repeat it.
+            KubeRefusal::ForeignApplySet { tooling, .. } => write!(
                 f,
-                "ApplySet parent {parent} belongs to {tooling}, not drover: refusing to take it over; nothing applied or pruned"
+                "belongs to {tooling}, not drover (applyset.kubernetes.io/tooling): refusing to take over this ApplySet; nothing applied or pruned"
             ),
-            KubeRefusal::OtherApplySet { object, id } => write!(
+            KubeRefusal::OtherApplySet { id, .. } => write!(
                 f,
-                "{object} already belongs to ApplySet {id} (applyset.kubernetes.io/part-of): refusing to move it into this bundle; nothing applied or pruned"
+                "already belongs to ApplySet {id} (applyset.kubernetes.io/part-of): refusing to move it into this bundle; nothing applied or pruned"
             ),
-            KubeRefusal::OwnRecord { object } => write!(
+            KubeRefusal::OwnRecord { .. } => write!(
                 f,
-                "{object} is one of the agent's own records (an ApplySet parent or its status): a bundle may not write it; nothing applied"
+                "one of the agent's own records (an ApplySet parent or its status): a bundle may not write it; nothing applied"
             ),
         }
     }

@@ -108,7 +108,7 @@ fn refuses_an_applyset_kubectl_owns_and_prunes_nothing_of_it() {
     let web = line_of(&out, "web");
     assert!(web.contains("Error"), "{out}");
     assert!(
-        out.contains(&format!("drover-applyset-web belongs to {tooling}")),
+        out.contains(&format!("drover-applyset-web: belongs to {tooling}")),
         "names the parent and its tooling: {out}"
     );
     assert!(
@@ -161,7 +161,7 @@ fn refuses_an_object_that_belongs_to_another_applyset() {
     assert!(line_of(&out, "web").contains("Error"), "{out}");
     assert!(
         out.contains(&format!(
-            "ConfigMap web/settings already belongs to ApplySet {kubectls}"
+            "ConfigMap web/settings: already belongs to ApplySet {kubectls}"
         )),
         "{out}"
     );
@@ -177,7 +177,7 @@ fn refuses_an_object_that_belongs_to_another_applyset() {
     let (code, out) = agent(&site, &api, &[]);
     assert_eq!(code, Some(1), "{out}");
     assert!(
-        out.contains("ConfigMap web/other already belongs to ApplySet applyset-someone-else-v1"),
+        out.contains("ConfigMap web/other: already belongs to ApplySet applyset-someone-else-v1"),
         "{out}"
     );
     assert!(!api.kubectl.exists("configmap", "other", "web"));
@@ -373,4 +373,154 @@ fn discovery_is_asked_again_when_a_kind_appears_and_when_it_disappears() {
     daemon.sync();
     assert_eq!(state_of(&api, "widgets"), "Ready", "{}", daemon.log());
     assert!(api.kubectl.exists("widgets.example.com", "gear", "default"));
+}
+
+/// Bundles `a` and `b`: each a Namespace and three ConfigMaps in it.
+fn small_fleet(site: &Site) {
+    for bundle in ["a", "b"] {
+        let mut yaml = format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {bundle}}}\n");
+        for i in 0..3 {
+            yaml.push_str(&format!("---\n{}", config_map(&format!("cm{i}"), bundle)));
+        }
+        site.write(&format!("src/bundles/{bundle}/objects.yaml"), &yaml);
+    }
+}
+
+#[test]
+fn an_unchanged_cycle_lists_each_kind_once_per_bundle_and_writes_only_its_status() {
+    let site = Site::new();
+    small_fleet(&site);
+    site.publish(&[]);
+    let api = Api::start(&site);
+    let daemon = AgentRun::daemon(&site)
+        .kube(&api.double.kubeconfig)
+        .cluster("site-7")
+        .start();
+    daemon.wait_first_cycle();
+    assert_eq!(state_of(&api, "a"), "Ready", "{}", daemon.log());
+    clear(&api);
+    daemon.sync();
+    let seen: Vec<String> = requests(&api)
+        .iter()
+        .map(|r| format!("{} {}", r["method"].as_str().unwrap(), r["path"].as_str().unwrap()))
+        .collect();
+    let lists: Vec<&String> = seen
+        .iter()
+        .filter(|r| r.as_str() == "GET /api/v1/namespaces" || r.as_str() == "GET /api/v1/configmaps")
+        .collect();
+    assert_eq!(lists.len(), 4, "one LIST per kind per bundle: {seen:#?}");
+    let writes: Vec<&String> = seen.iter().filter(|r| !r.starts_with("GET ")).collect();
+    assert_eq!(
+        writes,
+        [
+            "PATCH /api/v1/namespaces/drover-system",
+            "PATCH /api/v1/namespaces/drover-system/configmaps/drover-status"
+        ],
+        "only the status report is written: {seen:#?}"
+    );
+    // Per bundle one LIST per kind (2); per cycle the parents' LIST and the status writes.
+    assert_eq!(seen.len(), 2 * 2 + 3, "{seen:#?}");
+    assert_eq!(seen[0], "GET /api/v1/namespaces/drover-system/configmaps", "{seen:#?}");
+}
+
+#[test]
+fn drift_is_restored_and_counted_but_another_managers_own_field_is_not_drift() {
+    let site = Site::new();
+    small_fleet(&site);
+    // `kubectl patch` takes the fields it sets (without force that is a conflict, which
+    // kube_sink.rs covers): with force drover takes them back.
+    site.write("src/bundles/a/bundle.yaml", "force: true\n");
+    site.publish(&[]);
+    let api = Api::start(&site);
+    let run = || agent(&site, &api, &[]);
+    let (code, out) = run();
+    assert_eq!(code, Some(0), "{out}");
+    let (_, out) = run();
+    assert!(line_of(&out, "a").contains("0 drifted"), "{out}");
+
+    // Deleted, a field drover owns edited, a label removed: each restored and counted.
+    api.kubectl.ok(&["delete", "configmap", "cm0", "-n", "a"]);
+    api.kubectl.ok(&[
+        "patch",
+        "configmap",
+        "cm1",
+        "-n",
+        "a",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"a":"edited"}}"#,
+    ]);
+    api.kubectl.ok(&[
+        "label",
+        "configmap",
+        "cm2",
+        "-n",
+        "a",
+        "applyset.kubernetes.io/part-of-",
+    ]);
+    let (code, out) = run();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(line_of(&out, "a").contains("3 drifted"), "{out}");
+    assert!(line_of(&out, "b").contains("0 drifted"), "{out}");
+    assert!(api.kubectl.exists("configmap", "cm0", "a"));
+    let cm = |name: &str| api.json(&["get", "configmap", name, "-n", "a"]);
+    assert_eq!(cm("cm1")["data"]["a"], "b", "owned field restored");
+    assert!(cm("cm2")["metadata"]["labels"]["applyset.kubernetes.io/part-of"].is_string());
+
+    // Another manager adds a field drover does not own: kept, and not drift.
+    let extra = site.path("extra.yaml");
+    std::fs::write(
+        &extra,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm1, namespace: a}\ndata: {theirs: x}\n",
+    )
+    .unwrap();
+    api.kubectl
+        .apply(extra.to_str().unwrap(), &["--field-manager=someone-else"]);
+    let (code, out) = run();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(line_of(&out, "a").contains("0 drifted"), "{out}");
+    assert_eq!(cm("cm1")["data"]["theirs"], "x", "left alone (server-side apply)");
+    let (_, out) = run();
+    assert!(line_of(&out, "a").contains("0 drifted"), "{out}");
+}
+
+#[test]
+fn a_removed_bundle_is_pruned_only_inside_the_allow_list() {
+    let site = Site::new();
+    site.write(
+        "src/bundles/web/objects.yaml",
+        &format!(
+            "{}---\n{}",
+            config_map("settings", "web"),
+            config_map("elsewhere", "other")
+        ),
+    );
+    site.write("src/bundles/stay/objects.yaml", &config_map("stay", "web"));
+    site.publish(&[]);
+    let api = Api::start(&site);
+    let namespaces = site.path("namespaces.yaml");
+    std::fs::write(
+        &namespaces,
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: web}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: other}\n",
+    )
+    .unwrap();
+    api.kubectl.apply(namespaces.to_str().unwrap(), &[]);
+    // Applied before the agent was restricted to namespace web.
+    let (code, out) = agent(&site, &api, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(api.kubectl.exists("configmap", "elsewhere", "other"));
+
+    std::fs::remove_dir_all(site.path("src/bundles/web")).unwrap();
+    site.publish(&[]);
+    let (code, out) = agent(&site, &api, &["--allow-namespace", "web"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        !api.kubectl.exists("configmap", "settings", "web"),
+        "inside the allow-list: pruned"
+    );
+    assert!(
+        api.kubectl.exists("configmap", "elsewhere", "other"),
+        "outside it: left"
+    );
+    assert!(api.kubectl.exists("configmap", "stay", "web"));
 }

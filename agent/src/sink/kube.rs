@@ -18,6 +18,7 @@
 
 pub(crate) mod bundles;
 mod discovery;
+mod drift;
 mod health;
 mod ownership;
 
@@ -53,6 +54,8 @@ pub const GROUP_KINDS_ANNOTATION: &str = "applyset.kubernetes.io/contains-group-
 pub const NAMESPACES_ANNOTATION: &str = "applyset.kubernetes.io/additional-namespaces";
 /// Annotation of a parent naming the tool that manages it.
 pub const TOOLING_ANNOTATION: &str = "applyset.kubernetes.io/tooling";
+/// What drover writes in its parents' tooling annotation.
+const TOOLING: &str = concat!("drover/", env!("CARGO_PKG_VERSION"));
 /// Annotation of a parent: keep the members when the bundle is removed.
 pub const KEEP_ANNOTATION: &str = "drover.dev/keep-resources";
 /// Default namespace of the agent (ApplySet parents, status ConfigMap).
@@ -212,19 +215,25 @@ struct Progress {
 }
 
 impl Progress {
-    /// Records `object` as the server returned it (`result`).
-    fn record(&mut self, object: &Object, result: &DynamicObject, previous: &BTreeMap<String, String>) {
+    /// Records `object` as the server returned it (`result`); `before` is the member as
+    /// listed before the apply, if it was.
+    fn record(
+        &mut self,
+        object: &Object,
+        result: &DynamicObject,
+        before: Option<&DynamicObject>,
+        previous: &BTreeMap<String, String>,
+    ) {
         // The key as the server names the object (a namespaced object given no
         // namespace lands in the default one), so pruning recognises it.
         let key = object_key(&object.gvk, result.metadata.namespace.as_deref(), &object.name);
+        if drift::restored(previous.contains_key(&key), before, result) {
+            self.applied.drifted += 1;
+        }
         if let Some(ns) = &result.metadata.namespace {
             self.namespaces.insert(ns.clone());
         }
-        let mark = drift_mark(result);
-        if previous.get(&key).is_some_and(|p| *p != mark) {
-            self.applied.drifted += 1;
-        }
-        self.applied.marks.insert(key.clone(), mark);
+        self.applied.marks.insert(key.clone(), drift::mark(result));
         self.keep.insert(key);
         self.applied.objects += 1;
         if self.applied.unhealthy.is_none() {
@@ -287,7 +296,8 @@ impl KubeSink {
 
     /// Applies the rendered `documents` of `bundle`, prunes what left it, and evaluates
     /// health. `previous` holds the drift marks of the last apply; `allow`, when set,
-    /// bounds what pruning may delete as it bounds what may be applied.
+    /// bounds what pruning may delete as it bounds what may be applied; `parents` are the
+    /// ApplySet parents as this cycle read them ([`KubeSink::parents`]).
     pub async fn apply(
         &self,
         bundle: &BundleName,
@@ -295,6 +305,7 @@ impl KubeSink {
         policy: Policy,
         previous: &BTreeMap<String, String>,
         allow: Option<&AllowList>,
+        parents: &Parents,
     ) -> Result<Applied> {
         let mut objects: Vec<&Object> = prepared.objects.iter().collect();
         // Namespaces, then CRDs, then the rest, keeping the bundle's order within each.
@@ -302,8 +313,10 @@ impl KubeSink {
         let id = self.applyset_id(bundle);
         // Refusals first: nothing is written when one applies.
         self.refuse_in_manifests(&objects, &id)?;
-        self.ensure_namespace(&self.namespace).await?;
-        let parent = self.read_parent(bundle).await?;
+        let parent = self.parent_record(bundle, parents.0.get(&parent_name(bundle)))?;
+        if !parent.exists {
+            self.ensure_namespace(&self.namespace).await?;
+        }
         // The parent lists every kind and namespace the bundle holds now or held before,
         // before any object is applied: a crash or a failed prune never leaves members it
         // forgot.
@@ -313,13 +326,23 @@ impl KubeSink {
         self.refuse_other_sets(&objects, &id, &members).await?;
         let mut recorded = parent.namespaces.clone();
         recorded.extend(objects.iter().filter_map(|o| o.namespace.clone()));
-        self.write_parent(bundle, &id, &all_kinds, &recorded, policy.keep_resources)
-            .await?;
+        let current = parent.exists
+            && parent.kinds == all_kinds
+            && parent.namespaces == self.others(&recorded)
+            && parent.keep == policy.keep_resources
+            // An agent of another version names itself.
+            && parent.tooling.as_deref() == Some(TOOLING);
+        if !current {
+            self.write_parent(bundle, &id, &all_kinds, &recorded, policy.keep_resources)
+                .await?;
+        }
         let Progress {
             mut applied,
             namespaces,
             keep,
-        } = self.apply_objects(&objects, &id, policy.force, previous).await?;
+        } = self
+            .apply_objects(&objects, &id, policy.force, previous, &members)
+            .await?;
         let mut bounds_namespaces = parent.namespaces;
         bounds_namespaces.extend(namespaces.iter().cloned());
         bounds_namespaces.insert(self.namespace.clone());
@@ -328,13 +351,18 @@ impl KubeSink {
             allow,
         };
         (applied.pruned, applied.left) = self.prune(members, &keep, bounds).await?;
-        if all_kinds != group_kinds || recorded != namespaces {
+        if all_kinds != group_kinds || self.others(&recorded) != self.others(&namespaces) {
             // Pruned: the parent may now list only what the bundle holds (KEP-3659 asks for
             // a superset of the members until then), and the namespaces it uses.
             self.write_parent(bundle, &id, &group_kinds, &namespaces, policy.keep_resources)
                 .await?;
         }
         Ok(applied)
+    }
+
+    /// `namespaces` but the agent's own, as a parent's `additional-namespaces` lists them.
+    fn others(&self, namespaces: &BTreeSet<String>) -> BTreeSet<String> {
+        namespaces.iter().filter(|n| **n != self.namespace).cloned().collect()
     }
 
     /// Applies `objects` in order as members of ApplySet `id`, waiting for each CRD to be
@@ -345,7 +373,9 @@ impl KubeSink {
         id: &str,
         force: bool,
         previous: &BTreeMap<String, String>,
+        members: &[Found],
     ) -> Result<Progress> {
+        let live: BTreeMap<String, &DynamicObject> = members.iter().map(|m| (m.key(), &m.object)).collect();
         let mut progress = Progress::default();
         let mut crds: Vec<String> = Vec::new();
         for (i, object) in objects.iter().enumerate() {
@@ -354,8 +384,21 @@ impl KubeSink {
                     self.wait_established(&crd).await?;
                 }
             }
-            let result = self.apply_object(object, id, force).await?;
-            progress.record(object, &result, previous);
+            let before = live_member(&live, object);
+            let result = match before {
+                // Nothing drifted: no request.
+                Some(b)
+                    if drift::unchanged(
+                        &object.body,
+                        b,
+                        previous.get(&member_key(object, b)).map(String::as_str),
+                    ) =>
+                {
+                    b.clone()
+                }
+                _ => self.apply_object(object, id, force).await?,
+            };
+            progress.record(object, &result, before, previous);
             if object.gvk.kind == CRD_KIND {
                 crds.push(object.name.clone());
             }
@@ -498,8 +541,9 @@ impl KubeSink {
 
     /// Deletes every object of `bundle`'s inventory (but those opted out, and those not
     /// drover's to delete), then its parent. A bundle applied with `keepResources` keeps
-    /// its objects: only the parent goes. Another tool's parent is refused, untouched.
-    pub async fn remove(&self, bundle: &BundleName) -> Result<usize> {
+    /// its objects: only the parent goes. Another tool's parent is refused, untouched;
+    /// `allow`, when set, bounds what is deleted.
+    pub async fn remove(&self, bundle: &BundleName, allow: Option<&AllowList>) -> Result<usize> {
         let id = self.applyset_id(bundle);
         let parent = self.read_parent(bundle).await?;
         let deleted = if parent.keep {
@@ -509,7 +553,7 @@ impl KubeSink {
             namespaces.insert(self.namespace.clone());
             let bounds = ownership::Bounds {
                 namespaces: &namespaces,
-                allow: None,
+                allow,
             };
             let members = self.members(&id, &parent.kinds).await?;
             self.prune(members, &BTreeSet::new(), bounds).await?.0
@@ -624,20 +668,38 @@ impl KubeSink {
     /// What `bundle`'s parent records (nothing when there is none yet); refuses a parent
     /// that another tool manages.
     async fn read_parent(&self, bundle: &BundleName) -> Result<ParentRecord> {
-        let api: Api<DynamicObject> = Api::namespaced_with(
-            self.client.clone(),
-            &self.namespace,
-            &ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
-        );
         let name = parent_name(bundle);
-        let Some(parent) = api
+        let parent = self
+            .config_maps()
             .get_opt(&name)
             .await
-            .map_err(|e| kube_err(format!("ConfigMap {name}"), e))?
-        else {
+            .map_err(|e| kube_err(format!("ConfigMap {name}"), e))?;
+        self.parent_record(bundle, parent.as_ref())
+    }
+
+    /// Every ConfigMap of the agent's namespace named as drover names ApplySet parents, by
+    /// name: one request a cycle instead of one a bundle.
+    pub async fn parents(&self) -> Result<Parents> {
+        let list = match self.config_maps().list(&ListParams::default()).await {
+            Ok(list) => list.items,
+            Err(e) if is_not_found(&e) => Vec::new(),
+            Err(e) => return Err(kube_err(format!("ConfigMaps in {}", self.namespace), e)),
+        };
+        let parents = list
+            .into_iter()
+            .filter_map(|cm| Some((cm.metadata.name.clone()?, cm)))
+            .filter(|(name, _)| name.starts_with(ownership::PARENT_PREFIX))
+            .collect();
+        Ok(Parents(parents))
+    }
+
+    /// What `bundle`'s `parent`, as read, records; refuses another tool's.
+    fn parent_record(&self, bundle: &BundleName, parent: Option<&DynamicObject>) -> Result<ParentRecord> {
+        let Some(parent) = parent else {
             return Ok(ParentRecord::default());
         };
-        let annotations = parent.metadata.annotations.unwrap_or_default();
+        let annotations = parent.metadata.annotations.clone().unwrap_or_default();
+        let name = parent_name(bundle);
         ownership::check_tooling(&format!("{}/{name}", self.namespace), &annotations)?;
         let list = |key: &str| -> BTreeSet<String> {
             annotations
@@ -646,10 +708,20 @@ impl KubeSink {
                 .unwrap_or_default()
         };
         Ok(ParentRecord {
+            exists: true,
             kinds: list(GROUP_KINDS_ANNOTATION),
             namespaces: list(NAMESPACES_ANNOTATION),
             keep: annotations.get(KEEP_ANNOTATION).is_some_and(|v| v == "true"),
+            tooling: annotations.get(TOOLING_ANNOTATION).cloned(),
         })
+    }
+
+    fn config_maps(&self) -> Api<DynamicObject> {
+        Api::namespaced_with(
+            self.client.clone(),
+            &self.namespace,
+            &ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
+        )
     }
 
     async fn write_parent(
@@ -665,12 +737,12 @@ impl KubeSink {
             &self.namespace,
             &ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
         );
-        let others: Vec<&String> = namespaces.iter().filter(|n| **n != self.namespace).collect();
+        let others = self.others(namespaces);
         let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": parent_name(bundle), "namespace": self.namespace,
             "labels": {ID_LABEL: id, "app.kubernetes.io/managed-by": "drover"},
             "annotations": {
-                TOOLING_ANNOTATION: concat!("drover/", env!("CARGO_PKG_VERSION")),
+                TOOLING_ANNOTATION: TOOLING,
                 GROUP_KINDS_ANNOTATION: group_kinds.iter().cloned().collect::<Vec<_>>().join(","),
                 NAMESPACES_ANNOTATION: others.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","),
                 KEEP_ANNOTATION: keep_resources.to_string(),
@@ -774,15 +846,23 @@ impl KubeSink {
     }
 }
 
+/// The ApplySet parents in the agent's namespace as read at the start of a cycle, by name.
+#[derive(Debug, Default)]
+pub struct Parents(BTreeMap<String, DynamicObject>);
+
 /// What an ApplySet parent records.
 #[derive(Debug, Default)]
 struct ParentRecord {
+    /// Whether there is a parent at all.
+    exists: bool,
     /// `contains-group-kinds`.
     kinds: BTreeSet<String>,
     /// `additional-namespaces`.
     namespaces: BTreeSet<String>,
     /// Keep the members when the bundle is removed.
     keep: bool,
+    /// `applyset.kubernetes.io/tooling` (drover's, once refusals have been checked).
+    tooling: Option<String>,
 }
 
 /// A member of an ApplySet as listed, with the resource it was listed from.
@@ -799,6 +879,26 @@ impl Found {
         let name = self.object.metadata.name.as_deref().unwrap_or_default();
         object_key(&gvk, self.object.metadata.namespace.as_deref(), name)
     }
+}
+
+/// The listed member `object` will be applied over, if any (a namespaced object without a
+/// namespace lands in the default one).
+fn live_member<'a>(live: &BTreeMap<String, &'a DynamicObject>, object: &Object) -> Option<&'a DynamicObject> {
+    let ns = object.namespace.as_deref();
+    live.get(&object_key(&object.gvk, ns, &object.name))
+        .or_else(|| {
+            live.get(&object_key(
+                &object.gvk,
+                Some(ns.unwrap_or(OBJECT_DEFAULT_NAMESPACE)),
+                &object.name,
+            ))
+        })
+        .copied()
+}
+
+/// The key of `object` as its listed member `live` names it.
+fn member_key(object: &Object, live: &DynamicObject) -> String {
+    object_key(&object.gvk, live.metadata.namespace.as_deref(), &object.name)
 }
 
 /// `Kind namespace/name` of an object to apply, as refusals name it.
@@ -858,15 +958,6 @@ fn to_apply(rendered: &Rendered, what: &str) -> Result<Object> {
         name,
         body,
     })
-}
-
-/// What tells a change by someone else: `generation` when the kind has one (status
-/// updates do not move it), else `resourceVersion`.
-fn drift_mark(object: &DynamicObject) -> String {
-    match object.metadata.generation {
-        Some(g) => format!("g{g}"),
-        None => format!("rv{}", object.metadata.resource_version.clone().unwrap_or_default()),
-    }
 }
 
 fn condition_true(object: &DynamicObject, kind: &str) -> bool {

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::health::{waiting_for_health, Unsettled, HEALTH_TIMEOUT};
-use super::{Applied, KubeSink, Policy, Prepared};
+use super::{Applied, KubeSink, Parents, Policy, Prepared};
+use crate::allow::AllowList;
 use crate::error::Result;
 use crate::format::BundleName;
 use crate::render::Rendered;
@@ -28,17 +29,24 @@ pub(crate) struct KubeBundles<'a> {
     sink: &'a KubeSink,
     marks: Marks,
     state_dir: PathBuf,
+    /// The namespace allow-list, which bounds removals as it bounds applies.
+    allow: Option<&'a AllowList>,
+    /// The ApplySet parents, read once a cycle when the first bundle is applied.
+    parents: tokio::sync::OnceCell<Parents>,
 }
 
 impl<'a> KubeBundles<'a> {
-    /// Opens a cycle on `sink`, with the drift marks saved in `state_dir`.
-    pub(crate) async fn open(sink: &'a KubeSink, state_dir: &Path) -> Self {
+    /// Opens a cycle on `sink`, with the drift marks saved in `state_dir` and the
+    /// configured namespace `allow`-list.
+    pub(crate) async fn open(sink: &'a KubeSink, state_dir: &Path, allow: Option<&'a AllowList>) -> Self {
         let dir = state_dir.to_path_buf();
         let marks = crate::blocking::run(move || load_marks(&dir)).await;
         KubeBundles {
             sink,
             marks,
             state_dir: state_dir.to_path_buf(),
+            allow,
+            parents: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -71,8 +79,16 @@ impl<'a> KubeBundles<'a> {
             force: job.bundle.force,
             keep_resources: job.bundle.keep_resources,
         };
+        let parents = self.parents.get_or_try_init(|| self.sink.parents()).await?;
         self.sink
-            .apply(job.name(), &prepared, policy, &previous_marks, stage.render.allow)
+            .apply(
+                job.name(),
+                &prepared,
+                policy,
+                &previous_marks,
+                stage.render.allow,
+                parents,
+            )
             .await
     }
 
@@ -152,7 +168,7 @@ impl BundleSink for KubeBundles<'_> {
     }
 
     async fn remove(&mut self, bundle: &BundleName, reason: &str) -> Result<Cleared> {
-        match self.sink.remove(bundle).await {
+        match self.sink.remove(bundle, self.allow).await {
             Ok(deleted) => {
                 self.marks.remove(bundle.as_str());
                 Ok(Cleared {

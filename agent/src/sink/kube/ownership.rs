@@ -167,7 +167,7 @@ mod tests {
         ));
         assert!(
             err.to_string()
-                .contains("drover-applyset-web belongs to kubectl/v1.32.4"),
+                .contains("drover-applyset-web: belongs to kubectl/v1.32.4, not drover"),
             "{err}"
         );
         assert!(
