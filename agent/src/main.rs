@@ -59,24 +59,27 @@ fn init_logs(json: bool, default_filter: &str) {
 }
 
 async fn run(cfg: AgentConfig) -> u8 {
-    let once = cfg.once;
+    let (once, json) = (cfg.once, cfg.log_json);
     let listen = cfg.listen;
     let (mut agent, sync_requests) = match Agent::new(cfg) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("drover-agent: {e}");
+            say(json, &e.to_string());
             return EXIT_CONFIG;
         }
     };
     if once {
         let outcome = agent.cycle().await;
-        return exit_code(&outcome);
+        return exit_code(&outcome, json);
     }
     if let Some(addr) = listen {
         let listener = match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => l,
             Err(e) => {
-                eprintln!("drover-agent: cannot listen on {addr}: {e} (set --listen ADDR:PORT or --listen off)");
+                say(
+                    json,
+                    &format!("cannot listen on {addr}: {e} (set --listen ADDR:PORT or --listen off)"),
+                );
                 return EXIT_CONFIG;
             }
         };
@@ -91,13 +94,23 @@ async fn run(cfg: AgentConfig) -> u8 {
     match daemon::run(agent, sync_requests).await {
         Ok(()) => EXIT_OK,
         Err(e) => {
-            eprintln!("drover-agent: {e}");
+            say(json, &e.to_string());
             EXIT_CONFIG
         }
     }
 }
 
-fn exit_code(outcome: &Outcome) -> u8 {
+/// A message about why the agent stops: a `drover-agent: …` line on stderr, or with
+/// `--log-format json` an error event, so every stderr line stays JSON.
+fn say(json: bool, message: &str) {
+    if json {
+        tracing::error!("{message}");
+    } else {
+        eprintln!("drover-agent: {message}");
+    }
+}
+
+fn exit_code(outcome: &Outcome, json: bool) -> u8 {
     match outcome {
         Outcome::Done(report) => {
             println!(
@@ -122,11 +135,11 @@ fn exit_code(outcome: &Outcome) -> u8 {
             }
         }
         Outcome::IndexFailed(e @ drover_agent::Error::StateNotSaved { .. }) => {
-            eprintln!("drover-agent: {e}");
+            say(json, &e.to_string());
             EXIT_INDEX_FAILED
         }
         Outcome::IndexFailed(e) => {
-            eprintln!("drover-agent: index not applied, nothing changed: {e}");
+            say(json, &format!("index not applied, nothing changed: {e}"));
             EXIT_INDEX_FAILED
         }
     }

@@ -95,7 +95,6 @@ fn json_logs_are_one_object_per_line_naming_the_decision() {
 }
 
 #[test]
-#[ignore = "bug: with --log-format json the agent's exit summary (`drover-agent: index not applied, …`) is a plain-text line on stderr"]
 fn json_log_format_prints_the_exit_summary_as_json_too() {
     let site = Site::new();
     let out = AgentRun::once(&site)

@@ -320,7 +320,7 @@ fn writes_by_another_controller_move_resource_versions_and_the_agent_leaves_them
 
 /// The same, and such a write is not drift.
 #[test]
-#[ignore = "bug: another manager's annotation write (resourceVersion moved, drover's fields untouched) is reported as drifted and restored"]
+#[ignore = "bug: intermittent (about 1 run in 4): another manager's annotation write landing between the agent's list and its apply is counted as 1 drifted"]
 fn writes_by_another_controller_do_not_count_as_drift() {
     for out in cycles_beside_another_controller() {
         for bundle in ["base", "monitoring", "web"] {
@@ -516,7 +516,6 @@ fn widgets_site() -> Site {
 }
 
 #[test]
-#[ignore = "bug: a CRD (and its custom resources) deleted by someone else is re-created but reported as 0 drifted"]
 fn a_crd_deleted_by_someone_else_counts_as_drift() {
     let site = widgets_site();
     site.publish(&[]);
