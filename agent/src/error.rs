@@ -127,6 +127,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Another process holds the state directory's lock: two agents on one state directory
+    /// would overwrite each other's record of what is applied.
+    #[error("{}: state directory is in use by another drover-agent ({}); give each agent its own --state-dir", dir.display(), pid.map_or_else(|| "pid unknown".to_string(), |p| format!("pid {p}")))]
+    StateLocked {
+        /// The state directory.
+        dir: PathBuf,
+        /// The holder's pid, as it wrote it into the lock file.
+        pid: Option<u32>,
+    },
     /// A request to the Kubernetes API failed (kube sink).
     #[error("{what}: {}", context.explain(source))]
     Kube {
