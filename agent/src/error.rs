@@ -24,6 +24,15 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// Where a store holds a regular file (index, signature, blob), a `file://` store has
+    /// something else: reading a FIFO or device could block the agent for ever.
+    #[error("{}: not a regular file but {kind}; a store holds only regular files", path.display())]
+    NotRegularFile {
+        /// The path in the store.
+        path: PathBuf,
+        /// What was found there ("a FIFO", "a directory", …).
+        kind: &'static str,
+    },
     /// Data was larger than its limit.
     #[error("{what}: larger than the limit of {limit} bytes")]
     TooLarge {
