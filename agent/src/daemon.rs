@@ -24,7 +24,7 @@ use crate::format::rfc3339;
 use crate::listener::{Health, Shared, SyncRequest};
 use crate::metrics::{Metrics, Poll};
 use crate::report::Reporter;
-use crate::state::State;
+use crate::state::{State, StateLock};
 use crate::status::{ClusterStatus, Freshness};
 
 /// Readiness is lost after this many intervals without a valid index.
@@ -73,11 +73,15 @@ pub struct Agent {
     shared: Arc<Shared>,
     fetched_seen: u64,
     verify_failures_seen: u64,
+    /// Held while the agent lives: no second agent uses this state directory meanwhile.
+    _state_lock: StateLock,
 }
 
 impl Agent {
     /// An agent for `cfg`, and the receiving end of `POST /sync` requests.
+    /// Fails with [`Error::StateLocked`] when another agent uses the state directory.
     pub fn new(cfg: AgentConfig) -> Result<(Agent, mpsc::Receiver<SyncRequest>)> {
+        let state_lock = StateLock::acquire(&cfg.state_dir)?;
         let (metrics, registry) = Metrics::new(&cfg.cluster.name);
         let reporter = match &cfg.report {
             Some(r) => Some(Reporter::new(r, &cfg.cluster.name, &cfg.source_limits)?),
@@ -104,6 +108,7 @@ impl Agent {
             shared,
             fetched_seen: 0,
             verify_failures_seen: 0,
+            _state_lock: state_lock,
         };
         Ok((agent, sync_rx))
     }

@@ -24,6 +24,15 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// Where a store holds a regular file (index, signature, blob), a `file://` store has
+    /// something else: reading a FIFO or device could block the agent for ever.
+    #[error("{}: not a regular file but {kind}; a store holds only regular files", path.display())]
+    NotRegularFile {
+        /// The path in the store.
+        path: PathBuf,
+        /// What was found there ("a FIFO", "a directory", …).
+        kind: &'static str,
+    },
     /// Data was larger than its limit.
     #[error("{what}: larger than the limit of {limit} bytes")]
     TooLarge {
@@ -126,6 +135,15 @@ pub enum Error {
         /// The underlying error.
         #[source]
         source: std::io::Error,
+    },
+    /// Another process holds the state directory's lock: two agents on one state directory
+    /// would overwrite each other's record of what is applied.
+    #[error("{}: state directory is in use by another drover-agent ({}); give each agent its own --state-dir", dir.display(), pid.map_or_else(|| "pid unknown".to_string(), |p| format!("pid {p}")))]
+    StateLocked {
+        /// The state directory.
+        dir: PathBuf,
+        /// The holder's pid, as it wrote it into the lock file.
+        pid: Option<u32>,
     },
     /// A request to the Kubernetes API failed (kube sink).
     #[error("{what}: {}", context.explain(source))]

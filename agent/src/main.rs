@@ -18,6 +18,10 @@ const EXIT_CONFIG: u8 = 2;
 /// written (then manifests of this cycle may be in place, the next cycle records them).
 const EXIT_INDEX_FAILED: u8 = 3;
 
+/// How long exiting waits for blocking work still running (a `file://` read timed out on a
+/// hung mount never ends).
+const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn main() -> ExitCode {
     let cfg = match AgentConfig::from_flags(Flags::parse()) {
         Ok(cfg) => cfg,
@@ -41,7 +45,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    ExitCode::from(runtime.block_on(run(cfg)))
+    let code = runtime.block_on(run(cfg));
+    // A read stuck in a hung file system holds a blocking thread for ever; exit anyway.
+    runtime.shutdown_timeout(SHUTDOWN_WAIT);
+    ExitCode::from(code)
 }
 
 fn init_logs(json: bool, default_filter: &str) {

@@ -4,7 +4,8 @@
 //! Layout: `state.json` (this module's [`State`]), `status.json` (see [`crate::status`])
 //! and `blobs/<hex>`, a cache of verified bundle blobs: everything currently applied, plus
 //! the most recently used others up to a size bound, so a rollback to a recent digest
-//! needs no download.
+//! needs no download. `lock` is held by the one agent using the directory (see
+//! [`StateLock`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,9 @@ use crate::error::{Error, Result};
 use crate::format::{BundleName, Digest};
 use crate::fsutil;
 use crate::verify::Applied;
+
+mod lock;
+pub use lock::{StateLock, LOCK_FILE};
 
 /// File name of the state inside the state directory.
 pub const STATE_FILE: &str = "state.json";
