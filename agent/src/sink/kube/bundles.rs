@@ -20,8 +20,19 @@ use crate::state::{BundleState, Status};
 /// (generation or resourceVersion), to count drift.
 pub const MARKS_FILE: &str = "kube-marks.json";
 
-/// Drift marks of every bundle: bundle name → object key → mark.
-type Marks = BTreeMap<String, BTreeMap<String, String>>;
+/// Drift marks of every bundle: bundle name → the digest they were taken at and, per
+/// object key, its mark.
+type Marks = BTreeMap<String, DigestMarks>;
+
+/// The marks of one bundle's objects, and the digest whose apply they were taken after. A
+/// mark is only evidence that an object is up to date for that digest: the state can name a
+/// newer digest that was never applied (its intent is recorded before the API is touched,
+/// so a killed run leaves it), and the objects then still carry the old marks.
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+struct DigestMarks {
+    digest: String,
+    objects: BTreeMap<String, String>,
+}
 
 /// One cycle's use of a connected [`KubeSink`], with the drift marks it keeps.
 #[derive(Debug)]
@@ -67,7 +78,12 @@ impl<'a> KubeBundles<'a> {
         // Drift is a change by someone else: a new digest changes the objects on purpose,
         // so its first apply counts none.
         let previous_marks = match job.same_digest() {
-            true => self.marks.get(job.name().as_str()).cloned().unwrap_or_default(),
+            true => self
+                .marks
+                .get(job.name().as_str())
+                .filter(|m| m.digest == job.chosen.digest.to_string())
+                .map(|m| m.objects.clone())
+                .unwrap_or_default(),
             false => {
                 // Recorded before the API is touched.
                 let message = format!("applying {}", job.chosen.digest.short());
@@ -96,7 +112,11 @@ impl<'a> KubeBundles<'a> {
     /// they are not healthy.
     async fn settle(&mut self, job: &Job<'_>, applied: Applied, stage: &Stage<'_>) -> Placed {
         let digest = &job.chosen.digest;
-        self.marks.insert(job.name().to_string(), applied.marks);
+        let marks = DigestMarks {
+            digest: digest.to_string(),
+            objects: applied.marks,
+        };
+        self.marks.insert(job.name().to_string(), marks);
         let mut summary = format!(
             "{}: {} objects applied, {} drifted and restored, {} pruned",
             digest.short(),
