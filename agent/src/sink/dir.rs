@@ -202,10 +202,13 @@ impl DirSink {
 }
 
 /// Fingerprint of the render inputs other than the blob: the same blob renders differently
-/// for another cluster name, other labels or another default namespace.
+/// for another cluster name, other labels or another default namespace. The declared size
+/// is in it too: an index that gives an applied digest another size is no longer
+/// "unchanged", so the blob is checked against that size (and refused: none can match).
 fn render_inputs(job: &Job<'_>, cluster: &Cluster) -> Digest {
     let inputs = serde_json::json!({
         "digest": job.chosen.digest.as_str(),
+        "size": job.chosen.size,
         "namespace": job.bundle.namespace.as_deref(),
         "cluster": cluster.name,
         "labels": cluster.labels,
